@@ -1,0 +1,36 @@
+# Schoolgate: `make run` starts the gateway, `make test` runs every test. Both work from a fresh
+# clone: they create .venv with Python 3.12+ (found by scripts/find-python) and install into it.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+CONFIG  ?= config/schoolgate.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test bench check-config clean
+
+run: $(VENV)/.installed
+	$(VENV)/bin/schoolgate run --config $(CONFIG)
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/run.py
+
+$(VENV)/.created:
+	@python=$$(scripts/find-python) || exit 1; \
+	echo "Creating $(VENV) with $$python"; \
+	"$$python" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.created pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build proxy/*.egg-info .pytest_cache test-artifacts

@@ -1,0 +1,64 @@
+"""Schoolgate's mitmproxy addons, one per module, run in one fixed order for every request:
+identify → classify → enforce → record → metrics.
+
+Each addon decides at `requestheaders`, so a blocked request costs no upstream connection, and
+leaves its result in `flow.metadata` under the keys below so later addons never repeat work.
+mitmproxy logs and swallows exceptions raised by hooks, which would let the request through;
+so every decision hook catches its own failure and calls `fail_closed`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mitmproxy import http
+
+from ..gateway import Gateway
+from ..policy import Policy, Verdict
+
+IDENTITY = "schoolgate.identity"
+CLASSIFICATION = "schoolgate.classification"
+VERDICT = "schoolgate.verdict"
+STARTED = "schoolgate.started"
+RECORDED = "schoolgate.recorded"
+
+__all__ = ["CLASSIFICATION", "IDENTITY", "VERDICT", "fail_closed", "ordered", "serve_verdict"]
+
+
+def ordered(gateway: Gateway) -> list:
+    """The addons in the order they must run."""
+    from .classify import Classify
+    from .enforce import Enforce
+    from .identify import Identify
+    from .metrics import Metrics
+    from .record import Record
+
+    return [Identify(gateway), Classify(gateway), Enforce(gateway), Record(gateway), Metrics(gateway)]
+
+
+def needs_decision(flow: http.HTTPFlow) -> bool:
+    """Cheap guard: skip flows already answered (by us or another addon) or no longer live."""
+    return flow.live and flow.response is None and VERDICT not in flow.metadata
+
+
+def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> None:
+    """Answer `flow` with the block page for `verdict`. Works inside intercepted TLS too."""
+    when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
+    host = flow.request.pretty_host
+    page = gateway.block_page.render(verdict, host, when)
+    flow.response = http.Response.make(page.status, page.body, page.headers)
+
+
+def fail_closed(gateway: Gateway, flow: http.HTTPFlow, stage: str, exc: BaseException) -> None:
+    """Block `flow` with the 'filtering error' page (503), count it and log it (once)."""
+    gateway.fail_closed(stage, exc)
+    identity = flow.metadata.get(IDENTITY)
+    group = identity.group if identity is not None else gateway.config.default_group
+    verdict = Policy.failed(group, stage)
+    flow.metadata[VERDICT] = verdict
+    try:
+        serve_verdict(gateway, flow, verdict)
+    except Exception:  # noqa: BLE001 - the page itself failed; still never let the request out
+        flow.response = http.Response.make(
+            503, b"Filtering error: this request was blocked.", {"Content-Type": "text/plain"}
+        )

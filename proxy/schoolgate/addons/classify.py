@@ -1,0 +1,24 @@
+"""Classify: what the request is, from the category lists. The destination host is the one
+mitmproxy will connect to (`request.host`), not a Host header the client may have forged."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from ..classify import normalise_host
+from ..gateway import Gateway
+from . import CLASSIFICATION, fail_closed, needs_decision
+
+
+class Classify:
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not needs_decision(flow):
+            return
+        try:
+            host = normalise_host(flow.request.host)
+            flow.metadata[CLASSIFICATION] = self.gateway.classifier.classify_host(host)
+        except Exception as e:  # noqa: BLE001 - fail closed on anything, bad hosts included
+            fail_closed(self.gateway, flow, "classify", e)

@@ -1,0 +1,32 @@
+"""Metrics: count every decision by action, category and group; time the decision."""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from ..gateway import Gateway
+from ..metrics import NO_CATEGORY
+from . import STARTED, VERDICT
+
+COUNTED = "schoolgate.counted"
+
+
+class Metrics:
+    def __init__(self, gateway: Gateway):
+        self.metrics = gateway.metrics
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        verdict = flow.metadata.get(VERDICT)
+        if verdict is None or flow.metadata.get(COUNTED):
+            return
+        flow.metadata[COUNTED] = True
+        self.metrics.requests.labels(
+            verdict.action, verdict.category or NO_CATEGORY, verdict.group
+        ).inc()
+        if (started := flow.metadata.get(STARTED)) is not None:
+            self.metrics.decision_seconds.observe(time.perf_counter() - started)
+
+    # A flow blocked by Enforce's last-line check at `request` is recorded and counted there.
+    request = requestheaders

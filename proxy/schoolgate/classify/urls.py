@@ -1,0 +1,79 @@
+"""Normalise URLs and host names once, the same way for list entries and for requests."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+__all__ = ["URLError", "normalise_host", "normalise_url"]
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class URLError(ValueError):
+    """A URL or host name that cannot be classified; the message says what is wrong with it."""
+
+
+def normalise_host(host: str) -> str:
+    """Lowercase, drop leading, trailing and repeated dots, IDN to punycode; IPs as canonical text.
+
+    Raises `URLError` for names that no DNS could hold (empty, bad characters, long labels).
+    """
+    h = host.strip().lower()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if ":" in h:
+        try:
+            return str(ipaddress.IPv6Address(h.split("%", 1)[0]))
+        except ValueError:
+            raise URLError(f"{host!r} is not a valid IPv6 address") from None
+    h = ".".join(part for part in h.split(".") if part)
+    if not h:
+        raise URLError(f"{host!r} has no host name")
+    if not h.isascii():
+        try:
+            h = h.encode("idna").decode("ascii")
+        except UnicodeError as e:
+            raise URLError(f"{host!r} is not a valid international domain name ({e})") from None
+    if len(h) > 253:
+        raise URLError(f"host name is {len(h)} characters long; at most 253 are allowed")
+    labels = h.split(".")
+    if all(label.isdigit() for label in labels) and len(labels) == 4:
+        try:
+            return str(ipaddress.IPv4Address(h))
+        except ValueError:
+            raise URLError(f"{host!r} is not a valid IPv4 address") from None
+    for label in labels:
+        if not _LABEL.match(label):
+            raise URLError(f"{host!r}: label {label!r} is not a valid domain label")
+    return h
+
+
+def normalise_url(url: str) -> tuple[str, str]:
+    """Return ``(normalised URL, normalised host)``; a missing scheme means http.
+
+    The scheme and host are lowercased, the default port and the fragment dropped, and an empty
+    path becomes ``/``. Full Safe Browsing canonicalisation comes with the URL lists.
+    """
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise URLError(f"{url!r} is not a URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        raise URLError(f"{url!r}: only http and https URLs can be classified, not {scheme!r}")
+    if not parts.hostname:
+        raise URLError(f"{url!r} has no host name")
+    host = normalise_host(parts.hostname)
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    path = parts.path or "/"
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{netloc}{path}{query}", host

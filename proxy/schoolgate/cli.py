@@ -1,0 +1,390 @@
+"""The `schoolgate` command: run the gateway, explain a verdict, find an event by reference.
+
+Exit status: 0 success; 1 a runtime failure (or, for `why`, a URL that could not be read);
+2 a configuration or usage error, printed as one line per problem and never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import Config, ConfigError, load_config, parse_address
+
+DEFAULT_CONFIG = "config/schoolgate.yaml"
+log = logging.getLogger("schoolgate")
+
+# The keys of `why --json`, in order. Documented in README.md (a test checks) and stable: later
+# versions add keys, never rename or remove them.
+WHY_KEYS = (
+    "url",
+    "normalised_url",
+    "host",
+    "ip",
+    "group",
+    "group_source",
+    "action",
+    "category",
+    "categories",
+    "matched_list",
+    "matched_entry",
+    "matched_line",
+    "rule",
+    "error",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"schoolgate: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="schoolgate",
+        description="Web filtering and monitoring gateway for schools.",
+    )
+    p.add_argument("--version", action="version", version=f"schoolgate {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def config_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--config",
+            metavar="PATH",
+            default=os.environ.get("SCHOOLGATE_CONFIG", DEFAULT_CONFIG),
+            help=f"configuration file (default: $SCHOOLGATE_CONFIG or {DEFAULT_CONFIG})",
+        )
+
+    run = sub.add_parser("run", help="start the gateway", description="Start the gateway.")
+    config_arg(run)
+    run.add_argument("--listen", metavar="HOST:PORT", help="override listen.host and listen.port")
+    run.add_argument("--metrics", metavar="HOST:PORT", help="override metrics.host and metrics.port")
+    run.set_defaults(func=cmd_run)
+
+    why = sub.add_parser(
+        "why",
+        help="explain the verdict for URLs without a running gateway",
+        description="Print the verdict each URL would get: the normalised URL, the group, the "
+        "matched list and category, and the action. Give URLs as arguments, or - to read them "
+        "one per line from standard input.",
+    )
+    why.add_argument("urls", nargs="+", metavar="URL")
+    why.add_argument("--group", help="decide for this group")
+    why.add_argument("--ip", help="decide for the group this client IP belongs to")
+    why.add_argument("--json", action="store_true", help="one JSON object per URL per line")
+    config_arg(why)
+    why.set_defaults(func=cmd_why)
+
+    event = sub.add_parser(
+        "event",
+        help="show the stored event(s) for a block page's reference",
+        description="Find the event a block page's reference ID points to.",
+    )
+    event.add_argument("reference", help="the reference on the block page, e.g. 7KQ2M-9XDPA")
+    event.add_argument("--json", action="store_true", help="print JSON, one object per line")
+    config_arg(event)
+    event.set_defaults(func=cmd_event)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# why
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from .classify import Classifier, URLError, normalise_url
+    from .identify import Identity, SubnetGroups
+    from .policy import Policy
+
+    logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
+    config = load_config(args.config)
+    if args.group is not None and args.group not in config.groups:
+        raise ConfigError(
+            [f"--group: no group {args.group!r}; defined groups: {', '.join(config.groups)}"]
+        )
+    groups = SubnetGroups(config)
+    if args.ip is not None:
+        try:
+            identity = groups.identify(args.ip)
+        except ValueError:
+            raise ConfigError([f"--ip: {args.ip!r} is not an IP address"]) from None
+        if args.group is not None:
+            identity = Identity(ip=identity.ip, group=args.group, source="override")
+    elif args.group is not None:
+        identity = Identity(ip="", group=args.group, source="override")
+    else:
+        identity = Identity(ip="", group=config.default_group, source="default")
+
+    classifier = Classifier.from_config(config)
+    for problem in classifier.problems:
+        log.warning("%s", problem)
+    policy = Policy(config)
+    status = 0
+    for url in _urls(args.urls):
+        result: dict = dict.fromkeys(WHY_KEYS)
+        result.update(url=url, ip=identity.ip or None, group=identity.group,
+                      group_source=identity.source, categories=[])
+        try:
+            normalised, host = normalise_url(url)
+        except URLError as e:
+            result["error"] = str(e)
+            status = 1
+        else:
+            classification = classifier.classify_host(host)
+            verdict = policy.decide(identity, classification)
+            result.update(
+                normalised_url=normalised,
+                host=host,
+                action=verdict.action,
+                category=verdict.category,
+                categories=list(verdict.categories),
+                matched_list=verdict.matched_list,
+                matched_entry=verdict.matched_entry,
+                matched_line=verdict.matched_line,
+                rule=verdict.rule,
+            )
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        else:
+            _print_why(result, config)
+    return status
+
+
+def _urls(items: Iterable[str]) -> Iterable[str]:
+    for item in items:
+        if item == "-":
+            for line in sys.stdin:
+                if line.strip():
+                    yield line.strip()
+        else:
+            yield item
+
+
+def _print_why(r: dict, config: Config) -> None:
+    print(r["url"])
+    if r["error"]:
+        print(f"  error     {r['error']}")
+        print()
+        return
+    how = {"subnet": f"client {r['ip']} is in its subnet", "default": "the default group",
+           "override": "chosen with --group"}[r["group_source"]]
+    print(f"  normalised  {r['normalised_url']}")
+    print(f"  group       {r['group']} ({how})")
+    if r["categories"]:
+        print(f"  categories  {', '.join(r['categories'])}")
+        print(f"  matched     {r['matched_entry']} ({r['matched_list']}, line {r['matched_line']})")
+    else:
+        print("  categories  none (no list matches this host)")
+    print(f"  action      {r['action'].upper()}" + (f"  ({r['rule']})" if r["rule"] else ""))
+    print()
+
+
+# ---------------------------------------------------------------------------------------------
+# event
+
+
+def cmd_event(args: argparse.Namespace) -> int:
+    from .store import StoreError, events_by_reference
+
+    config = load_config(args.config)
+    if not config.database_path.exists():
+        print(f"schoolgate: no event store yet at {config.database_path}", file=sys.stderr)
+        return 1
+    try:
+        rows = events_by_reference(config.database_path, args.reference)
+    except StoreError as e:
+        print(f"schoolgate: {e}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"schoolgate: no event with reference {args.reference}", file=sys.stderr)
+        return 1
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        else:
+            for key, value in row.items():
+                print(f"{key:13} {'' if value is None else value}")
+            print()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.listen:
+        config = config.replace(listen=parse_address(args.listen, "--listen"))
+    if args.metrics:
+        config = config.replace(metrics=parse_address(args.metrics, "--metrics"))
+    try:
+        return asyncio.run(_run(config))
+    except StartupError as e:
+        print(f"schoolgate: {e}", file=sys.stderr)
+        return 1
+
+
+class StartupError(Exception):
+    """The gateway could not start; the message says what to fix."""
+
+
+def ensure_ca(config: Config) -> Path:
+    """Create the interception CA on first start; return the public certificate's path.
+
+    The CA is named after the school so a pupil inspecting a certificate sees who issued it.
+    mitmproxy writes the private key files with mode 0600.
+    """
+    from mitmproxy import certs
+
+    key_file = config.ca_dir / "mitmproxy-ca.pem"
+    if not key_file.exists():
+        try:
+            certs.CertStore.create_store(
+                config.ca_dir,
+                "mitmproxy",
+                2048,
+                organization="Schoolgate",
+                cn=f"Schoolgate CA - {config.school_name}"[:64],
+            )
+        except OSError as e:
+            raise StartupError(f"cannot create the CA in {config.ca_dir}: {e}") from None
+        log.info("created a new interception CA in %s", config.ca_dir)
+    mode = stat.S_IMODE(key_file.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "the CA private key %s can be read by other users (mode %o): run chmod 600 on it",
+            key_file, mode,
+        )
+    return config.ca_cert_path
+
+
+async def _run(config: Config) -> int:
+    from mitmproxy import addons as mitm_addons
+    from mitmproxy import options
+    from mitmproxy.addons import errorcheck
+    from mitmproxy.master import Master
+
+    from . import addons
+    from .gateway import Gateway
+    from .store import StoreError
+
+    opts = options.Options()
+    master = Master(opts, with_termlog=True)
+    master.addons.add(*mitm_addons.default_addons(), errorcheck.ErrorCheck())
+    logging.getLogger("schoolgate").setLevel(logging.INFO)
+
+    ca_cert = ensure_ca(config)
+    gateway = Gateway(config)
+    gateway.log_lists()
+    opts.update(
+        listen_host=config.listen.host,
+        listen_port=config.listen.port,
+        mode=[config.mode],
+        confdir=str(config.ca_dir),
+        # Lazy: never open a connection to a blocked site's server, not even the TLS handshake
+        # mitmproxy would otherwise make to copy its certificate details.
+        connection_strategy="lazy",
+        # mitm.it's onboarding app is mitmproxy-branded; schools install the CA through their
+        # device management instead (README).
+        onboarding=False,
+        termlog_verbosity="info",
+    )
+    if config.upstream_trusted_ca:
+        opts.update(ssl_verify_upstream_trusted_ca=str(config.upstream_trusted_ca))
+    master.addons.add(*addons.ordered(gateway), _Announce(config, gateway, ca_cert))
+
+    try:
+        await gateway.start()
+    except StoreError as e:
+        raise StartupError(str(e)) from None
+    except OSError as e:
+        raise StartupError(f"cannot serve metrics on {config.metrics}: {e.strerror or e}") from None
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # Shutdown in stages: mitmproxy stops serving, then `done` runs and the Record addon
+        # drains the event queue into the store before the process exits.
+        loop.add_signal_handler(sig, master.shutdown)
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        await master.run()
+    finally:
+        await gateway.stop()  # no-op when `done` already stopped it
+    return 0
+
+
+class _Announce:
+    """Print where the gateway listens, the CA certificate and a first command to try."""
+
+    def __init__(self, config: Config, gateway, ca_cert: Path):
+        self.config, self.gateway, self.ca_cert = config, gateway, ca_cert
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        proxyserver = ctx.master.addons.get("proxyserver")
+        addrs = proxyserver.listen_addrs() if proxyserver else []
+        if not addrs:
+            return
+        host, port = addrs[0][0], addrs[0][1]
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        proxy = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        example = _example_blocked_host(self.config)
+        lines = [
+            "",
+            f"Schoolgate {__version__} is filtering.",
+            f"  proxy listening on  {', '.join(f'{a[0] or '*'}:{a[1]}' for a in addrs)} ({self.config.mode} mode)",
+            f"  metrics             http://{self.gateway.metrics_address}/metrics",
+            f"  CA certificate      {self.ca_cert}",
+            f"  event store         {self.config.database_path}",
+        ]
+        if example:
+            lines += [
+                "",
+                "See a block page:",
+                f"  curl -x {proxy} http://{example}/",
+                f"  curl -x {proxy} --cacert {self.ca_cert} https://{example}/",
+            ]
+        lines.append("")
+        print("\n".join(lines), flush=True)
+
+
+def _example_blocked_host(config: Config) -> str | None:
+    """A domain from the default group's first blocked category, to show a newcomer a block."""
+    from .classify.lists import read_domain_list
+
+    group = config.groups[config.default_group]
+    for category in config.categories.values():
+        if category.name not in group.blocked_categories:
+            continue
+        for path in category.lists:
+            entries, _ = read_domain_list(path)
+            if entries:
+                return "www." + entries[0][0]
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""Load Schoolgate's one YAML file into a typed, frozen `Config`, validated once at start-up.
+
+Every problem is reported as ``file:line: key: what is wrong (what is allowed)`` so a technician
+can fix it without reading code. All problems in a file are collected and raised together in one
+`ConfigError`; the CLI prints them and exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os.path
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+__all__ = [
+    "Address",
+    "Category",
+    "Config",
+    "ConfigError",
+    "EventSettings",
+    "Group",
+    "load_config",
+    "parse_address",
+]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MODES = ("regular", "transparent")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used. `problems` holds one line per problem, each naming
+    the file, line and key; fix them and start again (nothing was started)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A host and TCP port to listen on. Port 0 asks the operating system for a free port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A named set of sites, such as `gambling`."""
+
+    name: str
+    """Machine name, used in group policies, events and metric labels."""
+    title: str
+    """What people read on the block page, such as "Gambling"."""
+    lists: tuple[Path, ...]
+    """Domain list files (absolute paths), one domain per line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """People or devices that share one filtering policy, such as `ks3` or `staff`."""
+
+    name: str
+    title: str
+    subnets: tuple[Network, ...]
+    """Client networks in this group. Nested networks are allowed: the most specific one wins."""
+    blocked_categories: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """How decisions are written to the store: hooks enqueue, one writer drains in batches."""
+
+    queue_size: int = 100_000
+    """Events held in memory at most; beyond it events are dropped and counted."""
+    batch_size: int = 500
+    """Events written in one transaction at most."""
+    flush_interval: float = 1.0
+    """Seconds a queued event may wait for its batch to fill before it is written anyway."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything Schoolgate needs to start, already checked. Paths are absolute."""
+
+    path: Path
+    school_name: str
+    timezone: str
+    listen: Address
+    mode: str
+    ca_dir: Path
+    data_dir: Path
+    upstream_trusted_ca: Path | None
+    """Extra CA bundle the gateway trusts for origin servers (a school's internal CA, or tests)."""
+    metrics: Address
+    events: EventSettings
+    categories: dict[str, Category]
+    groups: dict[str, Group]
+    default_group: str
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "schoolgate.sqlite3"
+
+    @property
+    def ca_cert_path(self) -> Path:
+        """The public CA certificate that managed devices must trust (PEM)."""
+        return self.ca_dir / "mitmproxy-ca-cert.pem"
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_address(text: str, what: str) -> Address:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6), as given on the command line."""
+    m = re.fullmatch(r"\[(?P<h6>[^\]]+)\]:(?P<p6>\d+)|(?P<h>[^:]*):(?P<p>\d+)", text.strip())
+    if not m:
+        raise ConfigError([f"{what}: '{text}' is not HOST:PORT (for example 127.0.0.1:8080)"])
+    host = m["h6"] or m["h"] or ""
+    port = int(m["p6"] or m["p"])
+    problem = _address_problem(host, port)
+    if problem:
+        raise ConfigError([f"{what}: {problem}"])
+    return Address(host, port)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at `path`. Raises `ConfigError` listing every problem."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: configuration file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read configuration file: {e}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: not valid YAML: {e.problem or e}"]) from None
+    checker = _Checker(path)
+    tree = checker.tree(root)
+    config = checker.config(tree)
+    if checker.problems:
+        raise ConfigError(checker.problems)
+    assert config is not None
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# A YAML node tree that remembers where each value came from, so messages can name the line.
+
+
+@dataclass(slots=True)
+class _Value:
+    data: Any  # dict[str, _Value] | list[_Value] | scalar
+    line: int
+    key: str  # dotted path such as groups.ks3.subnets[2]
+
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.file = path
+        self.base = path.parent
+        self.problems: list[str] = []
+        self._constructor = yaml.SafeLoader("")
+
+    # -- building the tree ---------------------------------------------------------------------
+
+    def tree(self, node: yaml.Node | None) -> _Value:
+        if node is None:
+            return _Value({}, 1, "")
+        return self._node(node, "")
+
+    def _node(self, node: yaml.Node, key: str) -> _Value:
+        line = node.start_mark.line + 1
+        if isinstance(node, MappingNode):
+            out: dict[str, _Value] = {}
+            for knode, vnode in node.value:
+                name = self._constructor.construct_object(knode)
+                if not isinstance(name, str):
+                    self.problem(knode.start_mark.line + 1, key, f"key {name!r} must be text")
+                    continue
+                child = f"{key}.{name}" if key else name
+                if name in out:
+                    self.problem(
+                        knode.start_mark.line + 1,
+                        child,
+                        f"given twice (first on line {out[name].line}); keep one",
+                    )
+                    continue
+                out[name] = self._node(vnode, child)
+            return _Value(out, line, key)
+        if isinstance(node, SequenceNode):
+            return _Value(
+                [self._node(v, f"{key}[{i}]") for i, v in enumerate(node.value)], line, key
+            )
+        assert isinstance(node, ScalarNode)
+        return _Value(self._constructor.construct_object(node), line, key)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def problem(self, line: int, key: str, message: str) -> None:
+        where = f"{self.file}:{line}"
+        self.problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    def bad(self, v: _Value, message: str) -> None:
+        self.problem(v.line, v.key, message)
+
+    # -- typed accessors -----------------------------------------------------------------------
+
+    def mapping(self, v: _Value, allowed: tuple[str, ...] | None) -> dict[str, _Value] | None:
+        """Return the mapping in `v`, reporting keys outside `allowed` (None: any key)."""
+        if not isinstance(v.data, dict):
+            self.bad(v, f"must be a mapping of keys to values, not {_kind(v.data)}")
+            return None
+        if allowed is not None:
+            for name, child in v.data.items():
+                if name not in allowed:
+                    hint = difflib.get_close_matches(name, allowed, n=1)
+                    also = f"; did you mean '{hint[0]}'?" if hint else ""
+                    self.bad(child, f"unknown key (allowed: {', '.join(allowed)}){also}")
+        return v.data
+
+    def required(self, m: dict[str, _Value], parent: _Value, name: str) -> _Value | None:
+        if name not in m:
+            key = f"{parent.key}.{name}" if parent.key else name
+            self.problem(parent.line, key, "is required but missing")
+            return None
+        return m[name]
+
+    def text(self, v: _Value, *, allow_empty: bool = False) -> str | None:
+        if not isinstance(v.data, str) or (not allow_empty and not v.data.strip()):
+            self.bad(v, f"must be non-empty text, not {_kind(v.data)}")
+            return None
+        return v.data
+
+    def integer(self, v: _Value, lo: int, hi: int) -> int | None:
+        # bool is an int in Python; YAML `yes` must not become port 1.
+        if isinstance(v.data, bool) or not isinstance(v.data, int):
+            self.bad(v, f"must be a whole number from {lo} to {hi}, not {_kind(v.data)}")
+            return None
+        if not lo <= v.data <= hi:
+            self.bad(v, f"must be from {lo} to {hi}, not {v.data}")
+            return None
+        return v.data
+
+    def number(self, v: _Value, lo: float, hi: float) -> float | None:
+        if isinstance(v.data, bool) or not isinstance(v.data, int | float):
+            self.bad(v, f"must be a number from {lo} to {hi}, not {_kind(v.data)}")
+            return None
+        if not lo <= v.data <= hi:
+            self.bad(v, f"must be from {lo} to {hi}, not {v.data}")
+            return None
+        return float(v.data)
+
+    def choice(self, v: _Value, choices: tuple[str, ...]) -> str | None:
+        if v.data not in choices:
+            self.bad(v, f"must be one of {', '.join(choices)}, not {v.data!r}")
+            return None
+        return v.data
+
+    def sequence(self, v: _Value) -> list[_Value] | None:
+        if not isinstance(v.data, list):
+            self.bad(v, f"must be a list, not {_kind(v.data)}")
+            return None
+        return v.data
+
+    def name(self, v: _Value, name: str, what: str) -> bool:
+        if not NAME_RE.match(name):
+            self.bad(v, f"{what} names use lowercase letters, digits, '-' and '_' (at most 63)")
+            return False
+        return True
+
+    def path(self, v: _Value, *, must_be: str | None) -> Path | None:
+        text = self.text(v)
+        if text is None:
+            return None
+        p = Path(text).expanduser()
+        p = p if p.is_absolute() else (self.base / p)
+        p = Path(os.path.normpath(p))
+        if must_be == "file" and not p.is_file():
+            why = "is a directory, not a file" if p.is_dir() else "does not exist"
+            self.bad(v, f"list file {p} {why}")
+            return None
+        if must_be == "dir" and p.exists() and not p.is_dir():
+            self.bad(v, f"{p} exists but is not a directory")
+            return None
+        return p
+
+    def address(self, v: _Value, default: Address) -> Address | None:
+        m = self.mapping(v, ("host", "port"))
+        if m is None:
+            return None
+        host = self.text(m["host"], allow_empty=True) if "host" in m else default.host
+        port = self.integer(m["port"], 0, 65535) if "port" in m else default.port
+        if host is None or port is None:
+            return None
+        problem = _address_problem(host, port)
+        if problem:
+            self.bad(m.get("host", v), problem)
+            return None
+        return Address(host, port)
+
+    # -- the schema ----------------------------------------------------------------------------
+
+    TOP = (
+        "school",
+        "listen",
+        "mode",
+        "ca_dir",
+        "data_dir",
+        "upstream_trusted_ca",
+        "metrics",
+        "events",
+        "categories",
+        "groups",
+        "default_group",
+    )
+
+    def config(self, root: _Value) -> Config | None:
+        top = self.mapping(root, self.TOP)
+        if top is None:
+            return None
+
+        school_name, timezone = "School", "Europe/London"
+        if "school" in top and (school := self.mapping(top["school"], ("name", "timezone"))):
+            if "name" in school:
+                school_name = self.text(school["name"]) or school_name
+            if "timezone" in school and (tz := self.text(school["timezone"])):
+                try:
+                    zoneinfo.ZoneInfo(tz)
+                    timezone = tz
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    self.bad(school["timezone"], f"unknown time zone {tz!r} (e.g. Europe/London)")
+
+        listen = Address("127.0.0.1", 8080)
+        if "listen" in top:
+            listen = self.address(top["listen"], listen) or listen
+        metrics = Address("127.0.0.1", 9464)
+        if "metrics" in top:
+            metrics = self.address(top["metrics"], metrics) or metrics
+
+        mode = "regular"
+        if "mode" in top:
+            mode = self.choice(top["mode"], MODES) or mode
+
+        data_dir = self.base / "data"
+        if "data_dir" in top:
+            data_dir = self.path(top["data_dir"], must_be="dir") or data_dir
+        ca_dir = data_dir / "ca"
+        if "ca_dir" in top:
+            ca_dir = self.path(top["ca_dir"], must_be="dir") or ca_dir
+        upstream_ca = None
+        if "upstream_trusted_ca" in top and top["upstream_trusted_ca"].data is not None:
+            upstream_ca = self.path(top["upstream_trusted_ca"], must_be="file")
+
+        events = EventSettings()
+        if "events" in top:
+            events = self.events(top["events"]) or events
+
+        categories: dict[str, Category] = {}
+        if (v := self.required(top, root, "categories")) is not None:
+            categories = self.categories(v)
+        groups: dict[str, Group] = {}
+        if (v := self.required(top, root, "groups")) is not None:
+            groups = self.groups(v, categories)
+        default_group = ""
+        if (v := self.required(top, root, "default_group")) is not None:
+            default_group = self.text(v) or ""
+            if default_group and groups and default_group not in groups:
+                self.bad(v, f"names no group; defined groups: {', '.join(groups)}")
+
+        if self.problems:
+            return None
+        return Config(
+            path=self.file,
+            school_name=school_name,
+            timezone=timezone,
+            listen=listen,
+            mode=mode,
+            ca_dir=ca_dir,
+            data_dir=data_dir,
+            upstream_trusted_ca=upstream_ca,
+            metrics=metrics,
+            events=events,
+            categories=categories,
+            groups=groups,
+            default_group=default_group,
+        )
+
+    def events(self, v: _Value) -> EventSettings | None:
+        m = self.mapping(v, ("queue_size", "batch_size", "flush_interval"))
+        if m is None:
+            return None
+        d = EventSettings()
+        queue_size = self.integer(m["queue_size"], 1, 10_000_000) if "queue_size" in m else None
+        batch_size = self.integer(m["batch_size"], 1, 100_000) if "batch_size" in m else None
+        flush = self.number(m["flush_interval"], 0.001, 3600) if "flush_interval" in m else None
+        return EventSettings(
+            queue_size=queue_size or d.queue_size,
+            batch_size=batch_size or d.batch_size,
+            flush_interval=flush or d.flush_interval,
+        )
+
+    def categories(self, v: _Value) -> dict[str, Category]:
+        m = self.mapping(v, None)
+        out: dict[str, Category] = {}
+        if not m:
+            if m is not None:
+                self.bad(v, "define at least one category")
+            return out
+        for name, cv in m.items():
+            if not self.name(cv, name, "category"):
+                continue
+            title = name.replace("_", " ").capitalize()
+            lists: list[Path] = []
+            if isinstance(cv.data, list):  # shorthand: name: [file, file]
+                items = cv.data
+            else:
+                cm = self.mapping(cv, ("title", "lists"))
+                if cm is None:
+                    continue
+                if "title" in cm:
+                    title = self.text(cm["title"]) or title
+                lv = self.required(cm, cv, "lists")
+                items = (self.sequence(lv) or []) if lv is not None else []
+            if not items:
+                self.bad(cv, "needs at least one list file")
+            for item in items:
+                if (p := self.path(item, must_be="file")) is not None:
+                    lists.append(p)
+            out[name] = Category(name=name, title=title, lists=tuple(lists))
+        return out
+
+    def groups(self, v: _Value, categories: dict[str, Category]) -> dict[str, Group]:
+        m = self.mapping(v, None)
+        out: dict[str, Group] = {}
+        if not m:
+            if m is not None:
+                self.bad(v, "define at least one group")
+            return out
+        owner: dict[Network, _Value] = {}
+        for name, gv in m.items():
+            if not self.name(gv, name, "group"):
+                continue
+            gm = self.mapping(gv, ("title", "subnets", "blocked_categories"))
+            if gm is None:
+                continue
+            title = (self.text(gm["title"]) or name) if "title" in gm else name
+            subnets: list[Network] = []
+            for sv in self.sequence(gm["subnets"]) or [] if "subnets" in gm else []:
+                net = self.subnet(sv)
+                if net is None:
+                    continue
+                if net in owner:
+                    first = owner[net]
+                    self.bad(sv, f"{net} is already in {first.key} (line {first.line}); "
+                             "a subnet belongs to one group: use a more specific one to carve "
+                             "out part of it")
+                    continue
+                owner[net] = sv
+                subnets.append(net)
+            blocked: set[str] = set()
+            for cv in self.sequence(gm["blocked_categories"]) or [] if "blocked_categories" in gm else []:
+                cat = self.text(cv)
+                if cat is None:
+                    continue
+                if cat not in categories:
+                    hint = difflib.get_close_matches(cat, list(categories), n=1)
+                    also = f"; did you mean '{hint[0]}'?" if hint else ""
+                    known = ", ".join(sorted(categories)) or "none"
+                    self.bad(cv, f"unknown category {cat!r} (defined: {known}){also}")
+                    continue
+                blocked.add(cat)
+            out[name] = Group(
+                name=name, title=title, subnets=tuple(subnets), blocked_categories=frozenset(blocked)
+            )
+        return out
+
+    def subnet(self, v: _Value) -> Network | None:
+        text = v.data if isinstance(v.data, str) else None
+        if text is None:
+            self.bad(v, f"must be a network such as 10.20.0.0/16, not {_kind(v.data)}")
+            return None
+        try:
+            return ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError as e:
+            loose = None
+            try:
+                loose = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                pass
+            hint = f"; did you mean {loose}?" if loose else ""
+            self.bad(v, f"{text!r} is not a network ({e}){hint}")
+            return None
+
+
+def _address_problem(host: str, port: int) -> str | None:
+    if not 0 <= port <= 65535:
+        return f"port must be from 0 to 65535, not {port}"
+    if host in ("", "localhost"):
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"host {host!r} must be an IP address such as 127.0.0.1 or 0.0.0.0 (all addresses)"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: f"text {value!r}",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+

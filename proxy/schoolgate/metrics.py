@@ -1,0 +1,109 @@
+"""Prometheus metrics for Grafana: counts and latencies with bounded labels only.
+
+Labels are action, category, group and stage: never a user, IP, host or URL (DESIGN.md). Every
+known label child is created at start-up so dashboards show zeros instead of gaps, and values that
+exist only at scrape time (queue depth) come from a collector. Tests pass their own registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .config import Address, Config
+from .policy import ALLOW, BLOCK, ERROR
+
+__all__ = ["GatewayMetrics", "NO_CATEGORY", "STAGES"]
+
+log = logging.getLogger("schoolgate.metrics")
+
+NO_CATEGORY = "none"
+STAGES = ("identify", "classify", "enforce")
+
+
+class _QueueCollector(Collector):
+    def __init__(self, depth: Callable[[], int]):
+        self._depth = depth
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "schoolgate_event_queue_depth",
+            "Events waiting in memory to be written to the store.",
+            value=self._depth(),
+        )
+
+
+class GatewayMetrics:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "schoolgate_requests",
+            "Requests decided, by action, deciding category and group.",
+            ["action", "category", "group"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "schoolgate_decision_seconds",
+            "Time from the first hook to the verdict for one request.",
+            buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                     0.01, 0.025, 0.1),
+            registry=r,
+        )
+        self.fail_closed = Counter(
+            "schoolgate_fail_closed_errors",
+            "Requests blocked because filtering itself failed, by the stage that failed.",
+            ["stage"],
+            registry=r,
+        )
+        self.events_dropped = Counter(
+            "schoolgate_events_dropped",
+            "Events lost because the in-memory queue was full (should stay 0).",
+            registry=r,
+        )
+        self.events_written = Counter(
+            "schoolgate_events_written", "Events written to the store.", registry=r
+        )
+        self.store_write_seconds = Histogram(
+            "schoolgate_store_write_seconds",
+            "Time to write one batch of events (one transaction).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        Info("schoolgate_build", "Schoolgate version.", registry=r).info({"version": __version__})
+        self._server: WSGIServer | None = None
+        self._thread: Thread | None = None
+
+        # Known children up front so every series exists from the first scrape.
+        categories = [*config.categories, NO_CATEGORY]
+        for group in config.groups:
+            for category in categories:
+                for action in (ALLOW, BLOCK):
+                    self.requests.labels(action, category, group)
+            self.requests.labels(ERROR, NO_CATEGORY, group)
+        for stage in STAGES:
+            self.fail_closed.labels(stage)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self.registry.register(_QueueCollector(depth))
+
+    def serve(self, address: Address) -> Address:
+        """Serve /metrics in a background thread; returns the address actually bound."""
+        self._server, self._thread = start_http_server(
+            address.port, addr=address.host or "0.0.0.0", registry=self.registry
+        )
+        host, port = self._server.server_address[:2]
+        return Address(str(host), int(port))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,289 @@
+"""The event store: one SQLite database (WAL) written by one batched writer, read through
+read-only connections.
+
+Request hooks only call `EventWriter.put`, which never waits and never touches the disk; a single
+writer task drains the bounded queue in batches, one `executemany` and one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosqlite
+
+from ..config import EventSettings
+from .migrations import MIGRATIONS, apply_migrations
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "Event",
+    "EventWriter",
+    "MIGRATIONS",
+    "StoreError",
+    "events_by_reference",
+    "open_for_writing",
+]
+
+log = logging.getLogger("schoolgate.store")
+
+
+class StoreError(Exception):
+    """The database cannot be opened or brought up to date; the message says which file and why.
+    Fix the file's permissions or disk space, or restore a backup, and start again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One decision, with the fields the DfE asks schools to log. None means unknown."""
+
+    ts: float
+    """When, as a Unix time (UTC)."""
+    client_ip: str
+    group: str
+    action: str
+    reference: str | None
+    user: str | None = None
+    device: str | None = None
+    method: str | None = None
+    scheme: str | None = None
+    host: str | None = None
+    url: str | None = None
+    search_term: str | None = None
+    categories: tuple[str, ...] = ()
+    matched_rule: str | None = None
+    severity: str | None = None
+
+    def row(self) -> tuple:
+        return (
+            _iso(self.ts),
+            self.user,
+            self.device,
+            self.client_ip,
+            self.group,
+            self.method,
+            self.scheme,
+            self.host,
+            self.url,
+            self.search_term,
+            ",".join(self.categories) or None,
+            self.matched_rule,
+            self.action,
+            self.severity,
+            self.reference,
+        )
+
+
+EVENT_COLUMNS = (
+    "ts",
+    "user",
+    "device",
+    "client_ip",
+    "group_name",
+    "method",
+    "scheme",
+    "host",
+    "url",
+    "search_term",
+    "categories",
+    "matched_rule",
+    "action",
+    "severity",
+    "reference",
+)
+_INSERT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def open_for_writing(path: Path) -> None:
+    """Create the database if needed, switch it to WAL and apply pending migrations.
+
+    Runs once at start-up, before any traffic, so migrations never race the writer.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+    except (OSError, sqlite3.Error) as e:
+        raise StoreError(f"cannot open the event store {path}: {e}") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        applied = apply_migrations(conn)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot prepare the event store {path}: {e}") from None
+    finally:
+        conn.close()
+    for m in applied:
+        log.info("event store %s: applied migration %04d %s", path, m.number, m.name)
+
+
+def events_by_reference(path: Path, reference: str) -> list[dict]:
+    """Every event carrying `reference` (as printed on a block page), newest first."""
+    ref = reference.strip().upper()
+    if len(ref) == 10 and "-" not in ref:
+        ref = f"{ref[:5]}-{ref[5:]}"
+    uri = f"file:{path}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the event store {path} to read: {e}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(
+            f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE reference = ? "
+            "ORDER BY ts DESC",
+            (ref,),
+        ).fetchall()
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the event store {path}: {e}") from None
+    finally:
+        conn.close()
+    return [dict(r) for r in rows]
+
+
+class EventWriter:
+    """Owns the only write connection. `put` from hooks; `start` in `running`, `close` in `done`."""
+
+    def __init__(
+        self,
+        path: Path,
+        settings: EventSettings,
+        *,
+        on_dropped: Callable[[], None] = lambda: None,
+        on_written: Callable[[int, float], None] = lambda n, seconds: None,
+    ):
+        self.path = path
+        self.settings = settings
+        self._on_dropped = on_dropped
+        self._on_written = on_written
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=settings.queue_size)
+        self._batch_ready = asyncio.Event()
+        self._db: aiosqlite.Connection | None = None
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.written = 0
+        self.dropped = 0
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a power cut may lose the last batch, never corrupt the file.
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        self._task = asyncio.create_task(self._run(), name="schoolgate event writer")
+
+    def put(self, event: Event) -> bool:
+        """Queue `event` without waiting. False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            self._on_dropped()
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.error(
+                    "event queue full (%d events): %d events dropped so far; the store at %s "
+                    "is too slow or failing",
+                    self.settings.queue_size,
+                    self.dropped,
+                    self.path,
+                )
+            return False
+        if self._queue.qsize() >= self.settings.batch_size:
+            self._batch_ready.set()
+        return True
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closing and self._queue.empty():
+                return
+            first = await self._queue.get()
+            batch = [] if first is None else [first]
+            if not self._closing and self._queue.qsize() < self.settings.batch_size - 1:
+                # One timer per batch, not per event: wait until the batch fills or time is up.
+                self._batch_ready.clear()
+                try:
+                    await asyncio.wait_for(
+                        self._batch_ready.wait(), timeout=self.settings.flush_interval
+                    )
+                except TimeoutError:
+                    pass
+            while len(batch) < self.settings.batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                await self._write(batch, loop)
+
+    async def _write(self, batch: list[Event], loop: asyncio.AbstractEventLoop) -> None:
+        assert self._db is not None
+        rows = [e.row() for e in batch]
+        delay = 0.5
+        while True:
+            started = loop.time()
+            try:
+                await self._db.execute("BEGIN")
+                try:
+                    await self._db.executemany(_INSERT, rows)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                if self._closing:
+                    log.error("could not write %d events to %s at shutdown: %s", len(rows), self.path, e)
+                    return
+                # Keep the batch and retry: the disk may come back. Meanwhile the queue absorbs
+                # new events, and drops are counted once it is full.
+                log.error("writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.written += len(rows)
+            self._on_written(len(rows), loop.time() - started)
+            return
+
+    async def close(self, timeout: float = 15.0) -> int:
+        """Write everything queued, then close. Returns how many events were flushed now."""
+        if self._task is None:
+            return 0
+        queued = self._queue.qsize()
+        # Stage 1: stop waiting for batches to fill; wake the writer if it sleeps on an empty queue.
+        self._closing = True
+        self._batch_ready.set()
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # the writer is busy draining and will see _closing when the queue is empty
+        # Stage 2: drain, with a bound so a dead disk cannot hang shutdown forever.
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._task.cancel()
+            log.error(
+                "gave up writing events after %.0fs at shutdown; %d events not stored",
+                timeout,
+                self._queue.qsize(),
+            )
+        finally:
+            assert self._db is not None
+            await self._db.close()
+            self._task = None
+        return queued
