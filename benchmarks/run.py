@@ -1,0 +1,14 @@
+"""`make bench`: every benchmark, each printing its figures and ratios against a baseline run in
+the same process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gateway_load  # noqa: E402
+
+if __name__ == "__main__":
+    gateway_load.main()
