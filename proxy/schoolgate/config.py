@@ -203,7 +203,10 @@ class _Checker:
                         f"given twice (first on line {out[name].line}); keep one",
                     )
                     continue
-                out[name] = self._node(vnode, child)
+                value = self._node(vnode, child)
+                # A block value starts on the line after its key; name the key's line.
+                value.line = knode.start_mark.line + 1
+                out[name] = value
             return _Value(out, line, key)
         if isinstance(node, SequenceNode):
             return _Value(
@@ -286,7 +289,7 @@ class _Checker:
             return False
         return True
 
-    def path(self, v: _Value, *, must_be: str | None) -> Path | None:
+    def path(self, v: _Value, *, must_be: str | None, what: str = "list file") -> Path | None:
         text = self.text(v)
         if text is None:
             return None
@@ -295,7 +298,7 @@ class _Checker:
         p = Path(os.path.normpath(p))
         if must_be == "file" and not p.is_file():
             why = "is a directory, not a file" if p.is_dir() else "does not exist"
-            self.bad(v, f"list file {p} {why}")
+            self.bad(v, f"{what} {p} {why}")
             return None
         if must_be == "dir" and p.exists() and not p.is_dir():
             self.bad(v, f"{p} exists but is not a directory")
@@ -345,7 +348,7 @@ class _Checker:
                 try:
                     zoneinfo.ZoneInfo(tz)
                     timezone = tz
-                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder
                     self.bad(school["timezone"], f"unknown time zone {tz!r} (e.g. Europe/London)")
 
         listen = Address("127.0.0.1", 8080)
@@ -367,7 +370,7 @@ class _Checker:
             ca_dir = self.path(top["ca_dir"], must_be="dir") or ca_dir
         upstream_ca = None
         if "upstream_trusted_ca" in top and top["upstream_trusted_ca"].data is not None:
-            upstream_ca = self.path(top["upstream_trusted_ca"], must_be="file")
+            upstream_ca = self.path(top["upstream_trusted_ca"], must_be="file", what="CA file")
 
         events = EventSettings()
         if "events" in top:
@@ -438,10 +441,11 @@ class _Checker:
                 if "title" in cm:
                     title = self.text(cm["title"]) or title
                 lv = self.required(cm, cv, "lists")
-                items = (self.sequence(lv) or []) if lv is not None else []
-            if not items:
+                # None: missing or not a list, already reported; say nothing more about it.
+                items = self.sequence(lv) if lv is not None else None
+            if items is not None and not items:
                 self.bad(cv, "needs at least one list file")
-            for item in items:
+            for item in items or []:
                 if (p := self.path(item, must_be="file")) is not None:
                     lists.append(p)
             out[name] = Category(name=name, title=title, lists=tuple(lists))

@@ -26,9 +26,11 @@ def normalise_host(host: str) -> str:
         h = h[1:-1]
     if ":" in h:
         try:
-            return str(ipaddress.IPv6Address(h.split("%", 1)[0]))
+            ip = ipaddress.IPv6Address(h.split("%", 1)[0])
         except ValueError:
             raise URLError(f"{host!r} is not a valid IPv6 address") from None
+        # [::ffff:a.b.c.d] reaches the IPv4 host a.b.c.d, so it must match that host's entries.
+        return str(ip.ipv4_mapped or ip)
     h = ".".join(part for part in h.split(".") if part)
     if not h:
         raise URLError(f"{host!r} has no host name")

@@ -171,12 +171,14 @@ class EventWriter:
         self._db: aiosqlite.Connection | None = None
         self._task: asyncio.Task | None = None
         self._closing = False
+        self._held = 0  # events the writer has taken off the queue and not yet written
         self.written = 0
         self.dropped = 0
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Events accepted and not yet written, including the batch the writer holds."""
+        return self._queue.qsize() + self._held
 
     async def start(self) -> None:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -202,7 +204,9 @@ class EventWriter:
                     self.path,
                 )
             return False
-        if self._queue.qsize() >= self.settings.batch_size:
+        # The writer holds a batch's first event outside the queue, so batch_size - 1 queued
+        # events complete the batch: wake it now rather than after flush_interval.
+        if self._queue.qsize() >= self.settings.batch_size - 1:
             self._batch_ready.set()
         return True
 
@@ -213,6 +217,7 @@ class EventWriter:
                 return
             first = await self._queue.get()
             batch = [] if first is None else [first]
+            self._held = len(batch)
             if not self._closing and self._queue.qsize() < self.settings.batch_size - 1:
                 # One timer per batch, not per event: wait until the batch fills or time is up.
                 self._batch_ready.clear()
@@ -229,8 +234,10 @@ class EventWriter:
                     break
                 if item is not None:
                     batch.append(item)
+            self._held = len(batch)
             if batch:
                 await self._write(batch, loop)
+            self._held = 0
 
     async def _write(self, batch: list[Event], loop: asyncio.AbstractEventLoop) -> None:
         assert self._db is not None
@@ -264,7 +271,7 @@ class EventWriter:
         """Write everything queued, then close. Returns how many events were flushed now."""
         if self._task is None:
             return 0
-        queued = self._queue.qsize()
+        queued = self.depth
         # Stage 1: stop waiting for batches to fill; wake the writer if it sleeps on an empty queue.
         self._closing = True
         self._batch_ready.set()
@@ -280,7 +287,7 @@ class EventWriter:
             log.error(
                 "gave up writing events after %.0fs at shutdown; %d events not stored",
                 timeout,
-                self._queue.qsize(),
+                self.depth,
             )
         finally:
             assert self._db is not None

@@ -1,0 +1,349 @@
+"""The event store: numbered migrations recorded in the database, the batched writer (batches,
+flush interval, flush on close, drops when full) and finding events by block-page reference."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from schoolgate.config import EventSettings
+from schoolgate.store import Event, EventWriter, StoreError, events_by_reference, open_for_writing
+from schoolgate.store import migrations
+from schoolgate.store.migrations import MIGRATIONS, Migration, apply_migrations
+
+# What DESIGN.md asks every event to carry (the DfE fields), in the table's column order.
+DFE_COLUMNS = [
+    "id", "ts", "user", "device", "client_ip", "group_name", "method", "scheme", "host", "url",
+    "search_term", "categories", "matched_rule", "action", "severity", "reference",
+]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _count(path: Path) -> int:
+    conn = _connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations
+
+
+def test_first_open_creates_the_events_table_and_records_the_migration(tmp_path):
+    path = tmp_path / "data" / "nested" / "schoolgate.sqlite3"  # folders are created
+    open_for_writing(path)
+
+    conn = _connect(path)
+    try:
+        columns = {row[1]: row for row in conn.execute("PRAGMA table_info(events)")}
+        assert list(columns) == DFE_COLUMNS
+        # Time, client, group and action are always known; everything else may be NULL.
+        not_null = {name for name, row in columns.items() if row[3]}
+        assert not_null == {"ts", "client_ip", "group_name", "action"}
+
+        indexes = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")}
+        assert {"events_ts", "events_reference", "events_user_ts", "events_ip_ts"} <= indexes
+
+        recorded = conn.execute("SELECT number, name, applied_at FROM schema_migrations").fetchall()
+        assert [(n, name) for n, name, _ in recorded] == [(1, "events")]
+        applied_at = datetime.fromisoformat(recorded[0][2])
+        assert abs((datetime.now(UTC) - applied_at).total_seconds()) < 60
+
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_reopening_applies_nothing(tmp_path, caplog):
+    path = tmp_path / "schoolgate.sqlite3"
+    with caplog.at_level(logging.INFO, logger="schoolgate.store"):
+        open_for_writing(path)
+        open_for_writing(path)
+    applied_logs = [r for r in caplog.records if "applied migration" in r.getMessage()]
+    assert [r.getMessage() for r in applied_logs] == [
+        f"event store {path}: applied migration 0001 events"
+    ]
+
+    conn = _connect(path)
+    try:
+        assert apply_migrations(conn) == []
+        (count,) = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        assert count == len(MIGRATIONS)
+    finally:
+        conn.close()
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    conn = _connect(path)
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (7, 'from the future', '2031-01-01T00:00:00')"
+    )
+    conn.close()
+
+    with pytest.raises(StoreError) as e:
+        open_for_writing(path)
+    message = str(e.value)
+    assert str(path) in message
+    assert "[7]" in message
+    assert "written by a newer version" in message
+    assert "Upgrade Schoolgate, or restore a backup" in message
+
+
+def test_a_failing_migration_leaves_no_half_applied_change(tmp_path, monkeypatch):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    broken = Migration(2, "broken", ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
+
+    with pytest.raises(StoreError, match=f"cannot prepare the event store {path}"):
+        open_for_writing(path)
+
+    conn = _connect(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "half_done" not in tables
+        assert [r[0] for r in conn.execute("SELECT number FROM schema_migrations")] == [1]
+    finally:
+        conn.close()
+
+
+def test_unopenable_store_is_a_store_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    with pytest.raises(StoreError, match="cannot open the event store"):
+        open_for_writing(blocker / "schoolgate.sqlite3")
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched writer
+
+
+def event(n: int = 0, **fields) -> Event:
+    values = dict(ts=1_700_000_000.0 + n, client_ip="10.20.1.2", group="secondary",
+                  action="allow", reference=None)
+    values.update(fields)
+    return Event(**values)
+
+
+async def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def _writer(tmp_path: Path, batches: list[int], **settings) -> EventWriter:
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    writer = EventWriter(path, EventSettings(**settings), on_written=lambda n, s: batches.append(n))
+    await writer.start()
+    return writer
+
+
+@pytest.mark.asyncio
+async def test_writes_full_batches_and_holds_a_partial_one_for_the_flush_interval(tmp_path):
+    batches: list[int] = []
+    writer = await _writer(tmp_path, batches, queue_size=100, batch_size=5, flush_interval=60)
+    for n in range(12):
+        assert writer.put(event(n))
+
+    await _wait_until(lambda: writer.written == 10)
+    await asyncio.sleep(0.2)
+    # Two full batches are written at once; the last two wait for more (or the flush interval).
+    assert batches == [5, 5]
+    assert writer.written == 10 and writer.depth == 2
+    assert _count(writer.path) == 10
+
+    flushed = await writer.close()
+    assert flushed == 2
+    assert batches == [5, 5, 2]
+    assert writer.written == 12 and writer.depth == 0
+    assert _count(writer.path) == 12
+
+
+@pytest.mark.asyncio
+async def test_a_batch_that_fills_one_event_at_a_time_is_written_without_waiting(tmp_path):
+    batches: list[int] = []
+    writer = await _writer(tmp_path, batches, queue_size=100, batch_size=5, flush_interval=60)
+    try:
+        for n in range(5):
+            writer.put(event(n))
+            await asyncio.sleep(0.01)  # the writer takes the first event and waits for the rest
+        # The fifth event completes the batch: written now, not after 60 s.
+        await _wait_until(lambda: writer.written == 5, timeout=5)
+        assert batches == [5]
+    finally:
+        await writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_partial_batch_is_written_after_the_flush_interval(tmp_path):
+    batches: list[int] = []
+    writer = await _writer(tmp_path, batches, queue_size=100, batch_size=500, flush_interval=0.05)
+    try:
+        for n in range(3):
+            writer.put(event(n))
+        await _wait_until(lambda: writer.written == 3, timeout=5)
+        assert batches == [3]
+        assert _count(writer.path) == 3
+    finally:
+        await writer.close()
+
+
+@pytest.mark.parametrize("sent", [1, 7, 499, 500, 501, 1234])
+@pytest.mark.asyncio
+async def test_close_flushes_everything_even_with_a_long_flush_interval(tmp_path, sent):
+    batches: list[int] = []
+    writer = await _writer(tmp_path, batches, queue_size=10_000, batch_size=500,
+                           flush_interval=3600)
+    for n in range(sent):
+        assert writer.put(event(n))
+    await asyncio.sleep(0)  # let the writer pick up the first batch, as a live gateway would
+
+    flushed = await asyncio.wait_for(writer.close(), timeout=10)
+
+    assert _count(writer.path) == writer.written == sent
+    assert sum(batches) == sent and max(batches) <= 500
+    # Nothing had been written when close began, so all of it was flushed by close.
+    assert flushed == sent
+
+
+@pytest.mark.asyncio
+async def test_close_with_nothing_queued(tmp_path):
+    batches: list[int] = []
+    writer = await _writer(tmp_path, batches, queue_size=10, batch_size=5, flush_interval=3600)
+    await asyncio.sleep(0.01)  # the writer is now waiting on an empty queue
+    assert await asyncio.wait_for(writer.close(), timeout=5) == 0
+    assert batches == [] and _count(writer.path) == 0
+
+
+@pytest.mark.asyncio
+async def test_close_when_never_started_does_nothing(tmp_path):
+    writer = EventWriter(tmp_path / "unused.sqlite3", EventSettings())
+    assert await writer.close() == 0
+    assert not (tmp_path / "unused.sqlite3").exists()
+
+
+def test_queue_full_drops_are_counted_and_logged_once(tmp_path, caplog):
+    drops: list[None] = []
+    writer = EventWriter(tmp_path / "s.sqlite3", EventSettings(queue_size=3, batch_size=2),
+                         on_dropped=lambda: drops.append(None))
+    with caplog.at_level(logging.ERROR, logger="schoolgate.store"):
+        results = [writer.put(event(n)) for n in range(5)]
+
+    assert results == [True, True, True, False, False]
+    assert writer.dropped == 2 and len(drops) == 2
+    assert writer.depth == 3
+    (record,) = [r for r in caplog.records if "event queue full" in r.getMessage()]
+    assert "1 events dropped so far" in record.getMessage()
+
+
+@pytest.mark.asyncio
+async def test_event_columns_as_stored(tmp_path):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    writer = EventWriter(path, EventSettings(batch_size=10, flush_interval=3600))
+    await writer.start()
+    when = datetime(2024, 7, 1, 12, 0, 0, 500_000, tzinfo=UTC).timestamp()
+    writer.put(Event(
+        ts=when, client_ip="10.20.50.3", group="sixth_form", action="block",
+        reference="7KQ2M-9XDPA", user="jsmith", device="LAPTOP-042", method="GET",
+        scheme="https", host="www.bet365.com", url="https://www.bet365.com/casino",
+        search_term=None, categories=("gambling", "adult"),
+        matched_rule="group sixth_form blocks gambling", severity=None,
+    ))
+    writer.put(event(1))  # minimal: every unknown is NULL, never ''
+    await writer.close()
+
+    conn = _connect(path)
+    conn.row_factory = sqlite3.Row
+    full, minimal = (dict(r) for r in conn.execute("SELECT * FROM events ORDER BY id"))
+    conn.close()
+    assert full == {
+        "id": 1, "ts": "2024-07-01T12:00:00.500Z", "user": "jsmith", "device": "LAPTOP-042",
+        "client_ip": "10.20.50.3", "group_name": "sixth_form", "method": "GET",
+        "scheme": "https", "host": "www.bet365.com", "url": "https://www.bet365.com/casino",
+        "search_term": None, "categories": "gambling,adult",
+        "matched_rule": "group sixth_form blocks gambling", "action": "block", "severity": None,
+        "reference": "7KQ2M-9XDPA",
+    }
+    assert minimal["ts"] == "2023-11-14T22:13:21.000Z"  # 1_700_000_001 seconds after 1970
+    assert [k for k, v in minimal.items() if v is None] == [
+        "user", "device", "method", "scheme", "host", "url", "search_term", "categories",
+        "matched_rule", "severity", "reference",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding events by reference (the `schoolgate event` command)
+
+
+@pytest_asyncio.fixture
+async def store_with_references(tmp_path) -> Path:
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    writer = EventWriter(path, EventSettings(batch_size=10, flush_interval=3600))
+    await writer.start()
+    writer.put(event(1, action="block", reference="7KQ2M-9XDPA", host="old.example"))
+    writer.put(event(2, action="block", reference="ABCDE-FGHJK", host="other.example"))
+    writer.put(event(3, action="block", reference="7KQ2M-9XDPA", host="new.example"))
+    writer.put(event(4))
+    await writer.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        # As printed on the block page, as typed in a hurry, and as read aloud.
+        "7KQ2M-9XDPA",
+        "7kq2m-9xdpa",
+        "7KQ2M9XDPA",
+        "7kq2m9xdpa",
+        "  7KQ2M-9XDPA\n",
+    ],
+)
+@pytest.mark.asyncio
+async def test_events_by_reference_finds_every_event_newest_first(store_with_references, typed):
+    rows = events_by_reference(store_with_references, typed)
+    assert [(r["host"], r["reference"], r["action"]) for r in rows] == [
+        ("new.example", "7KQ2M-9XDPA", "block"),
+        ("old.example", "7KQ2M-9XDPA", "block"),
+    ]
+    assert set(rows[0]) == set(DFE_COLUMNS)
+
+
+@pytest.mark.parametrize("typed", ["ZZZZZ-ZZZZZ", "", "7KQ2M", "7KQ2M-9XDP"])
+@pytest.mark.asyncio
+async def test_events_by_reference_unknown(store_with_references, typed):
+    assert events_by_reference(store_with_references, typed) == []
+
+
+def test_events_by_reference_never_creates_a_database(tmp_path):
+    path = tmp_path / "missing.sqlite3"
+    with pytest.raises(StoreError, match="cannot"):
+        events_by_reference(path, "7KQ2M-9XDPA")
+    assert not path.exists()
+
+
+def test_events_by_reference_in_a_database_without_events(tmp_path):
+    path = tmp_path / "empty.sqlite3"
+    sqlite3.connect(path).close()
+    with pytest.raises(StoreError, match=f"cannot read the event store {path}"):
+        events_by_reference(path, "7KQ2M-9XDPA")
