@@ -282,7 +282,7 @@ def ensure_ca(config: Config) -> Path:
 async def _run(config: Config) -> int:
     from mitmproxy import addons as mitm_addons
     from mitmproxy import options
-    from mitmproxy.addons import errorcheck
+    from mitmproxy.addons import errorcheck, termlog
     from mitmproxy.master import Master
 
     from . import addons
@@ -290,7 +290,10 @@ async def _run(config: Config) -> int:
     from .store import StoreError
 
     opts = options.Options()
-    master = Master(opts, with_termlog=True)
+    master = Master(opts, with_termlog=False)
+    # Logs go to stderr, leaving stdout for the start-up banner (and journald keeps both).
+    terminal_log = termlog.TermLog(out=sys.stderr)
+    master.addons.add(terminal_log)
     master.addons.add(*mitm_addons.default_addons(), errorcheck.ErrorCheck())
     logging.getLogger("schoolgate").setLevel(logging.INFO)
 
@@ -332,6 +335,7 @@ async def _run(config: Config) -> int:
         await master.run()
     finally:
         await gateway.stop()  # no-op when `done` already stopped it
+        terminal_log.uninstall()
     return 0
 
 

@@ -300,6 +300,9 @@ class _Checker:
             why = "is a directory, not a file" if p.is_dir() else "does not exist"
             self.bad(v, f"{what} {p} {why}")
             return None
+        if must_be == "file" and not os.access(p, os.R_OK):
+            self.bad(v, f"{what} {p} cannot be read by this user; check its permissions")
+            return None
         if must_be == "dir" and p.exists() and not p.is_dir():
             self.bad(v, f"{p} exists but is not a directory")
             return None

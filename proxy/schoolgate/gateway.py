@@ -32,15 +32,29 @@ class FailureLog:
     cost I/O on the hot path, while the metric still counts every one.
     """
 
+    MAX_KINDS = 256
+
     def __init__(self, repeat_every: float = 60.0):
-        self._seen: dict[tuple[str, str, str], list[float]] = {}  # key -> [last_logged, repeats]
+        self._seen: dict[tuple, list[float]] = {}  # kind -> [last logged, repeats since]
         self._repeat_every = repeat_every
 
+    @staticmethod
+    def kind(stage: str, exc: BaseException) -> tuple:
+        """Same failure = same stage, exception type and raising line. Not the message: it often
+        holds the host, and one bug hit by many hosts is still one bug."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        return (stage, type(exc).__qualname__, where)
+
     def report(self, stage: str, exc: BaseException) -> None:
-        key = (stage, type(exc).__name__, str(exc)[:200])
+        key = self.kind(stage, exc)
         now = time.monotonic()
         entry = self._seen.get(key)
         if entry is None:
+            if len(self._seen) >= self.MAX_KINDS:
+                return  # a flood of distinct failures: the metric still counts every one
             self._seen[key] = [now, 0]
             log.error(
                 "filtering error in %s, request blocked (fail closed): %s\n%s",

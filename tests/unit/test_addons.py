@@ -325,24 +325,51 @@ def test_broken_classifier_fails_closed_after_one_request(proxy, registry):
     assert requests_total(registry, ERROR, "none", "secondary") == 1
 
 
-def test_a_host_that_cannot_be_normalised_fails_closed(proxy, registry, caplog):
+def test_the_destination_decides_not_a_forged_host_header(proxy):
+    # mitmproxy connects to request.host; a Host header naming an allowed site changes nothing,
+    # and the event and the block page name the real destination.
+    flow = flow_to("http://www.bet365.com/", "10.20.1.2")
+    flow.request.headers["Host"] = "www.bbc.co.uk"
+    proxy.browse(flow)
+    assert flow.response.status_code == 403
+    assert b"www.bet365.com" in flow.response.content
+    assert b"bbc" not in flow.response.content
+    assert proxy.gateway.writer.depth == 1
+    event = proxy.gateway.writer._queue.get_nowait()
+    assert (event.host, event.url) == ("www.bet365.com", "http://www.bet365.com/")
+
+
+def test_a_malformed_host_is_a_bad_request_not_a_filtering_error(proxy, registry, caplog):
+    # The client is at fault: 400, recorded as a block, never sent on, and no filtering error.
     flow = flow_to("http://www.example.org/")
     flow.request.host = "bad host!"
     proxy.browse(flow)
-    assert flow.response.status_code == 503
-    assert flow.metadata[VERDICT].reason == "filtering-error:classify"
-    assert fail_closed_total(registry, "classify") == 1
+    assert flow.response.status_code == 400
+    assert b"Bad request" in flow.response.content
+    verdict = flow.metadata[VERDICT]
+    assert (verdict.action, verdict.reason) == (BLOCK, "bad-request")
+    assert fail_closed_total(registry, "classify") == 0
+    assert proxy.gateway.writer.depth == 1
     assert addon_errors(caplog) == []
+
+
+class BrokenElsewhere:
+    """A second, different bug: another exception type raised from another line."""
+
+    def classify_host(self, host):
+        raise KeyError(host)
 
 
 def test_different_failures_are_each_logged_once(proxy, caplog):
     caplog.set_level(logging.ERROR)
-    for message in ("first problem", "second problem", "first problem"):
-        proxy.gateway.classifier = Broken(message)
+    # The same bug with different messages (a message often holds the host) is one failure;
+    # a bug elsewhere is another.
+    for classifier in (Broken("first host"), Broken("second host"), BrokenElsewhere(), Broken("x")):
+        proxy.gateway.classifier = classifier
         proxy.browse(flow_to("http://www.example.org/"))
     logged = [m for r in caplog.records if (m := r.getMessage()).startswith("filtering error")]
     assert len(logged) == 2
-    assert "first problem" in logged[0] and "second problem" in logged[1]
+    assert "RuntimeError: first host" in logged[0] and "KeyError" in logged[1]
 
 
 def test_broken_block_page_still_blocks_with_plain_text(proxy, registry, caplog):

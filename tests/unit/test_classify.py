@@ -128,6 +128,9 @@ def test_normalise_url(url, normalised, host):
         ("ftp://files.example.com/", "only http and https URLs can be classified, not 'ftp'"),
         ("file:///etc/passwd", "only http and https URLs can be classified, not 'file'"),
         ("ws://chat.example.com/", "not 'ws'"),
+        # A scheme without '//' is still a scheme, not a host: never guess http://b.com/.
+        ("mailto:pupil@example.com", "only http and https URLs can be classified, not 'mailto'"),
+        ("javascript:alert(1)", "not 'javascript'"),
         # No host, or a host that cannot be one.
         ("http://", "has no host name"),
         ("https:///path", "has no host name"),
@@ -136,7 +139,6 @@ def test_normalise_url(url, normalised, host):
         # Ports that are not ports.
         ("http://example.com:99999/", "is not a URL"),
         ("http://example.com:http/", "is not a URL"),
-        ("javascript:alert(1)", "is not a URL"),
     ],
 )
 def test_normalise_url_rejects(url, message):

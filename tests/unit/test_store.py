@@ -347,3 +347,47 @@ def test_events_by_reference_in_a_database_without_events(tmp_path):
     sqlite3.connect(path).close()
     with pytest.raises(StoreError, match=f"cannot read the event store {path}"):
         events_by_reference(path, "7KQ2M-9XDPA")
+
+
+# ---------------------------------------------------------------------------------------------
+# A bad event costs itself, never the batch or the writer
+
+
+@pytest.mark.asyncio
+async def test_an_event_that_cannot_be_stored_is_dropped_alone_and_the_writer_lives_on(tmp_path, caplog):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    writer = EventWriter(path, EventSettings(batch_size=10, flush_interval=0.01))
+    await writer.start()
+    try:
+        # ts=None cannot become a timestamp; a list cannot be bound as a column value.
+        for e in (event(1), event(2, ts=None), event(3, user=["not", "text"]), event(4)):
+            assert writer.put(e)
+        await _wait_until(lambda: writer.written + writer.dropped == 4)
+        # The writer still works afterwards.
+        writer.put(event(5))
+        await _wait_until(lambda: writer.written == 3)
+    finally:
+        await writer.close()
+    assert (writer.written, writer.dropped) == (3, 2)
+    conn = _connect(path)
+    try:
+        stored = [r[0] for r in conn.execute("SELECT ts FROM events ORDER BY ts")]
+    finally:
+        conn.close()
+    assert len(stored) == 3 and all(ts.startswith("2023-11-14T22:") for ts in stored)
+
+
+def test_events_by_reference_with_uri_characters_in_the_path(tmp_path):
+    folder = tmp_path / "odd?name#1 %20"
+    path = folder / "schoolgate.sqlite3"
+    open_for_writing(path)
+    conn = _connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO events (ts, client_ip, group_name, action, reference) "
+            "VALUES ('2026-01-01T00:00:00.000Z', '10.0.0.1', 'staff', 'block', 'ABCDE-FGHJK')"
+        )
+    finally:
+        conn.close()
+    assert [r["client_ip"] for r in events_by_reference(path, "abcdefghjk")] == ["10.0.0.1"]

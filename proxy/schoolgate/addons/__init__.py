@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from mitmproxy import http
 
 from ..gateway import Gateway
-from ..policy import Policy, Verdict
+from ..policy import BLOCK, Policy, Verdict, new_reference
 
 IDENTITY = "schoolgate.identity"
 CLASSIFICATION = "schoolgate.classification"
@@ -22,7 +22,15 @@ VERDICT = "schoolgate.verdict"
 STARTED = "schoolgate.started"
 RECORDED = "schoolgate.recorded"
 
-__all__ = ["CLASSIFICATION", "IDENTITY", "VERDICT", "fail_closed", "ordered", "serve_verdict"]
+__all__ = [
+    "CLASSIFICATION",
+    "IDENTITY",
+    "VERDICT",
+    "fail_closed",
+    "ordered",
+    "refuse_bad_request",
+    "serve_verdict",
+]
 
 
 def ordered(gateway: Gateway) -> list:
@@ -44,9 +52,26 @@ def needs_decision(flow: http.HTTPFlow) -> bool:
 def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> None:
     """Answer `flow` with the block page for `verdict`. Works inside intercepted TLS too."""
     when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
-    host = flow.request.pretty_host
+    host = flow.request.host  # what was classified, not the client's Host header
     page = gateway.block_page.render(verdict, host, when)
     flow.response = http.Response.make(page.status, page.body, page.headers)
+
+
+def refuse_bad_request(flow: http.HTTPFlow, group: str, problem: str) -> None:
+    """Answer a request that cannot be classified because it is malformed with 400 (the client is
+    at fault, not the filter). It is recorded as a block and never reaches a server."""
+    flow.metadata[VERDICT] = Verdict(
+        action=BLOCK,
+        group=group,
+        reference=new_reference(),
+        rule=f"malformed request: {problem}",
+        reason="bad-request",
+    )
+    flow.response = http.Response.make(
+        400,
+        f"Bad request: {problem}\n".encode(),
+        {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
+    )
 
 
 def fail_closed(gateway: Gateway, flow: http.HTTPFlow, stage: str, exc: BaseException) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from ..classify import normalise_host
+from ..classify import URLError, normalise_host
 from ..gateway import Gateway
-from . import CLASSIFICATION, fail_closed, needs_decision
+from . import CLASSIFICATION, IDENTITY, fail_closed, needs_decision, refuse_bad_request
 
 
 class Classify:
@@ -18,7 +18,12 @@ class Classify:
         if not needs_decision(flow):
             return
         try:
-            host = normalise_host(flow.request.host)
+            try:
+                host = normalise_host(flow.request.host)
+            except URLError as e:
+                identity = flow.metadata[IDENTITY]
+                refuse_bad_request(flow, identity.group, str(e))
+                return
             flow.metadata[CLASSIFICATION] = self.gateway.classifier.classify_host(host)
         except Exception as e:  # noqa: BLE001 - fail closed on anything, bad hosts included
             fail_closed(self.gateway, flow, "classify", e)

@@ -45,8 +45,9 @@ class Record:
                 device=identity.device if identity else None,
                 method=request.method,
                 scheme=request.scheme,
-                host=request.pretty_host,
-                url=request.pretty_url,
+                # The destination mitmproxy connects to, never a Host header the client chose.
+                host=request.host,
+                url=request.url,
                 categories=verdict.categories,
                 matched_rule=verdict.rule,
                 severity=verdict.severity,

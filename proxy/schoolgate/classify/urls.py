@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 __all__ = ["URLError", "normalise_host", "normalise_url"]
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}$")
+_SCHEME_ONLY = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -61,6 +62,9 @@ def normalise_url(url: str) -> tuple[str, str]:
     """
     text = url.strip()
     if "://" not in text:
+        # "mailto:x@y" has a scheme; "example.com:8080/x" has a port, not a scheme.
+        if m := _SCHEME_ONLY.match(text):
+            raise URLError(f"{url!r}: only http and https URLs can be classified, not {m[1]!r}")
         text = "http://" + text
     try:
         parts = urlsplit(text)

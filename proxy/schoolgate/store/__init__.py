@@ -132,9 +132,9 @@ def events_by_reference(path: Path, reference: str) -> list[dict]:
     ref = reference.strip().upper()
     if len(ref) == 10 and "-" not in ref:
         ref = f"{ref[:5]}-{ref[5:]}"
-    uri = f"file:{path}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True)
+        # as_uri() percent-escapes the path, so '?' or '#' in a folder name cannot break it.
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the event store {path} to read: {e}") from None
     try:
@@ -236,36 +236,74 @@ class EventWriter:
                     batch.append(item)
             self._held = len(batch)
             if batch:
-                await self._write(batch, loop)
+                try:
+                    await self._write(batch, loop)
+                except Exception:  # noqa: BLE001 - the writer must outlive any one batch
+                    log.exception("lost a batch of %d events", len(batch))
+                    self._count_dropped(len(batch))
             self._held = 0
 
     async def _write(self, batch: list[Event], loop: asyncio.AbstractEventLoop) -> None:
         assert self._db is not None
-        rows = [e.row() for e in batch]
+        rows = []
+        for event in batch:
+            try:
+                rows.append(event.row())
+            except Exception:  # noqa: BLE001 - one malformed event must not cost the batch
+                log.exception("dropping an event that cannot be stored: %r", event)
+                self._count_dropped(1)
         delay = 0.5
-        while True:
+        while rows:
             started = loop.time()
             try:
-                await self._db.execute("BEGIN")
-                try:
-                    await self._db.executemany(_INSERT, rows)
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as e:
+                await self._transaction(rows)
+            except sqlite3.OperationalError as e:
+                # Disk full, locked, I/O error: keep the batch and retry, the disk may come back.
+                # Meanwhile the queue absorbs new events, and drops are counted once it is full.
                 if self._closing:
                     log.error("could not write %d events to %s at shutdown: %s", len(rows), self.path, e)
+                    self._count_dropped(len(rows))
                     return
-                # Keep the batch and retry: the disk may come back. Meanwhile the queue absorbs
-                # new events, and drops are counted once it is full.
-                log.error("writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path, e, delay)
+                log.error(
+                    "writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path, e, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
+            except sqlite3.Error:
+                # A data error in some row (retrying cannot help): write the rows one by one so
+                # only the bad ones are lost.
+                log.exception("a batch of %d events was refused; writing them one by one", len(rows))
+                rows = await self._write_one_by_one(rows)
             self.written += len(rows)
             self._on_written(len(rows), loop.time() - started)
             return
+
+    async def _transaction(self, rows: list[tuple]) -> None:
+        assert self._db is not None
+        await self._db.execute("BEGIN")
+        try:
+            await self._db.executemany(_INSERT, rows)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    async def _write_one_by_one(self, rows: list[tuple]) -> list[tuple]:
+        written = []
+        for row in rows:
+            try:
+                await self._transaction([row])
+                written.append(row)
+            except sqlite3.Error as e:
+                log.error("dropping an event the store refuses (%s): %r", e, row)
+                self._count_dropped(1)
+        return written
+
+    def _count_dropped(self, n: int) -> None:
+        self.dropped += n
+        for _ in range(n):
+            self._on_dropped()
 
     async def close(self, timeout: float = 15.0) -> int:
         """Write everything queued, then close. Returns how many events were flushed now."""
