@@ -38,35 +38,48 @@ class BlockPage:
     def render(self, verdict: Verdict, host: str, when: datetime) -> RenderedPage:
         """`when` is timezone-aware; it is shown in the school's time zone."""
         local = when.astimezone(self._tz)
+        advice = ("If you think this is wrong, tell your teacher or the IT team and give them the "
+                  "reference.")
+        rows: list[tuple[str, str]] = [("Site", host)]
         if verdict.action == ERROR:
             # 503: the gateway, not the site, is at fault; a retry may succeed once it is fixed.
-            status = 503
-            values = dict(
-                heading="Filtering error",
-                explanation="The school's web filter could not check this page, so it has been "
-                "blocked to keep you safe. Please try again in a minute.",
-                reason_label="Reason",
-                reason="filtering error",
-                accent="#8a5a00",
-            )
+            status, accent = 503, "#8a5a00"
+            heading = "Filtering error"
+            explanation = ("The school's web filter could not check this page, so it has been "
+                           "blocked to keep you safe. Please try again in a minute.")
+            rows.append(("Reason", "filtering error"))
+        elif verdict.illegal_list is not None:
+            # Never show the site: for a domain entry that would reveal a confidential entry.
+            status, accent = 403, "#b3261e"
+            heading = "Access denied"
+            explanation = _ILLEGAL_WORDING.get(verdict.illegal_kind or "", _ILLEGAL_WORDING["other"])
+            advice = ("If you think this page has been blocked in error, tell the school's IT team "
+                      "and give them the reference; they will contact the list's provider.")
+            rows = []
         else:
-            status = 403
-            category = verdict.category or ""
-            values = dict(
-                heading="This page is blocked",
-                explanation="The school's web filter has blocked this page for your group.",
-                reason_label="Category",
-                reason=self._titles.get(category, category),
-                accent="#b3261e",
-            )
-        values.update(
-            school=self._school,
-            host=host,
-            group=self._groups.get(verdict.group, verdict.group),
-            time=local.strftime("%A %d %B %Y, %H:%M:%S %Z"),
-            reference=verdict.reference,
+            status, accent = 403, "#b3261e"
+            heading = "This page is blocked"
+            explanation = "The school's web filter has blocked this page for your group."
+            if verdict.reason == "override" and verdict.override is not None:
+                rows.append(("Reason", verdict.override.reason))
+            else:
+                category = verdict.category or ""
+                rows.append(("Category", self._titles.get(category, category)))
+        rows += [
+            ("Policy", self._groups.get(verdict.group, verdict.group)),
+            ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z")),
+            ("Reference", verdict.reference),
+        ]
+        details = "\n".join(
+            f'    <dt>{html.escape(k)}</dt><dd{" class=\"ref\"" if k == "Reference" else ""}>'
+            f"{html.escape(v)}</dd>"
+            for k, v in rows
         )
-        body = self._template.substitute({k: html.escape(v) for k, v in values.items()})
+        values = {k: html.escape(v) for k, v in dict(
+            heading=heading, explanation=explanation, advice=advice, accent=accent,
+            school=self._school,
+        ).items()}
+        body = self._template.substitute(values, details=details)
         headers = {
             "Content-Type": "text/html; charset=utf-8",
             # Never let a browser or a cache keep the block page in place of the real one.
@@ -74,3 +87,16 @@ class BlockPage:
             "X-Schoolgate-Reference": verdict.reference,
         }
         return RenderedPage(status, body.encode("utf-8"), headers)
+
+
+# The IWF asks members to show wording to this effect on its splash page.
+_ILLEGAL_WORDING = {
+    "iwf": "Access has been denied because this page may contain indecent images of children as "
+    "identified by the Internet Watch Foundation (IWF). Attempting to view such images is a "
+    "criminal offence. If you believe this page has been blocked in error, contact your internet "
+    "provider, or report it to the IWF at www.iwf.org.uk.",
+    "ctiru": "Access has been denied because this page is on the police Counter Terrorism "
+    "Internet Referral Unit (CTIRU) list of unlawful terrorist content.",
+    "other": "Access has been denied because this page is on a list of illegal content that the "
+    "school must block for everyone.",
+}

@@ -27,6 +27,8 @@ __all__ = [
     "ConfigError",
     "EventSettings",
     "Group",
+    "IllegalListConfig",
+    "Override",
     "load_config",
     "parse_address",
 ]
@@ -70,6 +72,21 @@ class Category:
 
 
 @dataclass(frozen=True, slots=True)
+class Override:
+    """A group's local allow or block entry: it beats the categories, never the illegal lists."""
+
+    target: str
+    """As written: a domain (`example.com`) or a URL prefix (`example.com/teaching/`)."""
+    host: str
+    """Normalised host; the entry covers it and every name under it."""
+    path: str | None
+    """Path prefix for URL entries (starts with `/`); None for a whole domain."""
+    reason: str
+    where: str
+    """`file:line: key`, for messages that refuse or explain the entry."""
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     """People or devices that share one filtering policy, such as `ks3` or `staff`."""
 
@@ -78,6 +95,22 @@ class Group:
     subnets: tuple[Network, ...]
     """Client networks in this group. Nested networks are allowed: the most specific one wins."""
     blocked_categories: frozenset[str]
+    allow: tuple[Override, ...] = ()
+    block: tuple[Override, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IllegalListConfig:
+    """An illegal-content list (IWF, CTIRU). See `schoolgate.classify.illegal`."""
+
+    name: str
+    title: str
+    kind: str
+    source: str
+    """Absolute file path, or an http(s) URL."""
+    form: str
+    refresh_seconds: float
+    stale_after_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +143,7 @@ class Config:
     categories: dict[str, Category]
     groups: dict[str, Group]
     default_group: str
+    illegal_lists: dict[str, IllegalListConfig] = dataclasses.field(default_factory=dict)
 
     @property
     def database_path(self) -> Path:
@@ -336,6 +370,7 @@ class _Checker:
         "categories",
         "groups",
         "default_group",
+        "illegal_lists",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -385,6 +420,9 @@ class _Checker:
         groups: dict[str, Group] = {}
         if (v := self.required(top, root, "groups")) is not None:
             groups = self.groups(v, categories)
+        illegal: dict[str, IllegalListConfig] = {}
+        if "illegal_lists" in top:
+            illegal = self.illegal_lists(top["illegal_lists"])
         default_group = ""
         if (v := self.required(top, root, "default_group")) is not None:
             default_group = self.text(v) or ""
@@ -407,6 +445,7 @@ class _Checker:
             categories=categories,
             groups=groups,
             default_group=default_group,
+            illegal_lists=illegal,
         )
 
     def events(self, v: _Value) -> EventSettings | None:
@@ -465,7 +504,7 @@ class _Checker:
         for name, gv in m.items():
             if not self.name(gv, name, "group"):
                 continue
-            gm = self.mapping(gv, ("title", "subnets", "blocked_categories"))
+            gm = self.mapping(gv, ("title", "subnets", "blocked_categories", "allow", "block"))
             if gm is None:
                 continue
             title = (self.text(gm["title"]) or name) if "title" in gm else name
@@ -494,10 +533,97 @@ class _Checker:
                     self.bad(cv, f"unknown category {cat!r} (defined: {known}){also}")
                     continue
                 blocked.add(cat)
+            allow = self.overrides(gm["allow"]) if "allow" in gm else ()
+            block = self.overrides(gm["block"]) if "block" in gm else ()
             out[name] = Group(
-                name=name, title=title, subnets=tuple(subnets), blocked_categories=frozenset(blocked)
+                name=name,
+                title=title,
+                subnets=tuple(subnets),
+                blocked_categories=frozenset(blocked),
+                allow=allow,
+                block=block,
             )
         return out
+
+    def overrides(self, v: _Value) -> tuple[Override, ...]:
+        from .classify.urls import URLError, normalise_host
+
+        out = []
+        for item in self.sequence(v) or []:
+            m = self.mapping(item, ("target", "reason"))
+            if m is None:
+                continue
+            target_v = self.required(m, item, "target")
+            reason_v = self.required(m, item, "reason")
+            target = self.text(target_v) if target_v is not None else None
+            reason = self.text(reason_v) if reason_v is not None else None
+            if target is None or reason is None:
+                continue
+            text = target.strip()
+            text = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", text)
+            host_part, slash, path = text.partition("/")
+            host_part = host_part.rsplit("@", 1)[-1].split(":", 1)[0]
+            try:
+                host = normalise_host(host_part)
+            except URLError as e:
+                self.bad(target_v, f"not a domain or URL prefix: {e}")
+                continue
+            path_prefix = "/" + path if slash and path else None
+            where = f"{self.file}:{item.line}: {item.key}"
+            out.append(Override(target, host, path_prefix, reason, where))
+        return tuple(out)
+
+    def illegal_lists(self, v: _Value) -> dict[str, IllegalListConfig]:
+        from .classify.illegal import FORMS, KINDS
+
+        m = self.mapping(v, None)
+        out: dict[str, IllegalListConfig] = {}
+        for name, lv in (m or {}).items():
+            if not self.name(lv, name, "illegal list"):
+                continue
+            lm = self.mapping(lv, ("title", "kind", "source", "form", "refresh", "stale_after"))
+            if lm is None:
+                continue
+            kind = self.choice(lm["kind"], KINDS) if "kind" in lm else "other"
+            form = self.choice(lm["form"], FORMS) if "form" in lm else "plain"
+            title = (self.text(lm["title"]) or name) if "title" in lm else name
+            refresh = self.duration(lm["refresh"]) if "refresh" in lm else 12 * 3600.0
+            stale = self.duration(lm["stale_after"]) if "stale_after" in lm else None
+            source_v = self.required(lm, lv, "source")
+            source: str | None = None
+            if source_v is not None and (text := self.text(source_v)):
+                if text.startswith(("http://", "https://")):
+                    source = text
+                elif (p := self.path(source_v, must_be="file", what="illegal list file")) is not None:
+                    source = str(p)
+            if None in (kind, form, refresh, source):
+                continue
+            assert refresh is not None and source is not None
+            if refresh > 12 * 3600:
+                self.bad(lm["refresh"], "must be at most 12h: schools must refresh these lists at "
+                         "least twice a day")
+                continue
+            out[name] = IllegalListConfig(
+                name=name,
+                title=title,
+                kind=kind or "other",
+                source=source,
+                form=form or "plain",
+                refresh_seconds=refresh,
+                stale_after_seconds=stale if stale is not None else refresh + 3600,
+            )
+        return out
+
+    def duration(self, v: _Value) -> float | None:
+        """Seconds as a number, or text such as `90s`, `30m`, `12h`, `1d`."""
+        if isinstance(v.data, int | float) and not isinstance(v.data, bool) and v.data > 0:
+            return float(v.data)
+        if isinstance(v.data, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", v.data)
+            if m and float(m[1]) > 0:
+                return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+        self.bad(v, f"must be a duration such as 30m, 12h or 1d, not {_kind(v.data)}")
+        return None
 
     def subnet(self, v: _Value) -> Network | None:
         text = v.data if isinstance(v.data, str) else None

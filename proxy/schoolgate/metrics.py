@@ -20,11 +20,12 @@ from . import __version__
 from .config import Address, Config
 from .policy import ALLOW, BLOCK, ERROR
 
-__all__ = ["GatewayMetrics", "NO_CATEGORY", "STAGES"]
+__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
 
 log = logging.getLogger("schoolgate.metrics")
 
 NO_CATEGORY = "none"
+ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never the entry
 STAGES = ("identify", "classify", "enforce")
 
 
@@ -88,6 +89,7 @@ class GatewayMetrics:
                 for action in (ALLOW, BLOCK):
                     self.requests.labels(action, category, group)
             self.requests.labels(ERROR, NO_CATEGORY, group)
+            self.requests.labels(BLOCK, ILLEGAL_CATEGORY, group)
         for stage in STAGES:
             self.fail_closed.labels(stage)
 

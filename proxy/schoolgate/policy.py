@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 from .classify import Classification
-from .config import Config
+from .config import Config, Override
 from .identify import Identity
 
 __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
@@ -48,27 +48,101 @@ class Verdict:
     matched_line: int | None = None
     severity: str | None = None
     reason: str = ""
-    """Why, in a short code: `category`, `no-block`, `filtering-error:<stage>`."""
+    """Why, in a short code: `illegal:<list>`, `override`, `category`, `no-block`,
+    `bad-request`, `filtering-error:<stage>`."""
+    illegal_list: str | None = None
+    """The illegal-content list that holds the request (its name only, never the entry)."""
+    illegal_kind: str | None = None
+    """`iwf`, `ctiru` or `other`: which wording the block page uses."""
+    override: Override | None = None
+    """The group's local allow or block entry that decided, if one did."""
 
 
 class Policy:
-    """Every group's policy, compiled once from the config."""
+    """Every group's policy, compiled once from the config.
+
+    Order of precedence, first match wins: illegal-content lists (for everyone, never
+    overridable) → the group's local overrides (most specific entry; block on a tie) → the
+    group's blocked categories (most specific list entry) → allow.
+    """
 
     def __init__(self, config: Config):
         self._blocked = {name: g.blocked_categories for name, g in config.groups.items()}
+        # Per group: host -> overrides on that host, for a label-suffix walk like the lists'.
+        self._overrides: dict[str, dict[str, list[tuple[Override, str]]]] = {}
+        for name, g in config.groups.items():
+            by_host: dict[str, list[tuple[Override, str]]] = {}
+            for action, entries in ((ALLOW, g.allow), (BLOCK, g.block)):
+                for o in entries:
+                    by_host.setdefault(o.host, []).append((o, action))
+            self._overrides[name] = by_host
+
+    def override_for(self, group: str, host: str, path: str) -> tuple[Override, str] | None:
+        """The group's most specific local entry covering host and path, and its action."""
+        by_host = self._overrides.get(group)
+        if not by_host:
+            return None
+        best: tuple[Override, str] | None = None
+        best_key: tuple[int, int, int] = (-1, -1, -1)
+        name = host
+        while True:
+            for o, action in by_host.get(name, ()):
+                if o.path is None or path.startswith(o.path):
+                    # Longer host, then longer path, then block over allow on a tie.
+                    key = (len(o.host), len(o.path or ""), action == BLOCK)
+                    if key > best_key:
+                        best, best_key = (o, action), key
+            dot = name.find(".")
+            if dot == -1 or best is not None:
+                # The first (longest) host with a match wins over any parent domain.
+                break
+            name = name[dot + 1 :]
+        return best
 
     def decide(self, identity: Identity, classification: Classification) -> Verdict:
-        blocked = self._blocked[identity.group]
+        group = identity.group
         categories = classification.categories
+        if classification.illegal is not None:
+            lst = classification.illegal
+            return Verdict(
+                action=BLOCK,
+                group=group,
+                reference=new_reference(),
+                categories=categories,
+                rule=f"illegal-content list {lst.name} (applies to everyone, cannot be overridden)",
+                matched_list=lst.name,
+                severity="high",
+                reason=f"illegal:{lst.name}",
+                illegal_list=lst.name,
+                illegal_kind=lst.kind,
+            )
+        found = self.override_for(group, classification.host, classification.path)
+        if found is not None:
+            o, action = found
+            verb = "allows" if action == ALLOW else "blocks"
+            top = classification.matches[0] if classification.matches else None
+            return Verdict(
+                action=action,
+                group=group,
+                reference=new_reference(),
+                category=top.category if top else None,
+                categories=categories,
+                rule=f"group {group} {verb} {o.target} (local override: {o.reason})",
+                matched_list=o.where,
+                matched_entry=o.target,
+                reason="override",
+                override=o,
+            )
+        blocked = self._blocked[group]
         for m in classification.matches:
             if m.category in blocked:
                 return Verdict(
                     action=BLOCK,
-                    group=identity.group,
+                    group=group,
                     reference=new_reference(),
                     category=m.category,
                     categories=categories,
-                    rule=f"group {identity.group} blocks {m.category}",
+                    rule=f"group {group} blocks {m.category}",
                     matched_list=m.list_path,
                     matched_entry=m.entry,
                     matched_line=m.line,
@@ -77,11 +151,11 @@ class Policy:
         top = classification.matches[0] if classification.matches else None
         return Verdict(
             action=ALLOW,
-            group=identity.group,
+            group=group,
             reference=new_reference(),
             category=top.category if top else None,
             categories=categories,
-            rule=None if top is None else f"group {identity.group} allows {top.category}",
+            rule=None if top is None else f"group {group} allows {top.category}",
             matched_list=top.list_path if top else None,
             matched_entry=top.entry if top else None,
             matched_line=top.line if top else None,

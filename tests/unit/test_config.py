@@ -121,7 +121,7 @@ MISTAKES = [
     pytest.param(
         "    title: Sixth form\n", "    title: Sixth form\n    blocked: [gambling]\n",
         "blocked: [gambling]", "groups.sixth_form.blocked",
-        ["unknown key (allowed: title, subnets, blocked_categories)"], [],
+        ["unknown key (allowed: title, subnets, blocked_categories, allow, block)"], [],
         id="unknown-key-in-group",
     ),
     pytest.param(

@@ -7,7 +7,7 @@ import time
 from mitmproxy import http
 
 from ..gateway import Gateway
-from ..metrics import NO_CATEGORY
+from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY
 from . import STARTED, VERDICT
 
 COUNTED = "schoolgate.counted"
@@ -22,9 +22,8 @@ class Metrics:
         if verdict is None or flow.metadata.get(COUNTED):
             return
         flow.metadata[COUNTED] = True
-        self.metrics.requests.labels(
-            verdict.action, verdict.category or NO_CATEGORY, verdict.group
-        ).inc()
+        category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
+        self.metrics.requests.labels(verdict.action, category, verdict.group).inc()
         if (started := flow.metadata.get(STARTED)) is not None:
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
 

@@ -47,7 +47,8 @@ class Record:
                 scheme=request.scheme,
                 # The destination mitmproxy connects to, never a Host header the client chose.
                 host=request.host,
-                url=request.url,
+                # An illegal-list URL may itself be an entry: keep the host and list name only.
+                url=None if verdict.illegal_list else request.url,
                 categories=verdict.categories,
                 matched_rule=verdict.rule,
                 severity=verdict.severity,

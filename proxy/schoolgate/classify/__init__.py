@@ -19,6 +19,7 @@ __all__ = [
     "CategoryMatch",
     "Classification",
     "Classifier",
+    "IllegalMatch",
     "ListProblem",
     "ListSummary",
     "URLError",
@@ -41,11 +42,22 @@ class CategoryMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class IllegalMatch:
+    """Which illegal-content list holds a request: its name and kind, never the entry."""
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
 class Classification:
     """Everything the lists say about one request, most specific entry first."""
 
     host: str
     matches: tuple[CategoryMatch, ...]
+    path: str = "/"
+    """Canonical path and query, for URL lists and local overrides."""
+    illegal: IllegalMatch | None = None
 
     @property
     def categories(self) -> tuple[str, ...]:
