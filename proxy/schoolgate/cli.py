@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError, load_config, parse_address
+from .gateway import StartupError
 
 DEFAULT_CONFIG = "config/schoolgate.yaml"
 log = logging.getLogger("schoolgate")
@@ -94,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     why.add_argument("--json", action="store_true", help="one JSON object per URL per line")
     config_arg(why)
     why.set_defaults(func=cmd_why)
+
+    reload = sub.add_parser(
+        "reload",
+        help="make the running gateway re-read its config and lists",
+        description="Ask the running gateway (the one using this config's data_dir) to re-read "
+        "the config file and every list, and print the outcome. The running rules stay in force "
+        "if anything is wrong; the message names the file and line.",
+    )
+    config_arg(reload)
+    reload.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="how long to wait for the outcome (default 60)")
+    reload.set_defaults(func=cmd_reload)
 
     event = sub.add_parser(
         "event",
@@ -200,6 +213,48 @@ def _print_why(r: dict, config: Config) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# reload
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    import time
+
+    config = load_config(args.config)
+    pidfile = config.data_dir / "schoolgate.pid"
+    status = config.data_dir / "reload-status.json"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        print(f"schoolgate: no running gateway found ({pidfile} is missing or unreadable)",
+              file=sys.stderr)
+        return 1
+    before = status.stat().st_mtime_ns if status.exists() else None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"schoolgate: the gateway (pid {pid}) is not running; remove {pidfile}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if status.exists() and status.stat().st_mtime_ns != before:
+            try:
+                result = json.loads(status.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            if result.get("ok"):
+                print(f"reloaded: generation {result['generation']} in {result['seconds']}s")
+                return 0
+            for problem in result.get("problems", []):
+                print(f"schoolgate: reload refused: {problem}", file=sys.stderr)
+            print("schoolgate: the running rules stay in force", file=sys.stderr)
+            return 2
+        time.sleep(0.05)
+    print(f"schoolgate: no reload outcome within {args.timeout:.0f}s", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
 # event
 
 
@@ -243,10 +298,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StartupError as e:
         print(f"schoolgate: {e}", file=sys.stderr)
         return 1
-
-
-class StartupError(Exception):
-    """The gateway could not start; the message says what to fix."""
 
 
 def ensure_ca(config: Config) -> Path:
@@ -300,6 +351,7 @@ async def _run(config: Config) -> int:
     ca_cert = ensure_ca(config)
     gateway = Gateway(config)
     gateway.log_lists()
+    gateway.load_illegal_lists()
     opts.update(
         listen_host=config.listen.host,
         listen_port=config.listen.port,
@@ -329,6 +381,10 @@ async def _run(config: Config) -> int:
         # Shutdown in stages: mitmproxy stops serving, then `done` runs and the Record addon
         # drains the event queue into the store before the process exits.
         loop.add_signal_handler(sig, master.shutdown)
+    # `schoolgate reload` (or `kill -HUP`) rebuilds the rules without a restart.
+    loop.add_signal_handler(signal.SIGHUP, gateway.request_reload, "SIGHUP")
+    pidfile = config.data_dir / "schoolgate.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
@@ -336,6 +392,7 @@ async def _run(config: Config) -> int:
     finally:
         await gateway.stop()  # no-op when `done` already stopped it
         terminal_log.uninstall()
+        pidfile.unlink(missing_ok=True)
     return 0
 
 

@@ -6,21 +6,27 @@ the CLI builds the same parts to explain verdicts without a proxy.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import logging
+import os
 import time
 import traceback
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
 from .blockpage import BlockPage
 from .classify import Classifier
-from .config import Address, Config
+from .classify.illegal import IllegalList, IllegalLists, IllegalListSpec
+from .config import Address, Config, ConfigError, IllegalListConfig, load_config
 from .identify import SubnetGroups
 from .metrics import GatewayMetrics
 from .policy import Policy
 from .store import EventWriter, open_for_writing
 
-__all__ = ["FailureLog", "Gateway"]
+__all__ = ["FailureLog", "Gateway", "Rules", "StartupError", "build_rules"]
 
 log = logging.getLogger("schoolgate")
 
@@ -72,6 +78,46 @@ class FailureLog:
             entry[0], entry[1] = now, 0
 
 
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Everything derived from the config and the lists, swapped whole on reload. A request takes
+    one snapshot at its first hook, so it is decided by one generation from start to finish."""
+
+    config: Config
+    groups: SubnetGroups
+    classifier: Classifier
+    policy: Policy
+    block_page: BlockPage
+    generation: int = 1
+
+
+def build_rules(config: Config, illegal: IllegalLists, generation: int = 1) -> Rules:
+    """Build every config-derived part (blocking: list files are read). Raises ConfigError for
+    overrides that try to allow an illegal-list entry."""
+    classifier = Classifier.from_config(config)
+    classifier.illegal = illegal
+    refuse_illegal_allows(config, classifier)
+    return Rules(config, SubnetGroups(config), classifier, Policy(config), BlockPage(config),
+                 generation)
+
+
+def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:
+    """An `allow` entry naming something on an illegal-content list is refused outright. (The
+    lists outrank every allow anyway; refusing says so to whoever wrote it.)"""
+    problems = []
+    for group in config.groups.values():
+        for o in group.allow:
+            url = f"http://{o.host}{o.path or '/'}"
+            match = classifier.illegal_match(url)
+            if match is not None:
+                problems.append(
+                    f"{o.where}: refused: {o.target!r} is on the illegal-content list "
+                    f"{match.name!r}, which no group, allow entry or administrator can override"
+                )
+    if problems:
+        raise ConfigError(problems)
+
+
 class Gateway:
     def __init__(
         self,
@@ -79,13 +125,19 @@ class Gateway:
         *,
         registry: CollectorRegistry | None = None,
         classifier: Classifier | None = None,
+        illegal: IllegalLists | None = None,
     ):
         self.config = config
-        self.groups = SubnetGroups(config)
-        self.classifier = classifier or Classifier.from_config(config)
-        self.policy = Policy(config)
-        self.block_page = BlockPage(config)
         self.metrics = GatewayMetrics(config, registry)
+        self.illegal = illegal if illegal is not None else IllegalLists(
+            [IllegalList(_spec(c), config.data_dir / "illegal") for c in config.illegal_lists.values()]
+        )
+        if classifier is not None:
+            classifier.illegal = self.illegal
+            self.rules = Rules(config, SubnetGroups(config), classifier, Policy(config),
+                               BlockPage(config))
+        else:
+            self.rules = build_rules(config, self.illegal)
         self.failures = FailureLog()
         self.writer = EventWriter(
             config.database_path,
@@ -94,8 +146,26 @@ class Gateway:
             on_written=self._written,
         )
         self.metrics.watch_queue(lambda: self.writer.depth)
+        self.metrics.watch_lists(self.illegal)
         self.metrics_address: Address | None = None
         self._started = False
+        self._tasks: list[asyncio.Task] = []
+        self._reload_lock = asyncio.Lock()
+        self._fingerprint: dict[str, tuple[int, int]] = {}
+        self.last_reload: dict = {}
+
+    # The parts of the current generation, for callers (and tests) that need one of them.
+    groups = property(lambda self: self.rules.groups,
+                      lambda self, v: self._replace(groups=v))
+    classifier = property(lambda self: self.rules.classifier,
+                          lambda self, v: self._replace(classifier=v))
+    policy = property(lambda self: self.rules.policy,
+                      lambda self, v: self._replace(policy=v))
+    block_page = property(lambda self: self.rules.block_page,
+                          lambda self, v: self._replace(block_page=v))
+
+    def _replace(self, **parts) -> None:
+        self.rules = dataclasses.replace(self.rules, **parts)
 
     def _written(self, count: int, seconds: float) -> None:
         self.metrics.events_written.inc(count)
@@ -111,8 +181,117 @@ class Gateway:
         self.metrics.fail_closed.labels(stage).inc()
         self.failures.report(stage, exc)
 
-    async def start(self, *, serve_metrics: bool = True) -> None:
-        """Prepare the store and start the writer (and the metrics endpoint). Idempotent."""
+    # -- illegal lists ---------------------------------------------------------------------
+
+    def load_illegal_lists(self) -> None:
+        """Start-up (blocking): the last good copy first, then the source. A list with neither
+        stops start-up: the gateway must never run without a configured illegal list."""
+        missing = []
+        for lst in self.illegal.lists:
+            lst.restore()
+            if not lst.refresh() and lst.entries == 0:
+                missing.append(f"illegal list {lst.spec.name}: {lst.last_error}")
+        if missing:
+            raise StartupError("; ".join(missing) + " (and no last good copy to fall back on)")
+        if self.illegal:
+            # Re-check overrides now the lists are loaded.
+            refuse_illegal_allows(self.config, self.classifier)
+
+    async def _refresh_illegal(self, lst: IllegalList) -> None:
+        while True:
+            await asyncio.sleep(lst.spec.refresh_seconds)
+            try:
+                await asyncio.to_thread(lst.refresh)
+            except Exception:  # noqa: BLE001 - the refresher must outlive any one failure
+                log.exception("illegal list %s refresh crashed; keeping the last good list",
+                              lst.spec.name)
+
+    # -- reload ----------------------------------------------------------------------------
+
+    def _watched_files(self, config: Config) -> list[str]:
+        files = [str(config.path)]
+        for c in config.categories.values():
+            files.extend(str(p) for p in c.lists)
+        return files
+
+    @staticmethod
+    def _stat_all(files: list[str]) -> dict[str, tuple[int, int]]:
+        out = {}
+        for f in files:
+            try:
+                st = os.stat(f)
+                out[f] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                out[f] = (-1, -1)
+        return out
+
+    async def reload(self, why: str) -> bool:
+        """Re-read the config and every list away from the event loop, then swap the whole rule
+        set at once. On any error the running rules stay and the error names file and line."""
+        async with self._reload_lock:
+            started = time.monotonic()
+            generation = self.rules.generation + 1
+            try:
+                config = await asyncio.to_thread(load_config, self.config.path)
+                restart = _needs_restart(self.config, config)
+                rules = await asyncio.to_thread(build_rules, config, self.illegal, generation)
+            except ConfigError as e:
+                for p in e.problems:
+                    log.error("reload (%s) refused, keeping the running rules: %s", why, p)
+                self._reload_done(False, why, started, e.problems)
+                return False
+            except Exception as e:  # noqa: BLE001 - a reload must never take the gateway down
+                log.exception("reload (%s) failed, keeping the running rules", why)
+                self._reload_done(False, why, started, [str(e)])
+                return False
+            self.rules = rules
+            self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(config))
+            for key in restart:
+                log.warning("reload: %s changed; it takes effect at the next restart", key)
+            self.log_lists()
+            self._reload_done(True, why, started, [])
+            return True
+
+    def _reload_done(self, ok: bool, why: str, started: float, problems: list[str]) -> None:
+        seconds = time.monotonic() - started
+        self.metrics.reloads.labels("success" if ok else "failure").inc()
+        self.last_reload = {
+            "ok": ok, "why": why, "at": time.time(), "seconds": round(seconds, 3),
+            "generation": self.rules.generation, "problems": problems,
+        }
+        if ok:
+            log.info("reloaded (%s) in %.2fs: generation %d", why, seconds, self.rules.generation)
+        try:
+            status = self.config.data_dir / "reload-status.json"
+            tmp = status.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.last_reload))
+            os.replace(tmp, status)
+        except OSError as e:
+            log.warning("cannot write the reload status file: %s", e)
+
+    async def _watch_files(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = await asyncio.to_thread(self._stat_all, self._watched_files(self.rules.config))
+                if now != self._fingerprint:
+                    changed = sorted(f for f in now if now[f] != self._fingerprint.get(f))
+                    self._fingerprint = now  # a broken file is reported once, not every poll
+                    await self.reload(f"changed: {', '.join(changed[:3])}")
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
+                log.exception("watching list files failed")
+
+    def request_reload(self, why: str) -> None:
+        """Thread-safe from a signal handler on the loop: start a reload in the background."""
+        task = asyncio.get_running_loop().create_task(self.reload(why))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, *, serve_metrics: bool = True, watch_interval: float = 2.0) -> None:
+        """Prepare the store, start the writer, the refreshers, the file watcher and the metrics
+        endpoint. Idempotent."""
         if self._started:
             return
         self._started = True
@@ -120,14 +299,40 @@ class Gateway:
         await self.writer.start()
         if serve_metrics:
             self.metrics_address = self.metrics.serve(self.config.metrics)
+        self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(self.config))
+        for lst in self.illegal.lists:
+            self._tasks.append(asyncio.create_task(self._refresh_illegal(lst),
+                                                   name=f"refresh {lst.spec.name}"))
+        if watch_interval > 0:
+            self._tasks.append(asyncio.create_task(self._watch_files(watch_interval),
+                                                   name="watch list files"))
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         queued = await self.writer.close()
         log.info(
             "event store closed: %d events written, %d flushed at shutdown, %d dropped",
             self.writer.written, queued, self.writer.dropped,
         )
         self.metrics.stop()
+
+
+class StartupError(Exception):
+    """The gateway could not start; the message says what to fix."""
+
+
+def _spec(c: IllegalListConfig) -> IllegalListSpec:
+    return IllegalListSpec(c.name, c.kind, c.source, c.form, c.refresh_seconds,
+                           c.stale_after_seconds)
+
+
+def _needs_restart(old: Config, new: Config) -> list[str]:
+    keys = ("listen", "mode", "ca_dir", "data_dir", "metrics", "events", "upstream_trusted_ca",
+            "illegal_lists")
+    return [k for k in keys if getattr(old, k) != getattr(new, k)]

@@ -29,6 +29,29 @@ ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never 
 STAGES = ("identify", "classify", "enforce")
 
 
+class _ListCollector(Collector):
+    """Entries and age of each illegal-content list, by list name only."""
+
+    def __init__(self, illegal):
+        self._illegal = illegal
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            "schoolgate_list_entries", "Entries loaded per list.", labels=["list"]
+        )
+        age = GaugeMetricFamily(
+            "schoolgate_list_age_seconds",
+            "Seconds since the list was last loaded successfully (+Inf: never).",
+            labels=["list"],
+        )
+        for lst in self._illegal.lists:
+            entries.add_metric([lst.spec.name], lst.entries)
+            a = lst.age()
+            age.add_metric([lst.spec.name], float("inf") if a is None else a)
+        yield entries
+        yield age
+
+
 class _QueueCollector(Collector):
     def __init__(self, depth: Callable[[], int]):
         self._depth = depth
@@ -78,6 +101,11 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.reloads = Counter(
+            "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
+        )
+        for outcome in ("success", "failure"):
+            self.reloads.labels(outcome)
         Info("schoolgate_build", "Schoolgate version.", registry=r).info({"version": __version__})
         self._server: WSGIServer | None = None
         self._thread: Thread | None = None
@@ -92,6 +120,9 @@ class GatewayMetrics:
             self.requests.labels(BLOCK, ILLEGAL_CATEGORY, group)
         for stage in STAGES:
             self.fail_closed.labels(stage)
+
+    def watch_lists(self, illegal) -> None:
+        self.registry.register(_ListCollector(illegal))
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.registry.register(_QueueCollector(depth))
