@@ -26,6 +26,8 @@ def example_gateway(tmp_path_factory):
     doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for category in doc["categories"].values():
         category["lists"] = [str((EXAMPLE.parent / p).resolve()) for p in category["lists"]]
+    for lst in doc.get("illegal_lists", {}).values():
+        lst["source"] = str((EXAMPLE.parent / lst["source"]).resolve())
     doc["data_dir"], doc["ca_dir"] = str(tmp / "data"), str(tmp / "ca")
     config = tmp / "schoolgate.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

@@ -277,7 +277,8 @@ def test_metric_labels_never_carry_an_ip_host_or_url(origin, client, gateway):
     for labels in requests:
         assert set(labels) == {"action", "category", "group"}
         assert labels["action"] in {"allow", "block", "error"}
-        assert labels["category"] in {"gambling", "games", "none"}
+        # Configured categories, "none", and "illegal" (every illegal-list block, by no entry).
+        assert labels["category"] in {"gambling", "games", "none", "illegal"}
         assert labels["group"] in {"pupils", "staff"}
 
     forbidden = ("127.0.0.1", "localhost", "blocked.test", "bet365", m, "://", "/")

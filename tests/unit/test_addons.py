@@ -263,7 +263,7 @@ class Broken:
     def _fail(self, *args, **kwargs):
         raise RuntimeError(self.message)
 
-    identify = classify_host = decide = render = _fail
+    identify = classify = classify_host = decide = render = _fail
 
 
 BREAK = {
@@ -356,8 +356,8 @@ def test_a_malformed_host_is_a_bad_request_not_a_filtering_error(proxy, registry
 class BrokenElsewhere:
     """A second, different bug: another exception type raised from another line."""
 
-    def classify_host(self, host):
-        raise KeyError(host)
+    def classify(self, url):
+        raise KeyError(url)
 
 
 def test_different_failures_are_each_logged_once(proxy, caplog):

@@ -21,6 +21,7 @@ CLASSIFICATION = "schoolgate.classification"
 VERDICT = "schoolgate.verdict"
 STARTED = "schoolgate.started"
 RECORDED = "schoolgate.recorded"
+RULES = "schoolgate.rules"  # the rule generation this request is decided by
 
 __all__ = [
     "CLASSIFICATION",
@@ -53,7 +54,8 @@ def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> No
     """Answer `flow` with the block page for `verdict`. Works inside intercepted TLS too."""
     when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
     host = flow.request.host  # what was classified, not the client's Host header
-    page = gateway.block_page.render(verdict, host, when)
+    rules = flow.metadata.get(RULES) or gateway.rules
+    page = rules.block_page.render(verdict, host, when)
     flow.response = http.Response.make(page.status, page.body, page.headers)
 
 

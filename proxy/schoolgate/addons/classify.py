@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from ..classify import URLError, normalise_host
+from ..classify import URLError
 from ..gateway import Gateway
-from . import CLASSIFICATION, IDENTITY, fail_closed, needs_decision, refuse_bad_request
+from . import CLASSIFICATION, IDENTITY, RULES, fail_closed, needs_decision, refuse_bad_request
 
 
 class Classify:
@@ -18,12 +18,14 @@ class Classify:
         if not needs_decision(flow):
             return
         try:
+            classifier = flow.metadata[RULES].classifier
             try:
-                host = normalise_host(flow.request.host)
+                # request.url is built from request.host: the destination, not the Host header.
+                classification = classifier.classify(flow.request.url)
             except URLError as e:
                 identity = flow.metadata[IDENTITY]
                 refuse_bad_request(flow, identity.group, str(e))
                 return
-            flow.metadata[CLASSIFICATION] = self.gateway.classifier.classify_host(host)
+            flow.metadata[CLASSIFICATION] = classification
         except Exception as e:  # noqa: BLE001 - fail closed on anything, bad hosts included
             fail_closed(self.gateway, flow, "classify", e)

@@ -6,7 +6,7 @@ from mitmproxy import http
 
 from ..gateway import Gateway
 from ..policy import ALLOW
-from . import CLASSIFICATION, IDENTITY, VERDICT, fail_closed, needs_decision, serve_verdict
+from . import CLASSIFICATION, IDENTITY, RULES, VERDICT, fail_closed, needs_decision, serve_verdict
 
 
 class _MissingDecision(RuntimeError):
@@ -23,7 +23,7 @@ class Enforce:
         try:
             identity = flow.metadata[IDENTITY]
             classification = flow.metadata[CLASSIFICATION]
-            verdict = self.gateway.policy.decide(identity, classification)
+            verdict = flow.metadata[RULES].policy.decide(identity, classification)
             flow.metadata[VERDICT] = verdict
             if verdict.action != ALLOW:
                 serve_verdict(self.gateway, flow, verdict)

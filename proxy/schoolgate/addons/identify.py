@@ -7,7 +7,7 @@ import time
 from mitmproxy import http
 
 from ..gateway import Gateway
-from . import IDENTITY, STARTED, fail_closed, needs_decision
+from . import IDENTITY, RULES, STARTED, fail_closed, needs_decision
 
 
 class Identify:
@@ -18,7 +18,9 @@ class Identify:
         if not needs_decision(flow):
             return
         flow.metadata[STARTED] = time.perf_counter()
+        # One snapshot: a reload mid-request cannot mix two generations of rules.
+        rules = flow.metadata[RULES] = self.gateway.rules
         try:
-            flow.metadata[IDENTITY] = self.gateway.groups.identify(flow.client_conn.peername[0])
+            flow.metadata[IDENTITY] = rules.groups.identify(flow.client_conn.peername[0])
         except Exception as e:  # noqa: BLE001 - fail closed on anything
             fail_closed(self.gateway, flow, "identify", e)

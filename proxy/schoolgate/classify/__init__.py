@@ -7,11 +7,14 @@ exactly what the gateway uses. Domains match by label suffix, as in squidGuard: 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from .canonical import CanonicalURL, canonicalize, lookup_expressions
+from .illegal import IllegalLists
 from .lists import ListProblem, ListSummary, read_domain_list
 from .urls import URLError, normalise_host, normalise_url
 
@@ -58,6 +61,10 @@ class Classification:
     path: str = "/"
     """Canonical path and query, for URL lists and local overrides."""
     illegal: IllegalMatch | None = None
+    canonical_url: str | None = None
+    """The URL in Safe Browsing canonical form (None when only a host was classified)."""
+    expressions: tuple[str, ...] = ()
+    """The host-suffix x path-prefix lookup expressions, most specific first."""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -77,6 +84,8 @@ class Classifier:
     def __init__(self) -> None:
         self._domains: dict[str, list[CategoryMatch]] = {}
         self.summaries: list[ListSummary] = []
+        self.illegal = IllegalLists()
+        """Set by the gateway: the live illegal-content lists (refreshed on their own schedule)."""
 
     @classmethod
     def from_config(cls, config: Config) -> Classifier:
@@ -100,6 +109,29 @@ class Classifier:
         for s in self.summaries:
             yield from s.problems
 
+    def classify(self, url: str | CanonicalURL) -> Classification:
+        """Classify a whole URL: canonicalise once, then illegal lists, then category lists.
+        Raises `URLError` for a URL that cannot be canonicalised."""
+        c = url if isinstance(url, CanonicalURL) else canonicalize(url)
+        if not (c.host.startswith("[") or _DNS_HOST.fullmatch(c.host)):
+            # Canonicalisation escapes what no DNS name can hold (spaces, '!'): refuse it.
+            raise URLError(f"{c.host!r} is not a valid host name")
+        expressions = tuple(lookup_expressions(c))
+        lst = self.illegal.match(expressions) if self.illegal else None
+        host = c.host[1:-1] if c.host.startswith("[") else c.host
+        by_host = self.classify_host(host)
+        return Classification(
+            host=host,
+            matches=by_host.matches,
+            path=c.path + (f"?{c.query}" if c.query else ""),
+            illegal=IllegalMatch(lst.spec.name, lst.spec.kind) if lst is not None else None,
+            canonical_url=c.url,
+            expressions=expressions,
+        )
+
+    def illegal_match(self, url: str) -> IllegalMatch | None:
+        return self.classify(url).illegal
+
     def classify_host(self, host: str) -> Classification:
         """Classify an already normalised host name (see `normalise_host`)."""
         found: list[CategoryMatch] = []
@@ -115,6 +147,9 @@ class Classifier:
                     found.extend(domains[parent])
                 dot = host.find(".", dot + 1)
         return Classification(host, tuple(found))
+
+
+_DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 
 
 def _is_ip(host: str) -> bool:

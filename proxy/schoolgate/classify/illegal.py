@@ -83,8 +83,7 @@ def _entry_expression(entry: str) -> str:
     text = entry.strip()
     if "://" not in text:
         text = "http://" + text
-    c = canonicalize(text)
-    return c.host + c.path + (f"?{c.query}" if c.query is not None else "")
+    return canonicalize(text).host_path
 
 
 def parse_entries(lines: Iterable[str], form: str, source: str) -> tuple[array, list[str]]:
