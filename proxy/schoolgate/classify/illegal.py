@@ -39,6 +39,7 @@ __all__ = [
 log = logging.getLogger("schoolgate.illegal")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 KINDS = ("iwf", "ctiru", "other")
 FORMS = ("plain", "sha256")
 
@@ -83,7 +84,10 @@ def _entry_expression(entry: str) -> str:
     text = entry.strip()
     if "://" not in text:
         text = "http://" + text
-    return canonicalize(text).host_path
+    c = canonicalize(text)
+    if not (c.host.startswith("[") or _DNS_HOST.fullmatch(c.host)):
+        raise URLError("not a host name")  # the message never carries the entry
+    return c.host_path
 
 
 def parse_entries(lines: Iterable[str], form: str, source: str) -> tuple[array, list[str]]:
