@@ -41,6 +41,10 @@ WHY_KEYS = (
     "matched_line",
     "rule",
     "error",
+    "canonical_url",
+    "lookup_expressions",
+    "illegal_list",
+    "reason",
 )
 
 
@@ -148,26 +152,43 @@ def cmd_why(args: argparse.Namespace) -> int:
     else:
         identity = Identity(ip="", group=config.default_group, source="default")
 
-    classifier = Classifier.from_config(config)
+    from .classify.illegal import IllegalList, IllegalLists
+    from .gateway import _spec, build_rules
+
+    # Illegal lists: the gateway's last good copy (digests only) if there is one, else a local
+    # source file. A URL source is never fetched here: `why` must answer at once.
+    lists = []
+    for spec in map(_spec, config.illegal_lists.values()):
+        lst = IllegalList(spec, config.data_dir / "illegal")
+        if not lst.restore() and not spec.source.startswith(("http://", "https://")):
+            lst.refresh()
+        if lst.entries == 0:
+            log.warning("illegal list %s is not loaded here; its matches are not shown", spec.name)
+        lists.append(lst)
+    rules = build_rules(config, IllegalLists(lists))
+    classifier, policy = rules.classifier, rules.policy
     for problem in classifier.problems:
         log.warning("%s", problem)
-    policy = Policy(config)
     status = 0
     for url in _urls(args.urls):
         result: dict = dict.fromkeys(WHY_KEYS)
         result.update(url=url, ip=identity.ip or None, group=identity.group,
                       group_source=identity.source, categories=[])
         try:
-            normalised, host = normalise_url(url)
+            normalised, _ = normalise_url(url)
+            classification = classifier.classify(url)
         except URLError as e:
             result["error"] = str(e)
             status = 1
         else:
-            classification = classifier.classify_host(host)
             verdict = policy.decide(identity, classification)
             result.update(
                 normalised_url=normalised,
-                host=host,
+                canonical_url=classification.canonical_url,
+                lookup_expressions=list(classification.expressions),
+                illegal_list=verdict.illegal_list,
+                reason=verdict.reason,
+                host=classification.host,
                 action=verdict.action,
                 category=verdict.category,
                 categories=list(verdict.categories),
@@ -201,13 +222,19 @@ def _print_why(r: dict, config: Config) -> None:
         return
     how = {"subnet": f"client {r['ip']} is in its subnet", "default": "the default group",
            "override": "chosen with --group"}[r["group_source"]]
-    print(f"  normalised  {r['normalised_url']}")
+    print(f"  canonical   {r['canonical_url']}")
     print(f"  group       {r['group']} ({how})")
+    if r["illegal_list"]:
+        # Never the entry: the list's name is all anyone outside the licence may see.
+        print(f"  illegal     on the illegal-content list {r['illegal_list']}")
     if r["categories"]:
         print(f"  categories  {', '.join(r['categories'])}")
-        print(f"  matched     {r['matched_entry']} ({r['matched_list']}, line {r['matched_line']})")
+        if r["matched_line"] is not None:
+            print(f"  matched     {r['matched_entry']} ({r['matched_list']}, line {r['matched_line']})")
     else:
         print("  categories  none (no list matches this host)")
+    if r["reason"] == "override":
+        print(f"  override    {r['matched_entry']} ({r['matched_list']})")
     print(f"  action      {r['action'].upper()}" + (f"  ({r['rule']})" if r["rule"] else ""))
     print()
 
