@@ -284,14 +284,14 @@ def test_expression_matcher():
     assert ExpressionMatcher([]).match("https://anything.example/") == []
 
 
-def test_expression_matching_time_is_bounded():
-    # A pattern that makes backtracking engines take exponential time is linear in RE2.
+def test_catastrophic_backtracking_patterns_run_in_re2():
+    # Patterns that take exponential time in a backtracking engine (Python's re) run in linear
+    # time in RE2: here they simply finish with the right answer. (Timing belongs in `make bench`.)
     matcher = ExpressionMatcher([("(a+)+$", 0, 1), ("(x|x)*y", 0, 2)])
-    url = "https://example.com/" + "a" * 200_000 + "!"
-    start = time.perf_counter()
-    matcher.match(url)
-    matcher.match("https://example.com/" + "x" * 200_000)
-    assert time.perf_counter() - start < 0.5
+    assert type(matcher._set).__module__.startswith("re2")  # the engine is RE2, not re
+    assert matcher.match("https://example.com/" + "a" * 5_000 + "!") == []  # under the 8 KiB cap
+    assert matcher.match("https://example.com/" + "x" * 5_000) == []
+    assert matcher.match("https://example.com/aaa") == [("(a+)+$", 0, 1)]
 
 
 # ---------------------------------------------------------------------------------------------
