@@ -372,13 +372,17 @@ async def _run(config: Config) -> int:
     # Logs go to stderr, leaving stdout for the start-up banner (and journald keeps both).
     terminal_log = termlog.TermLog(out=sys.stderr)
     master.addons.add(terminal_log)
-    master.addons.add(*mitm_addons.default_addons(), errorcheck.ErrorCheck())
+    master.addons.add(*mitm_addons.default_addons())
     logging.getLogger("schoolgate").setLevel(logging.INFO)
 
     ca_cert = ensure_ca(config)
     gateway = Gateway(config)
     gateway.log_lists()
     gateway.load_illegal_lists()
+    # mitmproxy's ErrorCheck exits on any error logged during start-up. Add it only now: an
+    # illegal list whose source is down is logged as an error but handled (the last good copy
+    # is in force, or StartupError says why not), and must not stop the gateway from starting.
+    master.addons.add(errorcheck.ErrorCheck())
     opts.update(
         listen_host=config.listen.host,
         listen_port=config.listen.port,

@@ -36,6 +36,7 @@ __all__ = [
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MODES = ("regular", "transparent")
+UT1_FILES = ("domains", "urls", "expressions")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -68,7 +69,7 @@ class Category:
     title: str
     """What people read on the block page, such as "Gambling"."""
     lists: tuple[Path, ...]
-    """Domain list files (absolute paths), one domain per line."""
+    """List files or UT1 category folders (absolute paths); file formats are detected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +331,18 @@ class _Checker:
         p = Path(text).expanduser()
         p = p if p.is_absolute() else (self.base / p)
         p = Path(os.path.normpath(p))
-        if must_be == "file" and not p.is_file():
+        if must_be == "list" and p.is_dir():
+            # A UT1 category folder: domains (or domains.N), urls, expressions.
+            if not any(c.name.split(".")[0] in UT1_FILES for c in p.iterdir()):
+                self.bad(v, f"{what} {p} is a folder with no UT1 list files "
+                         f"({', '.join(UT1_FILES)}) in it")
+                return None
+            return p
+        if must_be in ("file", "list") and not p.is_file():
             why = "is a directory, not a file" if p.is_dir() else "does not exist"
             self.bad(v, f"{what} {p} {why}")
             return None
-        if must_be == "file" and not os.access(p, os.R_OK):
+        if must_be in ("file", "list") and not os.access(p, os.R_OK):
             self.bad(v, f"{what} {p} cannot be read by this user; check its permissions")
             return None
         if must_be == "dir" and p.exists() and not p.is_dir():
@@ -488,7 +496,7 @@ class _Checker:
             if items is not None and not items:
                 self.bad(cv, "needs at least one list file")
             for item in items or []:
-                if (p := self.path(item, must_be="file")) is not None:
+                if (p := self.path(item, must_be="list")) is not None:
                     lists.append(p)
             out[name] = Category(name=name, title=title, lists=tuple(lists))
         return out

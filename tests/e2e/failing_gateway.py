@@ -3,7 +3,7 @@
 Run as ``python failing_gateway.py run --config ...``; it takes the same arguments as `schoolgate`.
 Test-only changes, made before the gateway starts and nowhere else:
 
-- `Classifier.classify_host` raises RuntimeError for any host containing "explode" and classifies
+- `Classifier.classify` raises RuntimeError for any host containing "explode" and classifies
   every other host as usual. The message is the same for every host, as a real bug's would be.
 - Every `*.test` name resolves to 127.0.0.1, where the test origin listens, so a request to
   `explode.test:PORT` that leaked through the gateway would reach the origin and be counted.
@@ -17,14 +17,14 @@ import sys
 from schoolgate import cli
 from schoolgate.classify import Classifier
 
-_classify_host = Classifier.classify_host
+_classify = Classifier.classify
 _getaddrinfo = socket.getaddrinfo
 
 
-def classify_host(self: Classifier, host: str):  # noqa: ANN201
-    if "explode" in host:
+def classify(self: Classifier, url):  # noqa: ANN001, ANN201
+    if "explode" in str(url).split("/")[2]:  # the host part of the URL
         raise RuntimeError("injected classifier failure (e2e test)")
-    return _classify_host(self, host)
+    return _classify(self, url)
 
 
 def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN201
@@ -34,7 +34,7 @@ def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN201
     return _getaddrinfo(host, *args, **kwargs)
 
 
-Classifier.classify_host = classify_host
+Classifier.classify = classify
 socket.getaddrinfo = getaddrinfo
 
 if __name__ == "__main__":

@@ -311,8 +311,11 @@ MISTAKES = [
     ),
     pytest.param(
         "lists: [lists/education]", "lists: [lists]", "lists: [lists]",
-        "categories.education.lists[0]", ["list file {tmp}/lists is a directory, not a file"], [],
-        id="list-path-is-a-directory",
+        # A folder is read as a UT1 category folder; one without UT1 files is a mistake.
+        "categories.education.lists[0]",
+        ["list file {tmp}/lists is a folder with no UT1 list files (domains, urls, expressions)"],
+        [],
+        id="list-path-is-a-folder-without-ut1-files",
     ),
     pytest.param(
         "    lists: [lists/education]\n", "    lists: []\n", "  education:",

@@ -78,7 +78,8 @@ def small() -> DomainIndex:
         ("com", []),
         # IP addresses match exactly, never as a "suffix" of another address.
         ("192.0.2.10", [("192.0.2.10", 0, 4)]),
-        ("10.192.0.2.10", [("192.0.2.10", 0, 4), ("2.10", 0, 5)]),  # a name, not an address
+        # Not an address, and no DNS name has an all-digit last label: exact matches only.
+        ("10.192.0.2.10", []),
         ("198.51.2.10", []),
         ("2001:db8::1", [("2001:db8::1", 1, 2)]),
         ("", []),

@@ -1,4 +1,5 @@
-"""What a request is: match its host against the category domain lists.
+"""What a request is: its canonical URL checked against the illegal-content lists and the
+category lists (domains, URL prefixes, expressions).
 
 Pure code with no mitmproxy or store import, so the CLI (`schoolgate why`) and the benchmarks use
 exactly what the gateway uses. Domains match by label suffix, as in squidGuard: the entry
@@ -7,6 +8,7 @@ exactly what the gateway uses. Domains match by label suffix, as in squidGuard: 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,8 +17,11 @@ from pathlib import Path
 from ..config import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
-from .lists import ListProblem, ListSummary, read_domain_list
+from .index import ListIndex, ListSource, ut1_sources
+from .lists import ListProblem, ListSummary
 from .urls import URLError, normalise_host, normalise_url
+
+log = logging.getLogger("schoolgate.lists")
 
 __all__ = [
     "CategoryMatch",
@@ -42,6 +47,8 @@ class CategoryMatch:
     """The list file the entry came from."""
     line: int
     """Line number of the entry in that file (1-based)."""
+    kind: str = "domain"
+    """`domain`, `url` (a URL-prefix entry) or `expression` (a regular expression)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,35 +81,62 @@ class Classification:
         return tuple(seen)
 
 
-class Classifier:
-    """Category domain lists held as one dict from domain to the entries that list it.
+def category_sources(config: Config) -> list[ListSource]:
+    """Every list file the config's categories name, with its category. A folder is a UT1
+    category folder (`domains`, `domains.N`, `urls`, `expressions`, `usage`)."""
+    sources: list[ListSource] = []
+    for category in config.categories.values():
+        for path in category.lists:
+            if path.is_dir():
+                sources.extend(
+                    ListSource(category.name, s.path, s.format)
+                    for s in ut1_sources(path.parent, categories=[path.name])
+                )
+            else:
+                sources.append(ListSource(category.name, path))
+    return sources
 
-    A simple, correct first version: one Python object per entry. Fine for the starter lists and a
-    few hundred thousand domains.
+
+class Classifier:
+    """The category lists (one compact `ListIndex`), the illegal-content lists and the URL
+    canonicaliser, composed: `classify(url)` is the whole decision input for one request.
+
+    Immutable once built, apart from `illegal`, whose lists refresh themselves in place; the
+    gateway swaps whole classifiers on reload.
     """
 
-    def __init__(self) -> None:
-        self._domains: dict[str, list[CategoryMatch]] = {}
-        self.summaries: list[ListSummary] = []
+    def __init__(self, index: ListIndex | None = None) -> None:
+        self._sources: list[ListSource] = []
+        self.index = index if index is not None else ListIndex.build([])
         self.illegal = IllegalLists()
         """Set by the gateway: the live illegal-content lists (refreshed on their own schedule)."""
+        self.loaded_from_cache = False
 
     @classmethod
-    def from_config(cls, config: Config) -> Classifier:
-        c = cls()
-        for category in config.categories.values():
-            for path in category.lists:
-                c.add_list(category.name, path)
+    def from_config(cls, config: Config, cache: Path | None = None) -> Classifier:
+        """Build from the config's lists; with `cache`, load the compiled index from it when it
+        was built from these very files, else build and save it there."""
+        sources = category_sources(config)
+        if cache is None:
+            c = cls(ListIndex.build(sources))
+        else:
+            loaded = ListIndex.load_or_build(sources, cache)
+            c = cls(loaded.index)
+            c.loaded_from_cache = loaded.from_cache
+            if loaded.note:
+                log.info("list cache %s: %s", cache, loaded.note)
+        c._sources = sources
         return c
 
     def add_list(self, category: str, path: Path) -> ListSummary:
-        entries, summary = read_domain_list(path)
-        for domain, line in entries:
-            self._domains.setdefault(domain, []).append(
-                CategoryMatch(category, domain, str(path), line)
-            )
-        self.summaries.append(summary)
-        return summary
+        """Add one list file and rebuild (for small, hand-made setups and tests)."""
+        self._sources.append(ListSource(category, Path(path)))
+        self.index = ListIndex.build(self._sources)
+        return self.index.summaries[-1]
+
+    @property
+    def summaries(self) -> tuple[ListSummary, ...]:
+        return self.index.summaries
 
     @property
     def problems(self) -> Iterable[ListProblem]:
@@ -116,37 +150,57 @@ class Classifier:
         if not (c.host.startswith("[") or _DNS_HOST.fullmatch(c.host)):
             # Canonicalisation escapes what no DNS name can hold (spaces, '!'): refuse it.
             raise URLError(f"{c.host!r} is not a valid host name")
-        expressions = tuple(lookup_expressions(c))
-        lst = self.illegal.match(expressions) if self.illegal else None
+        expressions = tuple(lookup_expressions(c)) if self.illegal else ()
+        lst = self.illegal.match(expressions) if expressions else None
         host = c.host[1:-1] if c.host.startswith("[") else c.host
-        by_host = self.classify_host(host)
+        path = c.path + (f"?{c.query}" if c.query else "")
+        index, lists = self.index, self.index.lists
+        found: list[CategoryMatch] = []
+        # Most specific first: URL-prefix entries, then domains (longest suffix first), then
+        # expressions; adblock `@@` exceptions remove their category.
+        allowed: set[str] = set()
+        for entry_host, prefix, tag, line in index.lookup_url(host, path):
+            info = lists[tag]
+            if info.allow:
+                allowed.add(info.category)
+            else:
+                found.append(CategoryMatch(info.category, entry_host + prefix, info.path, line, "url"))
+        for suffix, tag, line in index.lookup_host(host):
+            info = lists[tag]
+            if info.allow:
+                allowed.add(info.category)
+            else:
+                found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
+        if index.expressions:
+            for pattern, tag, line in index.match_expressions(f"{host}{path}"):
+                info = lists[tag]
+                found.append(CategoryMatch(info.category, pattern, info.path, line, "expression"))
+        if allowed:
+            found = [m for m in found if m.category not in allowed]
         return Classification(
             host=host,
-            matches=by_host.matches,
-            path=c.path + (f"?{c.query}" if c.query else ""),
+            matches=tuple(found),
+            path=path,
             illegal=IllegalMatch(lst.spec.name, lst.spec.kind) if lst is not None else None,
             canonical_url=c.url,
-            expressions=expressions,
+            expressions=expressions or tuple(lookup_expressions(c)),
         )
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal
 
     def classify_host(self, host: str) -> Classification:
-        """Classify an already normalised host name (see `normalise_host`)."""
-        found: list[CategoryMatch] = []
-        domains = self._domains
-        if host in domains:
-            found.extend(domains[host])
-        if not _is_ip(host):
-            # Walk parents right after the exact name: a.b.example.com, b.example.com, example.com.
-            dot = host.find(".")
-            while dot != -1:
-                parent = host[dot + 1 :]
-                if parent in domains:
-                    found.extend(domains[parent])
-                dot = host.find(".", dot + 1)
-        return Classification(host, tuple(found))
+        """Classify an already normalised host name by the domain lists alone."""
+        lists = self.index.lists
+        found = []
+        allowed = set()
+        for suffix, tag, line in self.index.lookup_host(host):
+            info = lists[tag]
+            if info.allow:
+                allowed.add(info.category)
+            else:
+                found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
+        return Classification(host, tuple(m for m in found if m.category not in allowed))
 
 
 _DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")

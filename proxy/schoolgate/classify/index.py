@@ -188,13 +188,6 @@ def _check_tag(tag: int) -> None:
         raise ValueError(f"list tag {tag} is outside 0..{_MAX_TAG}; too many list files")
 
 
-def _is_ip(host: str) -> bool:
-    # Normalised hosts are canonical dotted quads, IPv6 text (has ':'), or names with a letter.
-    return ":" in host or (
-        host[-1:].isdigit() and host.count(".") == 3 and host.replace(".", "").isdigit()
-    )
-
-
 class DomainIndex:
     """Normalised domain names, matched by label suffix: `example.com` covers `example.com` and
     `a.b.example.com`, never `badexample.com`. IP-address hosts match exactly only.
@@ -265,7 +258,9 @@ class DomainIndex:
         bitmap, mask, offsets, hashes = table.bitmap, table.mask, table.offsets, table.hashes
         shift = table.shift
         template = _BLAKE2B_8
-        only_exact = (":" in host or host[-1].isdigit()) and _is_ip(host)
+        # IP addresses match exactly; so does a name whose last label is all digits: no DNS name
+        # has a numeric top-level label, so `10.192.0.2.10` must not reach entry `192.0.2.10`.
+        only_exact = ":" in host or (host[-1].isdigit() and host.rpartition(".")[2].isdigit())
         while True:
             c = _crc32(name) & mask
             if bitmap[c >> 3] >> (c & 7) & 1:
