@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -91,10 +93,15 @@ class Rules:
     generation: int = 1
 
 
-def build_rules(config: Config, illegal: IllegalLists, generation: int = 1) -> Rules:
-    """Build every config-derived part (blocking: list files are read). Raises ConfigError for
-    overrides that try to allow an illegal-list entry."""
-    classifier = Classifier.from_config(config)
+def build_rules(
+    config: Config, illegal: IllegalLists, generation: int = 1, *, cache: bool = False
+) -> Rules:
+    """Build every config-derived part (blocking: list files are read). With `cache`, the list
+    index comes from (or is saved to) the compiled cache in the data directory. Raises
+    ConfigError for overrides that try to allow an illegal-list entry."""
+    from .listcache import cache_path
+
+    classifier = Classifier.from_config(config, cache_path(config) if cache else None)
     classifier.illegal = illegal
     refuse_illegal_allows(config, classifier)
     return Rules(config, SubnetGroups(config), classifier, Policy(config), BlockPage(config),
@@ -137,7 +144,7 @@ class Gateway:
             self.rules = Rules(config, SubnetGroups(config), classifier, Policy(config),
                                BlockPage(config))
         else:
-            self.rules = build_rules(config, self.illegal)
+            self.rules = build_rules(config, self.illegal, cache=True)
         self.failures = FailureLog()
         self.writer = EventWriter(
             config.database_path,
@@ -234,7 +241,10 @@ class Gateway:
             try:
                 config = await asyncio.to_thread(load_config, self.config.path)
                 restart = _needs_restart(self.config, config)
-                rules = await asyncio.to_thread(build_rules, config, self.illegal, generation)
+                await self._prebuild_cache(config)
+                rules = await asyncio.to_thread(
+                    functools.partial(build_rules, config, self.illegal, generation, cache=True)
+                )
             except ConfigError as e:
                 for p in e.problems:
                     log.error("reload (%s) refused, keeping the running rules: %s", why, p)
@@ -251,6 +261,18 @@ class Gateway:
             self.log_lists()
             self._reload_done(True, why, started, [])
             return True
+
+    async def _prebuild_cache(self, config: Config) -> None:
+        """Compile changed lists in a child process (see `schoolgate.listcache`), so the loop
+        only waits for a cache load. If the child fails, build_rules builds in the thread."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "schoolgate.listcache", str(config.path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            log.warning("list cache build failed (%s): %s", proc.returncode,
+                        err.decode(errors="replace").strip()[:500])
 
     def _reload_done(self, ok: bool, why: str, started: float, problems: list[str]) -> None:
         seconds = time.monotonic() - started
