@@ -496,3 +496,22 @@ def test_large_set_finds_planted_phrases(large_set):
     assert "qzx kill myself" in found_in
     found_in = {m.phrase.text for m in large_set.match("/videos/ZQXP0RNtube")}
     assert "zqxporn" in found_in
+
+
+# ---------------------------------------------------------------------------------------------
+# In the classifier: keyword sets run over each URL's decoded path and query
+
+
+def test_classifier_runs_keyword_sets_over_the_decoded_url_and_handed_text():
+    from schoolgate.classify import Classifier
+
+    c = Classifier()
+    c.keyword_sets = (
+        KeywordSet([P("kill myself", theme="suicide_selfharm", severity="high", weight=10)]),
+        KeywordSet([P("porn", theme="adult", severity="medium", mode="substring")]),
+    )
+    found = c.classify("https://www.google.com/search?q=how+to+k%31ll+mys3lf&oq=x").keywords
+    assert [(m.phrase.text, m.phrase.theme) for m in found] == [("kill myself", "suicide_selfharm")]
+    assert [m.phrase.theme for m in c.classify("http://x.test/free-PORNvideos").keywords] == ["adult"]
+    assert c.classify("https://www.google.com/").keywords == ()
+    assert [m.phrase.text for m in c.match_text("I want to kill   myself")] == ["kill myself"]

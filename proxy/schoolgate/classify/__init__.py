@@ -18,6 +18,7 @@ from ..config import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
 from .index import ListIndex, ListSource, ut1_sources
+from .keywords import KeywordMatch, KeywordSet, decode_url_text, normalise_text
 from .lists import ListProblem, ListSummary
 from .urls import URLError, normalise_host, normalise_url
 
@@ -72,6 +73,8 @@ class Classification:
     """The URL in Safe Browsing canonical form (None when only a host was classified)."""
     expressions: tuple[str, ...] = ()
     """The host-suffix x path-prefix lookup expressions, most specific first."""
+    keywords: tuple[KeywordMatch, ...] = ()
+    """Keyword phrases found in the decoded path and query, from every keyword set."""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -110,6 +113,8 @@ class Classifier:
         self.index = index if index is not None else ListIndex.build([])
         self.illegal = IllegalLists()
         """Set by the gateway: the live illegal-content lists (refreshed on their own schedule)."""
+        self.keyword_sets: tuple[KeywordSet, ...] = ()
+        """Keyword sets run over each URL's decoded path and query (one automaton each)."""
         self.loaded_from_cache = False
 
     @classmethod
@@ -177,6 +182,10 @@ class Classifier:
                 found.append(CategoryMatch(info.category, pattern, info.path, line, "expression"))
         if allowed:
             found = [m for m in found if m.category not in allowed]
+        keywords: tuple[KeywordMatch, ...] = ()
+        if self.keyword_sets and len(path) > 1:
+            text = normalise_text(decode_url_text(path))
+            keywords = tuple(m for ks in self.keyword_sets for m in ks.match(text, normalised=True))
         return Classification(
             host=host,
             matches=tuple(found),
@@ -184,7 +193,13 @@ class Classifier:
             illegal=IllegalMatch(lst.spec.name, lst.spec.kind) if lst is not None else None,
             canonical_url=c.url,
             expressions=expressions or tuple(lookup_expressions(c)),
+            keywords=keywords,
         )
+
+    def match_text(self, text: str) -> tuple[KeywordMatch, ...]:
+        """Keyword phrases in any text handed over (a search term, page text)."""
+        normalised = normalise_text(text)
+        return tuple(m for ks in self.keyword_sets for m in ks.match(normalised, normalised=True))
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal
