@@ -8,11 +8,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import classify_full  # noqa: E402
 import classify_index  # noqa: E402
 import gateway_load  # noqa: E402
 import reload_stall  # noqa: E402
 
 if __name__ == "__main__":
-    classify_index.main()
+    classify_index.main([])
+    classify_full.main()
     reload_stall.main()
     gateway_load.main()
