@@ -42,9 +42,10 @@ HERE = Path(__file__).resolve().parent
 #: Seconds any single wait may take before the test fails (and says what it waited for).
 TIMEOUT = 20.0
 
-#: Host names the origin's certificate covers besides 127.0.0.1 (see failing_gateway.py for how
-#: the `.test` names reach the origin).
-ORIGIN_NAMES = ("localhost", "fine.test", "explode.test", "www.explode.test", "blocked.test")
+#: Host names the origin's certificate covers besides 127.0.0.1 (see failing_gateway.py and
+#: `resolving_script` for how the `.test` names reach the origin).
+ORIGIN_NAMES = ("localhost", "fine.test", "explode.test", "www.explode.test", "blocked.test",
+                "iwf-dom.test", "www.iwf-dom.test", "ctiru-dom.test", "www.ctiru-dom.test")
 
 #: Errors the origin's handlers raised (shown when a test fails; a peer that hangs up is normal).
 ORIGIN_ERRORS: list[str] = []
@@ -165,8 +166,9 @@ class OriginRequest:
 class Origin:
     """HTTP and HTTPS servers on 127.0.0.1 in background threads.
 
-    /bytes  a fixed random 200 kB binary body (every byte value occurs)
-    /hello  a short text body
+    /bytes     a fixed random 200 kB binary body (every byte value occurs)
+    /hello     a short text body
+    /pages/*   the same body as /bytes, for tests that need several distinct pages on one host
     """
 
     def __init__(self, pki: OriginPKI):
@@ -246,13 +248,14 @@ class _Handler(BaseHTTPRequestHandler):
         origin: Origin = self.server.origin
         origin.record(OriginRequest(self.server.scheme, "GET", self.path, self.headers.get("Host", "")))
         route = self.path.split("?", 1)[0]
-        if route == "/bytes":
+        if route == "/bytes" or route.startswith("/pages/"):
             body, ctype = origin.body, "application/octet-stream"
         elif route == "/hello":
             body, ctype = origin.hello, "text/plain; charset=utf-8"
         else:
             body, ctype = b"not found\n", "text/plain; charset=utf-8"
-        self.send_response(200 if route in ("/bytes", "/hello") else 404)
+        found = route in ("/bytes", "/hello") or route.startswith("/pages/")
+        self.send_response(200 if found else 404)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -288,11 +291,13 @@ PUPILS_TITLE = "Pupils <KS3>"  # angle brackets, likewise
 STAFF_TITLE = "Staff"
 
 
-def write_config(directory: Path, *, upstream_ca: Path, events: dict | None = None) -> GatewaySetup:
+def write_config(directory: Path, *, upstream_ca: Path, events: dict | None = None,
+                 patch: Callable[[dict], None] | None = None) -> GatewaySetup:
     """A config for the tests, in `directory` with its own data and CA folders.
 
-    `127.0.0.1` is in the pupils group, which blocks gambling (`bet365.com`, `blocked.test`) and
-    games (`localhost`: it resolves to the origin, so a leak would reach it).
+    `127.0.0.1` is in the pupils group, which blocks gambling (`bet365.com`, `blocked.test`, in
+    `lists/gambling`) and games (`localhost`: it resolves to the origin, so a leak would reach it).
+    `patch` may change the document (a dict) before it is written.
     """
     directory.mkdir(parents=True, exist_ok=True)
     lists = directory / "lists"
@@ -322,13 +327,138 @@ def write_config(directory: Path, *, upstream_ca: Path, events: dict | None = No
         },
         "default_group": "pupils",
     }
+    if patch is not None:
+        patch(doc)
     path = directory / "schoolgate.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return GatewaySetup(path, data_dir, ca_dir)
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Give `path` new contents in one step (as editors that save atomically do), so a watcher
+    polling it never reads a half-written file."""
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def config_line(config: Path, text: str) -> int:
+    """The 1-based number of the only line of `config` that contains `text`."""
+    found = [n for n, line in enumerate(config.read_text(encoding="utf-8").splitlines(), 1)
+             if text in line]
+    assert len(found) == 1, f"{text!r} is on lines {found} of {config}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A source for lists fetched over HTTP (an illegal list's `source: http://...`)
+
+
+class ListServer:
+    """Serves `body` at /list.txt from 127.0.0.1 with status `status`; a test changes either at
+    any time, and `served` counts the responses given with each status."""
+
+    def __init__(self, body: str = ""):
+        self.body = body
+        self.status = 200
+        self._lock = threading.Lock()
+        self._served: dict[int, int] = {}
+        lists = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                with lists._lock:
+                    status, body = lists.status, lists.body.encode("utf-8")
+                    if self.path != "/list.txt":
+                        status, body = 404, b"no such list\n"
+                    if status != 200:
+                        body = b"server error\n" if status >= 500 else body
+                    lists._served[status] = lists._served.get(status, 0) + 1
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/list.txt"
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, name="list server",
+                                        daemon=True)
+        self._thread.start()
+
+    def set(self, *, body: str | None = None, status: int | None = None) -> None:
+        with self._lock:
+            if body is not None:
+                self.body = body
+            if status is not None:
+                self.status = status
+
+    def served(self, status: int) -> int:
+        with self._lock:
+            return self._served.get(status, 0)
+
+    def close(self) -> None:
+        """Stop serving and close the port: fetches are then refused."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (connections are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/list.txt"
+
+
 # ---------------------------------------------------------------------------------------------
 # The gateway as a subprocess
+
+
+_RESOLVING_SCRIPT = '''"""`schoolgate` with every `*.test` name resolving to 127.0.0.1, where the e2e origin listens,
+so a request to `name.test:ORIGIN_PORT` that leaked through the gateway would reach the origin and
+be counted. Written by tests/e2e/harness.py; takes the same arguments as `schoolgate`."""
+
+import socket
+import sys
+
+from schoolgate import cli
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def getaddrinfo(host, *args, **kwargs):
+    name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+    if isinstance(name, str) and name.rstrip(".").lower().endswith(".test"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = getaddrinfo
+
+if __name__ == "__main__":
+    sys.exit(cli.main(sys.argv[1:]))
+'''
+
+
+def resolving_script(directory: Path) -> Path:
+    """Write the `*.test`-resolving gateway script (above) into `directory`; return its path, for
+    `running_gateway(..., script=...)`. Only name resolution differs from `schoolgate`."""
+    path = directory / "resolving_gateway.py"
+    path.write_text(_RESOLVING_SCRIPT, encoding="utf-8")
+    return path
+
 
 
 def schoolgate_command() -> list[str]:
@@ -343,6 +473,12 @@ def clean_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("SCHOOLGATE_CONFIG", None)
     return env
+
+
+def run_cli(*args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    """Run `schoolgate ARGS...` to completion, capturing its output as text."""
+    return subprocess.run([*schoolgate_command(), *args], capture_output=True, text=True,
+                          timeout=timeout, env=clean_env())
 
 
 class GatewayProcess:
