@@ -9,7 +9,6 @@ exactly what the gateway uses. Domains match by label suffix, as in squidGuard: 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from .illegal import IllegalLists
 from .index import ListIndex, ListSource, ut1_sources
 from .keywords import KeywordMatch, KeywordSet, decode_url_text, normalise_text
 from .lists import ListProblem, ListSummary
-from .urls import URLError, normalise_host, normalise_url
+from .urls import DNS_HOST, URLError, normalise_host, normalise_url
 
 log = logging.getLogger("schoolgate.lists")
 
@@ -152,11 +151,11 @@ class Classifier:
         """Classify a whole URL: canonicalise once, then illegal lists, then category lists.
         Raises `URLError` for a URL that cannot be canonicalised."""
         c = url if isinstance(url, CanonicalURL) else canonicalize(url)
-        if not (c.host.startswith("[") or _DNS_HOST.fullmatch(c.host)):
+        if not (c.host.startswith("[") or DNS_HOST.fullmatch(c.host)):
             # Canonicalisation escapes what no DNS name can hold (spaces, '!'): refuse it.
             raise URLError(f"{c.host!r} is not a valid host name")
-        expressions = tuple(lookup_expressions(c)) if self.illegal else ()
-        lst = self.illegal.match(expressions) if expressions else None
+        expressions = tuple(lookup_expressions(c))
+        lst = self.illegal.match(expressions) if self.illegal else None
         host = c.host[1:-1] if c.host.startswith("[") else c.host
         path = c.path + (f"?{c.query}" if c.query else "")
         index, lists = self.index, self.index.lists
@@ -170,12 +169,7 @@ class Classifier:
                 allowed.add(info.category)
             else:
                 found.append(CategoryMatch(info.category, entry_host + prefix, info.path, line, "url"))
-        for suffix, tag, line in index.lookup_host(host):
-            info = lists[tag]
-            if info.allow:
-                allowed.add(info.category)
-            else:
-                found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
+        self._domain_matches(host, found, allowed)
         if index.expressions:
             for pattern, tag, line in index.match_expressions(f"{host}{path}"):
                 info = lists[tag]
@@ -192,7 +186,7 @@ class Classifier:
             path=path,
             illegal=IllegalMatch(lst.spec.name, lst.spec.kind) if lst is not None else None,
             canonical_url=c.url,
-            expressions=expressions or tuple(lookup_expressions(c)),
+            expressions=expressions,
             keywords=keywords,
         )
 
@@ -206,19 +200,20 @@ class Classifier:
 
     def classify_host(self, host: str) -> Classification:
         """Classify an already normalised host name by the domain lists alone."""
+        found: list[CategoryMatch] = []
+        allowed: set[str] = set()
+        self._domain_matches(host, found, allowed)
+        return Classification(host, tuple(m for m in found if m.category not in allowed))
+
+    def _domain_matches(self, host: str, found: list[CategoryMatch], allowed: set[str]) -> None:
+        """Append the domain-list matches for `host`; note categories an `@@` entry allows."""
         lists = self.index.lists
-        found = []
-        allowed = set()
         for suffix, tag, line in self.index.lookup_host(host):
             info = lists[tag]
             if info.allow:
                 allowed.add(info.category)
             else:
                 found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
-        return Classification(host, tuple(m for m in found if m.category not in allowed))
-
-
-_DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 
 
 def _is_ip(host: str) -> bool:

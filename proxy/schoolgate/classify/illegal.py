@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .urls import URLError
+from .urls import DNS_HOST, URLError
 
 __all__ = [
     "IllegalList",
@@ -39,7 +39,6 @@ __all__ = [
 log = logging.getLogger("schoolgate.illegal")
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-_DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 KINDS = ("iwf", "ctiru", "other")
 FORMS = ("plain", "sha256")
 
@@ -85,7 +84,7 @@ def _entry_expression(entry: str) -> str:
     if "://" not in text:
         text = "http://" + text
     c = canonicalize(text)
-    if not (c.host.startswith("[") or _DNS_HOST.fullmatch(c.host)):
+    if not (c.host.startswith("[") or DNS_HOST.fullmatch(c.host)):
         raise URLError("not a host name")  # the message never carries the entry
     return c.host_path
 

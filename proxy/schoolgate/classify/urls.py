@@ -8,6 +8,9 @@ from urllib.parse import urlsplit
 
 __all__ = ["URLError", "normalise_host", "normalise_url"]
 
+DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
+"""A canonical host that a DNS name could be: what is left after Safe Browsing canonicalisation
+escapes a space or '!' is not one."""
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}$")
 _SCHEME_ONLY = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
