@@ -45,6 +45,8 @@ WHY_KEYS = (
     "lookup_expressions",
     "illegal_list",
     "reason",
+    "matches",
+    "keywords",
 )
 
 
@@ -173,7 +175,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     for url in _urls(args.urls):
         result: dict = dict.fromkeys(WHY_KEYS)
         result.update(url=url, ip=identity.ip or None, group=identity.group,
-                      group_source=identity.source, categories=[])
+                      group_source=identity.source, categories=[], matches=[], keywords=[])
         try:
             normalised, _ = normalise_url(url)
             classification = classifier.classify(url)
@@ -196,6 +198,20 @@ def cmd_why(args: argparse.Namespace) -> int:
                 matched_entry=verdict.matched_entry,
                 matched_line=verdict.matched_line,
                 rule=verdict.rule,
+                # Every entry, not only the deciding one: a technician tuning lists needs to see
+                # that a host is in three lists before allowing it in one. Illegal lists are not
+                # here: their entries are never shown (`illegal_list` names the list only).
+                matches=[
+                    {"category": m.category, "kind": m.kind, "entry": m.entry,
+                     "list": m.list_path, "line": m.line,
+                     "blocked_for_group": m.category in policy.blocked_categories(identity.group)}
+                    for m in classification.matches
+                ],
+                keywords=[
+                    {"phrase": k.phrase.text, "theme": k.phrase.theme,
+                     "severity": k.phrase.severity, "matched": k.text}
+                    for k in classification.keywords
+                ],
             )
         if args.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
@@ -233,6 +249,14 @@ def _print_why(r: dict, config: Config) -> None:
             print(f"  matched     {r['matched_entry']} ({r['matched_list']}, line {r['matched_line']})")
     else:
         print("  categories  none (no list matches this host)")
+    deciding = (r["matched_entry"], r["matched_line"])
+    others = [m for m in r["matches"] if (m["entry"], m["line"]) != deciding]
+    for m in others:
+        state = "blocked for this group" if m["blocked_for_group"] else "allowed for this group"
+        print(f"  also        {m['category']}: {m['entry']} ({m['list']}, line {m['line']}, "
+              f"{m['kind']} entry; {state})")
+    for k in r["keywords"]:
+        print(f"  keyword     {k['phrase']!r} ({k['theme']}, {k['severity']})")
     if r["reason"] == "override":
         print(f"  override    {r['matched_entry']} ({r['matched_list']})")
     print(f"  action      {r['action'].upper()}" + (f"  ({r['rule']})" if r["rule"] else ""))

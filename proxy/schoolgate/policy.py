@@ -99,6 +99,10 @@ class Policy:
             name = name[dot + 1 :]
         return best
 
+    def blocked_categories(self, group: str) -> frozenset[str]:
+        """The categories `group` blocks."""
+        return self._blocked.get(group, frozenset())
+
     def decide(self, identity: Identity, classification: Classification) -> Verdict:
         group = identity.group
         categories = classification.categories

