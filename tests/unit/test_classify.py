@@ -38,6 +38,10 @@ from schoolgate.classify.lists import ListProblem, read_domain_list
         ("BÜCHER.DE", "xn--bcher-kva.de"),
         ("xn--bcher-kva.de", "xn--bcher-kva.de"),
         ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
+        # UTS #46 non-transitional, as browsers send them: "ß" and "ς" are kept, not mapped to
+        # "ss" and "σ" as IDNA 2003 did.
+        ("faß.de", "xn--fa-hia.de"),
+        ("βόλος.com", "xn--nxasmm1c.com"),
         # Underscores and digits occur in real list entries and hostnames.
         ("_video-bagarre.com", "_video-bagarre.com"),
         ("celsinho_v8.blogger.com.br", "celsinho_v8.blogger.com.br"),
@@ -336,6 +340,18 @@ def test_request_hosts_and_entries_meet_after_normalising(tmp_path):
     for url in ("http://www.bücher.de/", "HTTP://WWW.CASINO.EXAMPLE.:80/x"):
         _, host = normalise_url(url)
         assert c.classify_host(host).categories == ("gambling",), url
+
+
+def test_idn_entries_match_what_browsers_send(tmp_path):
+    # A list entry and a request host go through one IDN mapping: "faß.de" is xn--fa-hia.de in
+    # both (UTS #46), and the different site fass.de is not caught by it.
+    path = tmp_path / "gambling"
+    path.write_text("faß.de\n", encoding="utf-8")
+    c = Classifier()
+    c.add_list("gambling", path)
+    assert c.classify("http://faß.de/").categories == ("gambling",)
+    assert c.classify("http://xn--fa-hia.de/poker").categories == ("gambling",)
+    assert c.classify("http://fass.de/").categories == ()
 
 
 def test_classifier_from_config_loads_every_list(config, tmp_path):

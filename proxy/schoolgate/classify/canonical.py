@@ -378,6 +378,13 @@ def _ipv6_text(h: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+def idn_to_ascii(name: str) -> str:
+    """A Unicode host name in the punycode form requests are matched in (see `canonical_host`),
+    so that a list entry `faß.de` is the `xn--fa-hia.de` a browser sends, not IDNA 2003's
+    `fass.de`. Raises `URLError` for a label no IDNA version accepts."""
+    return _to_ascii(name.encode("utf-8").decode("latin-1"))
+
+
 def _to_ascii(h: str) -> str:
     raw = h.encode("latin-1")
     try:

@@ -39,9 +39,13 @@ def normalise_host(host: str) -> str:
     if not h:
         raise URLError(f"{host!r} has no host name")
     if not h.isascii():
+        # The same IDN rules as request hosts (UTS #46 non-transitional, then IDNA 2003), or an
+        # entry could never match the name browsers send. Imported here: canonical imports us.
+        from .canonical import idn_to_ascii
+
         try:
-            h = h.encode("idna").decode("ascii")
-        except UnicodeError as e:
+            h = idn_to_ascii(h)
+        except URLError as e:
             raise URLError(f"{host!r} is not a valid international domain name ({e})") from None
     if len(h) > 253:
         raise URLError(f"host name is {len(h)} characters long; at most 253 are allowed")
