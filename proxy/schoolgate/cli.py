@@ -114,6 +114,58 @@ def _parser() -> argparse.ArgumentParser:
                         help="how long to wait for the outcome (default 60)")
     reload.set_defaults(func=cmd_reload)
 
+    for verb, undo in (("block", "unblock"), ("allow", "unallow")):
+        sp = sub.add_parser(
+            verb,
+            help=f"{verb} a site for a group or for everyone, with a reason (audited)",
+            description=f"{verb.capitalize()} a domain or URL prefix for one or more groups, or "
+            "for every group with --all, without a restart: the running gateway applies it "
+            "within 5 seconds. Recorded in the audit log with who, when and why."
+            + (" The illegal-content lists cannot be allowed: such a request is refused and "
+               "the refusal recorded." if verb == "allow" else
+               " For an emergency: 'schoolgate block URL --all' blocks it for every user."),
+        )
+        sp.add_argument("target", metavar="URL|HOST", help="a domain (example.com) or a URL prefix")
+        scope = sp.add_mutually_exclusive_group(required=True)
+        scope.add_argument("--all", action="store_true", help="every group")
+        scope.add_argument("--group", action="append", metavar="GROUP",
+                           help="a group (repeat for several)")
+        sp.add_argument("--reason", required=True, help="why, in words the audit log will show")
+        sp.add_argument("--by", required=True, metavar="NAME", help="who is making the change")
+        sp.add_argument("--until", metavar="DATE",
+                        help="lapse at this date or date and time (YYYY-MM-DD[THH:MM], school time)")
+        sp.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="how long to wait for the running gateway to confirm (default 10)")
+        config_arg(sp)
+        sp.set_defaults(func=cmd_change, verb=verb)
+
+        up = sub.add_parser(
+            undo,
+            help=f"remove an entry made with 'schoolgate {verb}' (audited)",
+            description=f"Remove the '{verb}' entries for a target made with 'schoolgate {verb}' "
+            "(for the given groups, or every one with --all). Recorded in the audit log.",
+        )
+        up.add_argument("target", metavar="URL|HOST")
+        scope = up.add_mutually_exclusive_group(required=True)
+        scope.add_argument("--all", action="store_true", help="the entry made for every group")
+        scope.add_argument("--group", action="append", metavar="GROUP")
+        up.add_argument("--reason", default=None, help="why (recorded)")
+        up.add_argument("--by", required=True, metavar="NAME", help="who is making the change")
+        up.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+        config_arg(up)
+        up.set_defaults(func=cmd_undo, verb=verb)
+
+    audit = sub.add_parser(
+        "audit",
+        help="show the audit log of policy changes",
+        description="Print every policy change (command-line allows and blocks, refusals, "
+        "config changes found at reload) with who, when, what and why, oldest first.",
+    )
+    audit.add_argument("--since", metavar="DATE", help="only changes on or after this date")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    config_arg(audit)
+    audit.set_defaults(func=cmd_audit)
+
     event = sub.add_parser(
         "event",
         help="show the stored event(s) for a block page's reference",
@@ -154,20 +206,11 @@ def cmd_why(args: argparse.Namespace) -> int:
     else:
         identity = Identity(ip="", group=config.default_group, source="default")
 
-    from .classify.illegal import IllegalList, IllegalLists
-    from .gateway import _spec, build_rules
+    from .gateway import build_rules
 
     # Illegal lists: the gateway's last good copy (digests only) if there is one, else a local
     # source file. A URL source is never fetched here: `why` must answer at once.
-    lists = []
-    for spec in map(_spec, config.illegal_lists.values()):
-        lst = IllegalList(spec, config.data_dir / "illegal")
-        if not lst.restore() and not spec.source.startswith(("http://", "https://")):
-            lst.refresh()
-        if lst.entries == 0:
-            log.warning("illegal list %s is not loaded here; its matches are not shown", spec.name)
-        lists.append(lst)
-    rules = build_rules(config, IllegalLists(lists))
+    rules = build_rules(config, _illegal_lists(config))
     classifier, policy = rules.classifier, rules.policy
     for problem in classifier.problems:
         log.warning("%s", problem)
@@ -303,6 +346,212 @@ def cmd_reload(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print(f"schoolgate: no reload outcome within {args.timeout:.0f}s", file=sys.stderr)
     return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# block / allow / unblock / unallow / audit
+
+
+def _school_time(text: str, config: Config, what: str):
+    """A date or date-time typed by a technician, read in the school's time zone."""
+    from datetime import datetime, time as dtime
+    from zoneinfo import ZoneInfo
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError([f"{what}: {text!r} is not a date such as 2026-12-31 or "
+                           "2026-12-31T17:00"]) from None
+    if len(text.strip()) == 10:  # a day alone means the end of that day
+        value = datetime.combine(value.date(), dtime(23, 59, 59))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(config.timezone))
+    return value
+
+
+def _scope(args: argparse.Namespace, config: Config) -> list[str]:
+    from .localpolicy import ALL_GROUPS
+
+    if args.all:
+        return [ALL_GROUPS]
+    unknown = [g for g in args.group if g not in config.groups]
+    if unknown:
+        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
+                           f"{', '.join(config.groups)}"])
+    return list(dict.fromkeys(args.group))
+
+
+def _illegal_lists(config: Config):
+    """The illegal lists as `why` sees them: the last good copy, else a local source file."""
+    from .classify.illegal import IllegalList, IllegalLists
+    from .gateway import _spec
+
+    lists = []
+    for spec in map(_spec, config.illegal_lists.values()):
+        lst = IllegalList(spec, config.data_dir / "illegal")
+        if not lst.restore() and not spec.source.startswith(("http://", "https://")):
+            lst.refresh()
+        if lst.entries == 0:
+            log.warning("illegal list %s is not loaded here; its matches are not shown", spec.name)
+        lists.append(lst)
+    return IllegalLists(lists)
+
+
+def cmd_change(args: argparse.Namespace) -> int:
+    import time
+
+    from .classify import URLError
+    from .config import parse_target
+    from .localpolicy import (
+        LocalEntry, change_local_policy, local_policy_path, next_id,
+    )
+    from .store.audit import record_change
+
+    logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
+    config = load_config(args.config)
+    scopes = _scope(args, config)
+    try:
+        host, path = parse_target(args.target)
+    except (URLError, ValueError) as e:
+        raise ConfigError([f"{args.target!r} is not a domain or URL prefix: {e}"]) from None
+    until = _school_time(args.until, config, "--until").timestamp() if args.until else None
+    if until is not None and until <= time.time():
+        raise ConfigError([f"--until: {args.until} is already past"])
+    scope_text = "all groups" if args.all else ", ".join(scopes)
+    if args.verb == "allow":
+        from .classify import Classifier
+
+        c = Classifier()
+        c.illegal = _illegal_lists(config)
+        match = c.illegal_match(f"http://{host}{path or '/'}")
+        if match is not None:
+            record_change(config.database_path, actor=args.by, action="allow", outcome="refused",
+                          target=args.target, scope=scope_text, reason=args.reason,
+                          detail={"refused": f"on the illegal-content list {match.name}"})
+            print(f"schoolgate: refused: {args.target!r} is on the illegal-content list "
+                  f"{match.name!r}, which no group, allow entry or administrator can override. "
+                  "The refusal is recorded in the audit log.", file=sys.stderr)
+            return 2
+    now = time.time()
+
+    def add(entries: list[LocalEntry]) -> list[LocalEntry]:
+        out = list(entries)
+        for scope in scopes:
+            # One entry per target, action and scope: a repeat replaces the old reason and expiry.
+            out = [e for e in out if not (e.target == args.target and e.action == args.verb
+                                          and e.scope == scope)]
+            out.append(LocalEntry(next_id(out), args.verb, args.target, scope, args.reason,
+                                  args.by, now, until))
+        return out
+
+    change_local_policy(local_policy_path(config), add)
+    record_change(config.database_path, actor=args.by, action=args.verb, target=args.target,
+                  scope=scope_text, reason=args.reason,
+                  detail={"until": _iso_or_none(until), "host": host, "path": path})
+    lapse = f" until {args.until}" if args.until else ""
+    print(f"{args.verb}ed {args.target} for {scope_text}{lapse} (recorded in the audit log)")
+    return _apply_now(config, args.timeout)
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from .localpolicy import change_local_policy, local_policy_path
+    from .store.audit import record_change
+
+    config = load_config(args.config)
+    scopes = _scope(args, config)
+    removed: list = []
+
+    def drop(entries):
+        keep = []
+        for e in entries:
+            if e.target == args.target and e.action == args.verb and e.scope in scopes:
+                removed.append(e)
+            else:
+                keep.append(e)
+        return keep
+
+    change_local_policy(local_policy_path(config), drop)
+    undo = f"un{args.verb}"
+    scope_text = "all groups" if args.all else ", ".join(scopes)
+    if not removed:
+        print(f"schoolgate: no '{args.verb}' entry for {args.target} in {scope_text}; "
+              "nothing changed", file=sys.stderr)
+        return 1
+    record_change(config.database_path, actor=args.by, action=undo, target=args.target,
+                  scope=scope_text, reason=args.reason,
+                  detail={"removed": [e.id for e in removed]})
+    print(f"{undo}ed {args.target} for {scope_text} (recorded in the audit log)")
+    return _apply_now(config, args.timeout)
+
+
+def _iso_or_none(ts: float | None) -> str | None:
+    from datetime import UTC, datetime
+
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _apply_now(config: Config, timeout: float) -> int:
+    """Signal the running gateway to reload now and wait for its answer. Without one running,
+    the change takes effect when it starts (the file watcher covers a missed signal)."""
+    import time
+
+    pidfile = config.data_dir / "schoolgate.pid"
+    status = config.data_dir / "reload-status.json"
+    try:
+        pid = int(pidfile.read_text().strip())
+        before = status.stat().st_mtime_ns if status.exists() else None
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        print("no running gateway found: the change applies when it starts")
+        return 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status.exists() and status.stat().st_mtime_ns != before:
+            try:
+                result = json.loads(status.read_text())
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            if result.get("ok"):
+                print(f"in force in the running gateway (generation {result['generation']})")
+                return 0
+            for problem in result.get("problems", []):
+                print(f"schoolgate: the gateway refused the new rules: {problem}", file=sys.stderr)
+            return 2
+        time.sleep(0.05)
+    print(f"schoolgate: the gateway did not confirm within {timeout:.0f}s; it also re-reads the "
+          "file by itself every 2 seconds", file=sys.stderr)
+    return 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .store.audit import read_audit
+
+    config = load_config(args.config)
+    since = _school_time(args.since, config, "--since") if args.since else None
+    if since is not None and len(args.since.strip()) == 10:
+        since = since.replace(hour=0, minute=0, second=0)
+    rows = read_audit(config.database_path, since)
+    for r in rows:
+        if args.json:
+            print(json.dumps({"id": r.id, "ts": r.ts, "actor": r.actor, "action": r.action,
+                              "target": r.target, "scope": r.scope, "reason": r.reason,
+                              "detail": r.detail, "outcome": r.outcome}, ensure_ascii=False))
+            continue
+        what = " ".join(x for x in (r.action, r.target or "", f"for {r.scope}" if r.scope else "")
+                        if x)
+        refused = "  REFUSED" if r.outcome == "refused" else ""
+        print(f"{r.ts}  {r.actor:<16} {what}{refused}")
+        if r.reason:
+            print(f"{'':26}reason: {r.reason}")
+        if r.detail and r.outcome == "refused":
+            print(f"{'':26}{r.detail.get('refused', '')}")
+        elif r.detail and r.detail.get("diff"):
+            for line in r.detail["diff"]:
+                print(f"{'':26}{line}")
+    if not rows and not args.json:
+        print("no policy changes recorded" + (f" since {args.since}" if args.since else ""))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

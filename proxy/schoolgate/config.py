@@ -29,6 +29,8 @@ __all__ = [
     "Group",
     "IllegalListConfig",
     "Override",
+    "ScheduledBlock",
+    "TlsSettings",
     "load_config",
     "parse_address",
 ]
@@ -87,6 +89,19 @@ class Override:
     """`file:line: key`, for messages that refuse or explain the entry."""
 
 
+SAFE_SEARCH_LEVELS = ("strict", "moderate", "off")
+HTTPS_MODES = ("decrypt", "sni-only")
+BLOCK_OR_LOG = ("block", "log")
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledBlock:
+    """Categories a group blocks only while a named schedule is active."""
+
+    schedule: str
+    categories: frozenset[str]
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     """People or devices that share one filtering policy, such as `ks3` or `staff`."""
@@ -96,8 +111,57 @@ class Group:
     subnets: tuple[Network, ...]
     """Client networks in this group. Nested networks are allowed: the most specific one wins."""
     blocked_categories: frozenset[str]
+    """Blocked at all times."""
     allow: tuple[Override, ...] = ()
     block: tuple[Override, ...] = ()
+    blocked_during: tuple[ScheduledBlock, ...] = ()
+    """Blocked only while a schedule is active (social networks in lessons)."""
+    walled_garden: bool = False
+    """Allow-only: nothing is allowed but `allowed_categories` and the group's `allow` entries."""
+    allowed_categories: frozenset[str] = frozenset()
+    """With `walled_garden`, the categories that are open (such as `education`)."""
+    safe_search: str = "strict"
+    """Search engines' safe mode: `strict`, `moderate` or `off`."""
+    youtube: str = "strict"
+    """YouTube Restricted Mode: `strict`, `moderate` or `off`."""
+    keyword_threshold: float = 10.0
+    """Sum of phrase weights in a page or search above which it is blocked and flagged."""
+    https: str = "decrypt"
+    """`decrypt` (full URL seen), or `sni-only` for devices without the school's certificate:
+    the host name in the TLS handshake decides, and the connection is never decrypted."""
+    no_sni: str = "block"
+    """A TLS handshake without a host name, or a CONNECT to a bare IP address: `block` or
+    `log` (let through and record)."""
+    circumvention: str = "block"
+    """VPNs, proxies, DNS-over-HTTPS and tunnels to unusual ports: `block` or `log`."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """What is never decrypted: banking, health and government sites, by host name."""
+
+    do_not_decrypt: tuple[Path, ...] = ()
+    """Domain list files; an entry covers the name and every name under it."""
+    do_not_decrypt_hosts: tuple[str, ...] = ()
+    """Further domains written in the config itself, normalised."""
+
+
+@dataclass(frozen=True, slots=True)
+class CircumventionSettings:
+    """What counts as getting round the filter."""
+
+    categories: frozenset[str] = frozenset()
+    """Categories whose sites are circumvention tools (UT1 vpn, redirector, doh, ...)."""
+    allowed_ports: tuple[tuple[int, int], ...] = ((443, 443),)
+    """Port ranges (first, last) a CONNECT may reach; any other is a circumvention attempt
+    (tunnels to SSH, VPNs, proxies)."""
+
+    def port_allowed(self, port: int) -> bool:
+        return any(lo <= port <= hi for lo, hi in self.allowed_ports)
+
+    @property
+    def ports_text(self) -> str:
+        return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.allowed_ports)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +209,13 @@ class Config:
     groups: dict[str, Group]
     default_group: str
     illegal_lists: dict[str, IllegalListConfig] = dataclasses.field(default_factory=dict)
+    schedules: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Named time windows (`schoolgate.schedule.Schedule`), in the school's time zone."""
+    tls: TlsSettings = TlsSettings()
+    block_search_engines: tuple[str, ...] | None = None
+    """Search engines with no safe mode that can be locked, blocked for groups with safe search
+    on; None for the built-in list (`schoolgate.safesearch.NO_SAFE_MODE_ENGINES`)."""
+    circumvention: CircumventionSettings = CircumventionSettings()
 
     @property
     def database_path(self) -> Path:
@@ -379,6 +450,10 @@ class _Checker:
         "groups",
         "default_group",
         "illegal_lists",
+        "schedules",
+        "tls",
+        "safe_search",
+        "circumvention",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -425,9 +500,20 @@ class _Checker:
         categories: dict[str, Category] = {}
         if (v := self.required(top, root, "categories")) is not None:
             categories = self.categories(v)
+        schedules: dict[str, Any] = {}
+        if "schedules" in top:
+            schedules = self.schedules(top["schedules"], timezone)
         groups: dict[str, Group] = {}
         if (v := self.required(top, root, "groups")) is not None:
-            groups = self.groups(v, categories)
+            groups = self.groups(v, categories, schedules)
+        tls = TlsSettings()
+        if "tls" in top:
+            tls = self.tls(top["tls"]) or tls
+        block_engines: tuple[str, ...] | None = None
+        if "safe_search" in top and (ss := self.mapping(top["safe_search"], ("block_engines",))):
+            if "block_engines" in ss:
+                block_engines = self.hosts(ss["block_engines"])
+        circumvention = self.circumvention(top.get("circumvention"), categories)
         illegal: dict[str, IllegalListConfig] = {}
         if "illegal_lists" in top:
             illegal = self.illegal_lists(top["illegal_lists"])
@@ -454,7 +540,118 @@ class _Checker:
             groups=groups,
             default_group=default_group,
             illegal_lists=illegal,
+            schedules=schedules,
+            tls=tls,
+            block_search_engines=block_engines,
+            circumvention=circumvention,
         )
+
+    def schedules(self, v: _Value, timezone: str) -> dict[str, Any]:
+        from .schedule import Schedule, ScheduleError, parse_window
+
+        out: dict[str, Any] = {}
+        for name, sv in (self.mapping(v, None) or {}).items():
+            if not self.name(sv, name, "schedule"):
+                continue
+            sm = self.mapping(sv, ("title", "windows"))
+            if sm is None:
+                continue
+            title = (self.text(sm["title"]) or name) if "title" in sm else name
+            wv = self.required(sm, sv, "windows")
+            windows = []
+            for item in (self.sequence(wv) or []) if wv is not None else []:
+                text = self.text(item)
+                if text is None:
+                    continue
+                try:
+                    windows.append(parse_window(text))
+                except ScheduleError as e:
+                    self.bad(item, str(e))
+            if wv is not None and isinstance(wv.data, list) and not wv.data:
+                self.bad(wv, "needs at least one window, such as 'Mon-Fri 08:30-15:30'")
+            if windows:
+                out[name] = Schedule(name, title, tuple(windows), timezone)
+        return out
+
+    def tls(self, v: _Value) -> TlsSettings | None:
+        m = self.mapping(v, ("do_not_decrypt", "do_not_decrypt_hosts"))
+        if m is None:
+            return None
+        files: list[Path] = []
+        for item in (self.sequence(m["do_not_decrypt"]) or []) if "do_not_decrypt" in m else []:
+            if (p := self.path(item, must_be="list")) is not None:
+                files.append(p)
+        hosts = self.hosts(m["do_not_decrypt_hosts"]) if "do_not_decrypt_hosts" in m else ()
+        return TlsSettings(tuple(files), hosts)
+
+    def hosts(self, v: _Value) -> tuple[str, ...]:
+        from .classify.urls import URLError, normalise_host
+
+        out = []
+        for item in self.sequence(v) or []:
+            text = self.text(item)
+            if text is None:
+                continue
+            try:
+                out.append(normalise_host(text))
+            except URLError as e:
+                self.bad(item, f"not a domain name: {e}")
+        return tuple(out)
+
+    def circumvention(
+        self, v: _Value | None, categories: dict[str, Category]
+    ) -> CircumventionSettings:
+        from .circumvention import CIRCUMVENTION_CATEGORIES
+
+        # By default every configured category that UT1 files under circumvention.
+        cats = frozenset(c for c in CIRCUMVENTION_CATEGORIES if c in categories)
+        ports: tuple[tuple[int, int], ...] = ((443, 443),)
+        if v is None:
+            return CircumventionSettings(cats, ports)
+        m = self.mapping(v, ("categories", "allowed_ports"))
+        if m is None:
+            return CircumventionSettings(cats, ports)
+        if "categories" in m:
+            cats = frozenset(self.category_names(m["categories"], categories))
+        if "allowed_ports" in m:
+            found = [self.port_range(p) for p in self.sequence(m["allowed_ports"]) or []]
+            ports = tuple(p for p in found if p is not None)
+        return CircumventionSettings(cats, ports)
+
+    def port_range(self, v: _Value) -> tuple[int, int] | None:
+        """A port (443) or a range of ports as text ("8000-8999")."""
+        if isinstance(v.data, str) and (m := re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", v.data)):
+            lo, hi = int(m[1]), int(m[2])
+            if 1 <= lo <= hi <= 65535:
+                return lo, hi
+            self.bad(v, f"{v.data!r} is not a range of ports from 1 to 65535, low to high")
+            return None
+        if isinstance(v.data, str):
+            self.bad(v, f"must be a port such as 443 or a range such as '8000-8999', not {_kind(v.data)}")
+            return None
+        port = self.integer(v, 1, 65535)
+        return None if port is None else (port, port)
+
+    def category_names(self, v: _Value, categories: dict[str, Category]) -> set[str]:
+        out: set[str] = set()
+        for cv in self.sequence(v) or []:
+            cat = self.text(cv)
+            if cat is None:
+                continue
+            if cat not in categories:
+                hint = difflib.get_close_matches(cat, list(categories), n=1)
+                also = f"; did you mean '{hint[0]}'?" if hint else ""
+                known = ", ".join(sorted(categories)) or "none"
+                self.bad(cv, f"unknown category {cat!r} (defined: {known}){also}")
+                continue
+            out.add(cat)
+        return out
+
+    def flag(self, v: _Value) -> bool | None:
+        if not isinstance(v.data, bool):
+            self.bad(v, f"must be true or false, not {_kind(v.data)}")
+            return None
+        return v.data
 
     def events(self, v: _Value) -> EventSettings | None:
         m = self.mapping(v, ("queue_size", "batch_size", "flush_interval"))
@@ -501,7 +698,26 @@ class _Checker:
             out[name] = Category(name=name, title=title, lists=tuple(lists))
         return out
 
-    def groups(self, v: _Value, categories: dict[str, Category]) -> dict[str, Group]:
+    GROUP_KEYS = (
+        "title",
+        "subnets",
+        "blocked_categories",
+        "blocked_during",
+        "walled_garden",
+        "allowed_categories",
+        "safe_search",
+        "youtube",
+        "keyword_threshold",
+        "https",
+        "no_sni",
+        "circumvention",
+        "allow",
+        "block",
+    )
+
+    def groups(
+        self, v: _Value, categories: dict[str, Category], schedules: dict[str, Any]
+    ) -> dict[str, Group]:
         m = self.mapping(v, None)
         out: dict[str, Group] = {}
         if not m:
@@ -512,7 +728,7 @@ class _Checker:
         for name, gv in m.items():
             if not self.name(gv, name, "group"):
                 continue
-            gm = self.mapping(gv, ("title", "subnets", "blocked_categories", "allow", "block"))
+            gm = self.mapping(gv, self.GROUP_KEYS)
             if gm is None:
                 continue
             title = (self.text(gm["title"]) or name) if "title" in gm else name
@@ -529,18 +745,36 @@ class _Checker:
                     continue
                 owner[net] = sv
                 subnets.append(net)
-            blocked: set[str] = set()
-            for cv in self.sequence(gm["blocked_categories"]) or [] if "blocked_categories" in gm else []:
-                cat = self.text(cv)
-                if cat is None:
-                    continue
-                if cat not in categories:
-                    hint = difflib.get_close_matches(cat, list(categories), n=1)
-                    also = f"; did you mean '{hint[0]}'?" if hint else ""
-                    known = ", ".join(sorted(categories)) or "none"
-                    self.bad(cv, f"unknown category {cat!r} (defined: {known}){also}")
-                    continue
-                blocked.add(cat)
+            blocked = (
+                self.category_names(gm["blocked_categories"], categories)
+                if "blocked_categories" in gm else set()
+            )
+            during: list[ScheduledBlock] = []
+            if "blocked_during" in gm and (bm := self.mapping(gm["blocked_during"], None)):
+                for sched, cats_v in bm.items():
+                    if sched not in schedules:
+                        known = ", ".join(sorted(schedules)) or "none (add a schedules: section)"
+                        self.bad(cats_v, f"unknown schedule {sched!r} (defined: {known})")
+                        continue
+                    during.append(
+                        ScheduledBlock(sched, frozenset(self.category_names(cats_v, categories)))
+                    )
+            walled = bool(self.flag(gm["walled_garden"])) if "walled_garden" in gm else False
+            open_cats = (
+                self.category_names(gm["allowed_categories"], categories)
+                if "allowed_categories" in gm else set()
+            )
+            if "allowed_categories" in gm and not walled:
+                self.bad(gm["allowed_categories"], "only means something with walled_garden: true "
+                         "(without it every category not blocked is allowed)")
+
+            def pick(key: str, choices: tuple[str, ...], default: str) -> str:
+                return (self.choice(gm[key], choices) or default) if key in gm else default
+
+            threshold = (
+                self.number(gm["keyword_threshold"], 0.1, 10_000) or 10.0
+                if "keyword_threshold" in gm else 10.0
+            )
             allow = self.overrides(gm["allow"]) if "allow" in gm else ()
             block = self.overrides(gm["block"]) if "block" in gm else ()
             out[name] = Group(
@@ -550,12 +784,19 @@ class _Checker:
                 blocked_categories=frozenset(blocked),
                 allow=allow,
                 block=block,
+                blocked_during=tuple(during),
+                walled_garden=walled,
+                allowed_categories=frozenset(open_cats),
+                safe_search=pick("safe_search", SAFE_SEARCH_LEVELS, "strict"),
+                youtube=pick("youtube", SAFE_SEARCH_LEVELS, "strict"),
+                keyword_threshold=threshold,
+                https=pick("https", HTTPS_MODES, "decrypt"),
+                no_sni=pick("no_sni", BLOCK_OR_LOG, "block"),
+                circumvention=pick("circumvention", BLOCK_OR_LOG, "block"),
             )
         return out
 
     def overrides(self, v: _Value) -> tuple[Override, ...]:
-        from .classify.urls import URLError, normalise_host
-
         out = []
         for item in self.sequence(v) or []:
             m = self.mapping(item, ("target", "reason"))
@@ -567,16 +808,11 @@ class _Checker:
             reason = self.text(reason_v) if reason_v is not None else None
             if target is None or reason is None:
                 continue
-            text = target.strip()
-            text = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", text)
-            host_part, slash, path = text.partition("/")
-            host_part = host_part.rsplit("@", 1)[-1].split(":", 1)[0]
             try:
-                host = normalise_host(host_part)
-            except URLError as e:
+                host, path_prefix = parse_target(target)
+            except ValueError as e:
                 self.bad(target_v, f"not a domain or URL prefix: {e}")
                 continue
-            path_prefix = "/" + path if slash and path else None
             where = f"{self.file}:{item.line}: {item.key}"
             out.append(Override(target, host, path_prefix, reason, where))
         return tuple(out)
@@ -649,6 +885,19 @@ class _Checker:
             hint = f"; did you mean {loose}?" if loose else ""
             self.bad(v, f"{text!r} is not a network ({e}){hint}")
             return None
+
+
+def parse_target(target: str) -> tuple[str, str | None]:
+    """The normalised host and path prefix (None for a whole domain) of an allow or block
+    target: `example.com`, `example.com/teaching/` or a whole URL (scheme, user and port are
+    dropped). Raises ValueError (a `URLError`) saying what is wrong."""
+    from .classify.urls import normalise_host
+
+    text = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", target.strip())
+    host_part, slash, path = text.partition("/")
+    host_part = host_part.rsplit("@", 1)[-1].split(":", 1)[0]
+    host = normalise_host(host_part)
+    return host, ("/" + path if slash and path else None)
 
 
 def _address_problem(host: str, port: int) -> str | None:

@@ -91,6 +91,38 @@ class Rules:
     policy: Policy
     block_page: BlockPage
     generation: int = 1
+    next_lapse: float | None = None
+    """When a command-line allow or block entry next lapses (`--until`): reload then."""
+    no_decrypt_hosts: frozenset[str] = frozenset()
+    """Domains whose HTTPS is never decrypted (each covers its subdomains)."""
+
+    def no_decrypt(self, host: str) -> bool:
+        """Whether normalised `host` is on the do-not-decrypt list (label-suffix match)."""
+        hosts = self.no_decrypt_hosts
+        if not hosts:
+            return False
+        name = host
+        while True:
+            if name in hosts:
+                return True
+            dot = name.find(".")
+            if dot == -1:
+                return False
+            name = name[dot + 1 :]
+
+
+def load_no_decrypt(config: Config) -> frozenset[str]:
+    """The do-not-decrypt domains from the config's list files and inline hosts (blocking I/O).
+    Bad lines are logged with file and line and skipped."""
+    from .classify.lists import read_domain_list
+
+    hosts = set(config.tls.do_not_decrypt_hosts)
+    for path in config.tls.do_not_decrypt:
+        entries, summary = read_domain_list(path)
+        hosts.update(host for host, _ in entries)
+        for problem in summary.problems:
+            log.warning("%s", problem)
+    return frozenset(hosts)
 
 
 def build_rules(
@@ -100,12 +132,35 @@ def build_rules(
     index comes from (or is saved to) the compiled cache in the data directory. Raises
     ConfigError for overrides that try to allow an illegal-list entry."""
     from .listcache import cache_path
+    from .localpolicy import (
+        LocalPolicyError, apply_local_policy, load_local_policy, local_policy_path, next_change,
+    )
 
     classifier = Classifier.from_config(config, cache_path(config) if cache else None)
     classifier.illegal = illegal
     refuse_illegal_allows(config, classifier)
-    return Rules(config, SubnetGroups(config), classifier, Policy(config), BlockPage(config),
-                 generation)
+    now = time.time()
+    try:
+        local = load_local_policy(local_policy_path(config))
+    except LocalPolicyError as e:
+        raise ConfigError([str(e)]) from None
+    # The CLI refuses an allow for an illegal-list URL when it is made; a list refresh may add
+    # one later. Such an entry is dropped here (the lists outrank it anyway), not the reload.
+    kept = []
+    for entry in local:
+        if entry.action == "allow" and entry.active(now):
+            from .config import parse_target
+
+            host, path = parse_target(entry.target)
+            if classifier.illegal_match(f"http://{host}{path or '/'}") is not None:
+                log.error("local policy entry %d (allow %s) is refused: the URL is on an "
+                          "illegal-content list, which nothing can override", entry.id,
+                          entry.target)
+                continue
+        kept.append(entry)
+    merged = apply_local_policy(config, kept, now)
+    return Rules(merged, SubnetGroups(merged), classifier, Policy(merged), BlockPage(merged),
+                 generation, next_change(kept, now), load_no_decrypt(config))
 
 
 def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:
@@ -216,7 +271,10 @@ class Gateway:
     # -- reload ----------------------------------------------------------------------------
 
     def _watched_files(self, config: Config) -> list[str]:
-        files = [str(config.path)]
+        from .localpolicy import local_policy_path
+
+        files = [str(config.path), str(local_policy_path(config))]
+        files.extend(str(p) for p in config.tls.do_not_decrypt)
         for c in config.categories.values():
             files.extend(str(p) for p in c.lists)
         return files
@@ -300,6 +358,8 @@ class Gateway:
                     changed = sorted(f for f in now if now[f] != self._fingerprint.get(f))
                     self._fingerprint = now  # a broken file is reported once, not every poll
                     await self.reload(f"changed: {', '.join(changed[:3])}")
+                elif (lapse := self.rules.next_lapse) is not None and time.time() >= lapse:
+                    await self.reload("a local allow or block entry lapsed")
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                 log.exception("watching list files failed")
 

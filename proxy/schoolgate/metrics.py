@@ -26,7 +26,27 @@ log = logging.getLogger("schoolgate.metrics")
 
 NO_CATEGORY = "none"
 ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never the entry
-STAGES = ("identify", "classify", "enforce")
+STAGES = ("identify", "classify", "enforce", "tls")
+TLS_MODES = ("decrypted", "passed_through", "refused")
+BLOCK_REASONS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
+                 "no_safe_search", "tls", "bad_request", "error")
+
+
+def block_reason(verdict) -> str:
+    """The bounded `reason` label for a blocked verdict."""
+    r = verdict.reason
+    if r.startswith("illegal:"):
+        return "illegal"
+    if r.startswith("filtering-error"):
+        return "error"
+    if verdict.schedule:
+        return "schedule"
+    if r.startswith("circumvention"):
+        return "circumvention"
+    if r.startswith("tls:"):
+        return "tls"
+    return {"walled-garden": "walled_garden", "no-safe-search": "no_safe_search",
+            "bad-request": "bad_request", "override": "override"}.get(r, "category")
 
 
 class _ListCollector(Collector):
@@ -101,6 +121,42 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.blocks = Counter(
+            "schoolgate_blocks",
+            "Blocked requests by the kind of rule that blocked them.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in BLOCK_REASONS:
+            self.blocks.labels(reason)
+        self.tls_handshakes = Counter(
+            "schoolgate_tls_handshakes",
+            "TLS connections by what the gateway did: decrypted, passed through undecrypted "
+            "(do-not-decrypt list, SNI-only groups) or refused at the handshake.",
+            ["mode"],
+            registry=r,
+        )
+        for mode in TLS_MODES:
+            self.tls_handshakes.labels(mode)
+        from .safesearch import ENGINES
+
+        self.safe_search_rewrites = Counter(
+            "schoolgate_safe_search_rewrites",
+            "Search and YouTube requests changed to keep safe search on, by engine.",
+            ["engine"],
+            registry=r,
+        )
+        for engine in ENGINES:
+            self.safe_search_rewrites.labels(engine)
+        self.circumvention = Counter(
+            "schoolgate_circumvention_attempts",
+            "Requests that tried to get round the filter (VPN and proxy sites, DNS-over-HTTPS, "
+            "tunnels to other ports), blocked or logged, by group.",
+            ["group"],
+            registry=r,
+        )
+        for group in config.groups:
+            self.circumvention.labels(group)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )

@@ -6,7 +6,10 @@ specific list entry decides, so the block page names the closest reason.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .classify import Classification
@@ -16,6 +19,9 @@ from .identify import Identity
 __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
 
 ALLOW, BLOCK, ERROR = "allow", "block", "error"
+
+now = time.time
+"""The clock schedules are read against, looked up at each call so a test harness can move it."""
 
 # Crockford's base32: no I, L, O or U, so a reference read aloud over the phone survives.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -48,14 +54,19 @@ class Verdict:
     matched_line: int | None = None
     severity: str | None = None
     reason: str = ""
-    """Why, in a short code: `illegal:<list>`, `override`, `category`, `no-block`,
-    `bad-request`, `filtering-error:<stage>`."""
+    """Why, in a short code: `illegal:<list>`, `override`, `category`, `walled-garden`,
+    `circumvention[:doh|:port]`, `no-safe-search`, `tls:<why>`, `no-block`, `bad-request`,
+    `filtering-error:<stage>`."""
     illegal_list: str | None = None
     """The illegal-content list that holds the request (its name only, never the entry)."""
     illegal_kind: str | None = None
     """`iwf`, `ctiru` or `other`: which wording the block page uses."""
     override: Override | None = None
     """The group's local allow or block entry that decided, if one did."""
+    theme: str | None = None
+    """Safeguarding theme of the request, such as `circumvention` (alerts route on it)."""
+    schedule: str | None = None
+    """The schedule whose window made this block, if one did."""
 
 
 class Policy:
@@ -63,11 +74,28 @@ class Policy:
 
     Order of precedence, first match wins: illegal-content lists (for everyone, never
     overridable) → the group's local overrides (most specific entry; block on a tie) → the
-    group's blocked categories (most specific list entry) → allow.
+    group's blocked categories, always or in a schedule's window (most specific list entry) →
+    circumvention tools (when the group blocks them) → a walled garden's closed gate → allow.
+
+    `clock` gives the time schedules are checked against (injectable for tests).
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, clock: Callable[[], float] | None = None):
+        self.clock = clock if clock is not None else (lambda: now())
+        self._groups = config.groups
+        self._schedules = config.schedules
+        self._circumvention = config.circumvention.categories
         self._blocked = {name: g.blocked_categories for name, g in config.groups.items()}
+        from .safesearch import NO_SAFE_MODE_ENGINES, SafeSearchPolicy, engine_suffixes
+
+        self._no_safe_mode = engine_suffixes(
+            NO_SAFE_MODE_ENGINES if config.block_search_engines is None
+            else config.block_search_engines
+        )
+        self._safe_search = {
+            name: SafeSearchPolicy(g.safe_search, g.youtube) for name, g in config.groups.items()
+        }
+        self._ports = config.circumvention
         # Per group: host -> overrides on that host, for a label-suffix walk like the lists'.
         self._overrides: dict[str, dict[str, list[tuple[Override, str]]]] = {}
         for name, g in config.groups.items():
@@ -99,13 +127,99 @@ class Policy:
             name = name[dot + 1 :]
         return best
 
-    def blocked_categories(self, group: str) -> frozenset[str]:
-        """The categories `group` blocks."""
-        return self._blocked.get(group, frozenset())
+    def blocked_categories(self, group: str, now: float | None = None) -> frozenset[str]:
+        """The categories `group` blocks at `now` (default: the clock's time)."""
+        blocked = self._blocked.get(group, frozenset())
+        g = self._groups.get(group)
+        if g is None or not g.blocked_during:
+            return blocked
+        return blocked.union(*(sb for sb, _ in self._scheduled(g, now)))
 
-    def decide(self, identity: Identity, classification: Classification) -> Verdict:
+    def _scheduled(self, g, now: float | None) -> list[tuple[frozenset[str], str]]:
+        """(categories, schedule name) for each of the group's schedules active at `now`."""
+        when = self.clock() if now is None else now
+        return [
+            (sb.categories, sb.schedule)
+            for sb in g.blocked_during
+            if self._schedules[sb.schedule].active(when)
+        ]
+
+    # -- request shapes: what the URL lists cannot see -------------------------------------------
+
+    def check_request(
+        self, verdict: Verdict, method: str, host: str, path: str, headers: Mapping[str, str]
+    ) -> Verdict:
+        """An allowed request, checked for what its shape gives away: DNS-over-HTTPS on any host,
+        and a search engine with no safe mode the gateway can lock. Returns the final verdict."""
+        from .circumvention import doh_request
+        from .safesearch import unsafe_engine
+
+        if verdict.action != ALLOW:
+            return verdict
+        g = self._groups[verdict.group]
+        doh = doh_request(method, path, headers)
+        if doh is not None:
+            blocked = g.circumvention == BLOCK
+            return dataclasses.replace(
+                verdict,
+                action=BLOCK if blocked else ALLOW,
+                rule=f"group {g.name} {'blocks' if blocked else 'logs'} {doh}",
+                reason="circumvention:doh",
+                theme="circumvention",
+            )
+        if g.safe_search != "off" and self._no_safe_mode:
+            engine = unsafe_engine(host, self._no_safe_mode)
+            if engine is not None:
+                return dataclasses.replace(
+                    verdict,
+                    action=BLOCK,
+                    rule=f"group {g.name} has safe search on, and {engine} has no safe mode "
+                    "that can be locked",
+                    matched_entry=engine,
+                    matched_list=None,
+                    matched_line=None,
+                    reason="no-safe-search",
+                )
+        return verdict
+
+    def safe_search(
+        self, group: str, method: str, host: str, path: str, headers: Mapping[str, str]
+    ):
+        """The `safesearch.Rewrite` that keeps the group's safe search on, or None."""
+        from .safesearch import enforce
+
+        return enforce(method, host, path, headers, self._safe_search[group])
+
+    def connect_port(self, identity: Identity, host: str, port: int) -> Verdict | None:
+        """A CONNECT to a port other than the allowed ones (443 by default) is a tunnel to
+        something the filter cannot read: SSH, a VPN, a proxy. None when the port is fine."""
+        if self._ports.port_allowed(port):
+            return None
+        g = self._groups[identity.group]
+        blocked = g.circumvention == BLOCK
+        return Verdict(
+            action=BLOCK if blocked else ALLOW,
+            group=g.name,
+            reference=new_reference(),
+            rule=f"group {g.name} {'blocks' if blocked else 'logs'} tunnels to port {port} "
+            f"(allowed: {self._ports.ports_text})",
+            reason="circumvention:port",
+            theme="circumvention",
+        )
+
+    def group(self, name: str):
+        return self._groups[name]
+
+    def is_circumvention(self, classification: Classification) -> bool:
+        return any(m.category in self._circumvention for m in classification.matches)
+
+    def decide(
+        self, identity: Identity, classification: Classification, now: float | None = None
+    ) -> Verdict:
         group = identity.group
         categories = classification.categories
+        theme = "circumvention" if self._circumvention and self.is_circumvention(
+            classification) else None
         if classification.illegal is not None:
             lst = classification.illegal
             return Verdict(
@@ -136,23 +250,43 @@ class Policy:
                 matched_entry=o.target,
                 reason="override",
                 override=o,
+                theme=theme,
             )
+        g = self._groups[group]
         blocked = self._blocked[group]
+        scheduled = self._scheduled(g, now) if g.blocked_during and classification.matches else ()
         for m in classification.matches:
             if m.category in blocked:
-                return Verdict(
-                    action=BLOCK,
-                    group=group,
-                    reference=new_reference(),
-                    category=m.category,
-                    categories=categories,
-                    rule=f"group {group} blocks {m.category}",
-                    matched_list=m.list_path,
-                    matched_entry=m.entry,
-                    matched_line=m.line,
-                    reason="category",
-                )
+                return self._category_block(group, m, categories, f"group {group} blocks "
+                                            f"{m.category}", theme)
+            for cats, schedule in scheduled:
+                if m.category in cats:
+                    title = self._schedules[schedule].title
+                    return self._category_block(
+                        group, m, categories,
+                        f"group {group} blocks {m.category} during {title}", theme, schedule,
+                    )
+        if theme is not None and g.circumvention == BLOCK:
+            m = next(m for m in classification.matches if m.category in self._circumvention)
+            return dataclasses.replace(self._category_block(
+                group, m, categories, f"group {group} blocks circumvention tools ({m.category})",
+                theme,
+            ), reason="circumvention")
         top = classification.matches[0] if classification.matches else None
+        if g.walled_garden and not any(
+            m.category in g.allowed_categories for m in classification.matches
+        ):
+            open_ = ", ".join(sorted(g.allowed_categories)) or "nothing but its allow list"
+            return Verdict(
+                action=BLOCK,
+                group=group,
+                reference=new_reference(),
+                category=top.category if top else None,
+                categories=categories,
+                rule=f"group {group} is a walled garden: only {open_} is open",
+                reason="walled-garden",
+                theme=theme,
+            )
         return Verdict(
             action=ALLOW,
             group=group,
@@ -164,6 +298,24 @@ class Policy:
             matched_entry=top.entry if top else None,
             matched_line=top.line if top else None,
             reason="no-block",
+            theme=theme,
+        )
+
+    @staticmethod
+    def _category_block(group, m, categories, rule, theme, schedule=None) -> Verdict:
+        return Verdict(
+            action=BLOCK,
+            group=group,
+            reference=new_reference(),
+            category=m.category,
+            categories=categories,
+            rule=rule,
+            matched_list=m.list_path,
+            matched_entry=m.entry,
+            matched_line=m.line,
+            reason="category",
+            theme=theme,
+            schedule=schedule,
         )
 
     @staticmethod

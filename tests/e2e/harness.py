@@ -322,10 +322,15 @@ def write_config(directory: Path, *, upstream_ca: Path, events: dict | None = No
                 "title": PUPILS_TITLE,
                 "subnets": ["127.0.0.0/8"],
                 "blocked_categories": ["gambling", "games"],
+                # The test origin is https://127.0.0.1:PORT, a CONNECT to an IP address, which
+                # pupils are refused by default; test_tls.py proves that default.
+                "no_sni": "log",
             },
             "staff": {"title": STAFF_TITLE, "subnets": ["10.30.0.0/16"], "blocked_categories": []},
         },
         "default_group": "pupils",
+        # The test origins listen on ephemeral ports; test_tls.py narrows this to prove the rule.
+        "circumvention": {"allowed_ports": [443, "1024-65535"]},
     }
     if patch is not None:
         patch(doc)

@@ -178,6 +178,11 @@ def test_block_is_recorded_with_the_reference_on_the_page(origin, client, setup,
         "action": "block",
         "severity": None,
         "reference": reference,
+        "reason": "category",
+        "theme": None,
+        "engine": None,
+        "search_normalised": None,
+        "matched_phrase": None,
     }
 
 

@@ -121,7 +121,9 @@ MISTAKES = [
     pytest.param(
         "    title: Sixth form\n", "    title: Sixth form\n    blocked: [gambling]\n",
         "blocked: [gambling]", "groups.sixth_form.blocked",
-        ["unknown key (allowed: title, subnets, blocked_categories, allow, block)"], [],
+        ["unknown key (allowed: title, subnets, blocked_categories, blocked_during, walled_garden, "
+         "allowed_categories, safe_search, youtube, keyword_threshold, https, no_sni, "
+         "circumvention, allow, block)"], [],
         id="unknown-key-in-group",
     ),
     pytest.param(

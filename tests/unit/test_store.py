@@ -23,6 +23,8 @@ DFE_COLUMNS = [
     "id", "ts", "user", "device", "client_ip", "group_name", "method", "scheme", "host", "url",
     "search_term", "categories", "matched_rule", "action", "severity", "reference",
 ]
+# Migration 3 adds what safeguarding needs beside the DfE fields.
+EVENT_COLUMNS = DFE_COLUMNS + ["reason", "theme", "engine", "search_normalised", "matched_phrase"]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -48,7 +50,7 @@ def test_first_open_creates_the_events_table_and_records_the_migration(tmp_path)
     conn = _connect(path)
     try:
         columns = {row[1]: row for row in conn.execute("PRAGMA table_info(events)")}
-        assert list(columns) == DFE_COLUMNS
+        assert list(columns) == EVENT_COLUMNS
         # Time, client, group and action are always known; everything else may be NULL.
         not_null = {name for name, row in columns.items() if row[3]}
         assert not_null == {"ts", "client_ip", "group_name", "action"}
@@ -58,7 +60,8 @@ def test_first_open_creates_the_events_table_and_records_the_migration(tmp_path)
         assert {"events_ts", "events_reference", "events_user_ts", "events_ip_ts"} <= indexes
 
         recorded = conn.execute("SELECT number, name, applied_at FROM schema_migrations").fetchall()
-        assert [(n, name) for n, name, _ in recorded] == [(1, "events")]
+        assert [(n, name) for n, name, _ in recorded] == [
+            (1, "events"), (2, "audit"), (3, "events: theme, reason and search columns")]
         applied_at = datetime.fromisoformat(recorded[0][2])
         assert abs((datetime.now(UTC) - applied_at).total_seconds()) < 60
 
@@ -74,7 +77,9 @@ def test_reopening_applies_nothing(tmp_path, caplog):
         open_for_writing(path)
     applied_logs = [r for r in caplog.records if "applied migration" in r.getMessage()]
     assert [r.getMessage() for r in applied_logs] == [
-        f"event store {path}: applied migration 0001 events"
+        f"event store {path}: applied migration 0001 events",
+        f"event store {path}: applied migration 0002 audit",
+        f"event store {path}: applied migration 0003 events: theme, reason and search columns",
     ]
 
     conn = _connect(path)
@@ -107,7 +112,8 @@ def test_database_from_a_newer_version_is_refused(tmp_path):
 def test_a_failing_migration_leaves_no_half_applied_change(tmp_path, monkeypatch):
     path = tmp_path / "schoolgate.sqlite3"
     open_for_writing(path)
-    broken = Migration(2, "broken", ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
+    broken = Migration(len(MIGRATIONS) + 1, "broken",
+                       ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
     monkeypatch.setattr(migrations, "MIGRATIONS", (*MIGRATIONS, broken))
 
     with pytest.raises(StoreError, match=f"cannot prepare the event store {path}"):
@@ -117,7 +123,8 @@ def test_a_failing_migration_leaves_no_half_applied_change(tmp_path, monkeypatch
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "half_done" not in tables
-        assert [r[0] for r in conn.execute("SELECT number FROM schema_migrations")] == [1]
+        assert [r[0] for r in conn.execute("SELECT number FROM schema_migrations")] == [
+            m.number for m in MIGRATIONS]
     finally:
         conn.close()
 
@@ -265,8 +272,10 @@ async def test_event_columns_as_stored(tmp_path):
         ts=when, client_ip="10.20.50.3", group="sixth_form", action="block",
         reference="7KQ2M-9XDPA", user="jsmith", device="LAPTOP-042", method="GET",
         scheme="https", host="www.bet365.com", url="https://www.bet365.com/casino",
-        search_term=None, categories=("gambling", "adult"),
-        matched_rule="group sixth_form blocks gambling", severity=None,
+        search_term="poker tips", categories=("gambling", "adult"),
+        matched_rule="group sixth_form blocks gambling", severity="low", reason="category",
+        theme="gambling", engine="google", search_normalised="poker tips",
+        matched_phrase="poker",
     ))
     writer.put(event(1))  # minimal: every unknown is NULL, never ''
     await writer.close()
@@ -279,14 +288,16 @@ async def test_event_columns_as_stored(tmp_path):
         "id": 1, "ts": "2024-07-01T12:00:00.500Z", "user": "jsmith", "device": "LAPTOP-042",
         "client_ip": "10.20.50.3", "group_name": "sixth_form", "method": "GET",
         "scheme": "https", "host": "www.bet365.com", "url": "https://www.bet365.com/casino",
-        "search_term": None, "categories": "gambling,adult",
-        "matched_rule": "group sixth_form blocks gambling", "action": "block", "severity": None,
-        "reference": "7KQ2M-9XDPA",
+        "search_term": "poker tips", "categories": "gambling,adult",
+        "matched_rule": "group sixth_form blocks gambling", "action": "block", "severity": "low",
+        "reference": "7KQ2M-9XDPA", "reason": "category", "theme": "gambling",
+        "engine": "google", "search_normalised": "poker tips", "matched_phrase": "poker",
     }
     assert minimal["ts"] == "2023-11-14T22:13:21.000Z"  # 1_700_000_001 seconds after 1970
     assert [k for k, v in minimal.items() if v is None] == [
         "user", "device", "method", "scheme", "host", "url", "search_term", "categories",
-        "matched_rule", "severity", "reference",
+        "matched_rule", "severity", "reference", "reason", "theme", "engine", "search_normalised",
+        "matched_phrase",
     ]
 
 
@@ -326,7 +337,7 @@ async def test_events_by_reference_finds_every_event_newest_first(store_with_ref
         ("new.example", "7KQ2M-9XDPA", "block"),
         ("old.example", "7KQ2M-9XDPA", "block"),
     ]
-    assert set(rows[0]) == set(DFE_COLUMNS)
+    assert set(rows[0]) == set(EVENT_COLUMNS)
 
 
 @pytest.mark.parametrize("typed", ["ZZZZZ-ZZZZZ", "", "7KQ2M", "7KQ2M-9XDP"])

@@ -1,5 +1,6 @@
 """Schoolgate's mitmproxy addons, one per module, run in one fixed order for every request:
-identify → classify → enforce → record → metrics.
+identify → classify → enforce → record → metrics; TLS decisions (at CONNECT and the ClientHello,
+before anything is decrypted) sit beside identify.
 
 Each addon decides at `requestheaders`, so a blocked request costs no upstream connection, and
 leaves its result in `flow.metadata` under the keys below so later addons never repeat work.
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from mitmproxy import http
 
 from ..gateway import Gateway
+from ..identify import Identity
 from ..policy import BLOCK, Policy, Verdict, new_reference
 
 IDENTITY = "schoolgate.identity"
@@ -41,8 +43,16 @@ def ordered(gateway: Gateway) -> list:
     from .identify import Identify
     from .metrics import Metrics
     from .record import Record
+    from .tls import TlsDecisions
 
-    return [Identify(gateway), Classify(gateway), Enforce(gateway), Record(gateway), Metrics(gateway)]
+    return [Identify(gateway), TlsDecisions(gateway), Classify(gateway), Enforce(gateway),
+            Record(gateway), Metrics(gateway)]
+
+
+def identify_client(gateway: Gateway, rules, where) -> Identity:
+    """Who is behind a flow or a client connection, by the rules of generation `rules`."""
+    client = where.client_conn if isinstance(where, http.HTTPFlow) else where
+    return rules.groups.identify(client.peername[0])
 
 
 def needs_decision(flow: http.HTTPFlow) -> bool:

@@ -1,4 +1,5 @@
-"""Enforce: apply the group's policy; serve the block page or let the request through."""
+"""Enforce: apply the group's policy; serve the block page, or let the request through with safe
+search locked (search parameters rewritten, the YouTube-Restrict header set)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from mitmproxy import http
 from ..gateway import Gateway
 from ..policy import ALLOW
 from . import CLASSIFICATION, IDENTITY, RULES, VERDICT, fail_closed, needs_decision, serve_verdict
+
+SAFE_SEARCH = "schoolgate.safe_search"  # the Rewrite applied, for the body lock and the metric
 
 
 class _MissingDecision(RuntimeError):
@@ -23,12 +26,34 @@ class Enforce:
         try:
             identity = flow.metadata[IDENTITY]
             classification = flow.metadata[CLASSIFICATION]
-            verdict = flow.metadata[RULES].policy.decide(identity, classification)
+            policy = flow.metadata[RULES].policy
+            request = flow.request
+            verdict = policy.decide(identity, classification)
+            verdict = policy.check_request(
+                verdict, request.method, request.host, request.path, request.headers
+            )
+            if verdict.action == ALLOW:
+                # Before the verdict is published: a rewrite that fails must fail closed.
+                self._lock_safe_search(flow, policy, verdict.group)
             flow.metadata[VERDICT] = verdict
             if verdict.action != ALLOW:
                 serve_verdict(self.gateway, flow, verdict)
         except Exception as e:  # noqa: BLE001 - fail closed on anything
             fail_closed(self.gateway, flow, "enforce", e)
+
+    def _lock_safe_search(self, flow: http.HTTPFlow, policy, group: str) -> None:
+        request = flow.request
+        rewrite = policy.safe_search(group, request.method, request.host, request.path,
+                                     request.headers)
+        if rewrite is None:
+            return
+        if rewrite.path != request.path:
+            request.path = rewrite.path
+        for name, value in rewrite.set_headers:
+            request.headers[name] = value  # replaces every field of that name
+        flow.metadata[SAFE_SEARCH] = rewrite
+        if rewrite.changed:
+            self.gateway.metrics.safe_search_rewrites.labels(rewrite.engine).inc()
 
     def request(self, flow: http.HTTPFlow) -> None:
         """Last line of defence before the origin: nothing goes out without an allow verdict.
@@ -39,6 +64,21 @@ class Enforce:
         if not flow.live or flow.response is not None:
             return
         verdict = flow.metadata.get(VERDICT)
+        rewrite = flow.metadata.get(SAFE_SEARCH)
+        if rewrite is not None and rewrite.form_params and verdict is not None:
+            # A form POST carries the search in its body, which is only here at `request`.
+            try:
+                from ..safesearch import lock_form_body
+
+                body = flow.request.get_content(strict=False) or b""
+                locked = lock_form_body(body, rewrite.form_params)
+                if locked != body:
+                    flow.request.set_content(locked)
+                    if not rewrite.changed:
+                        self.gateway.metrics.safe_search_rewrites.labels(rewrite.engine).inc()
+            except Exception as e:  # noqa: BLE001 - fail closed on anything
+                fail_closed(self.gateway, flow, "enforce", e)
+                return
         if verdict is None or verdict.action != ALLOW:
             fail_closed(
                 self.gateway, flow, "enforce",

@@ -7,7 +7,8 @@ import time
 from mitmproxy import http
 
 from ..gateway import Gateway
-from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY
+from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
+from ..policy import ALLOW
 from . import STARTED, VERDICT
 
 COUNTED = "schoolgate.counted"
@@ -24,6 +25,10 @@ class Metrics:
         flow.metadata[COUNTED] = True
         category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
         self.metrics.requests.labels(verdict.action, category, verdict.group).inc()
+        if verdict.action != ALLOW:
+            self.metrics.blocks.labels(block_reason(verdict)).inc()
+        if verdict.theme == "circumvention":
+            self.metrics.circumvention.labels(verdict.group).inc()
         if (started := flow.metadata.get(STARTED)) is not None:
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
 

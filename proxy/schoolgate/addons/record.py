@@ -52,6 +52,8 @@ class Record:
                 categories=verdict.categories,
                 matched_rule=verdict.rule,
                 severity=verdict.severity,
+                reason=verdict.reason or None,
+                theme=verdict.theme,
             )
         except Exception:  # noqa: BLE001 - the verdict stands; losing the record is counted
             log.exception("could not build the event for a %s decision", verdict.action)

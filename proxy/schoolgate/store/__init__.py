@@ -58,6 +58,14 @@ class Event:
     categories: tuple[str, ...] = ()
     matched_rule: str | None = None
     severity: str | None = None
+    reason: str | None = None
+    """The verdict's short code: `category`, `override`, `illegal:<list>`, `circumvention`, ..."""
+    theme: str | None = None
+    """Safeguarding theme (`circumvention`, `suicide_selfharm`, ...), for alerts and reports."""
+    engine: str | None = None
+    """Search engine, for a search."""
+    search_normalised: str | None = None
+    matched_phrase: str | None = None
 
     def row(self) -> tuple:
         return (
@@ -76,6 +84,11 @@ class Event:
             self.action,
             self.severity,
             self.reference,
+            self.reason,
+            self.theme,
+            self.engine,
+            self.search_normalised,
+            self.matched_phrase,
         )
 
 
@@ -95,6 +108,11 @@ EVENT_COLUMNS = (
     "action",
     "severity",
     "reference",
+    "reason",
+    "theme",
+    "engine",
+    "search_normalised",
+    "matched_phrase",
 )
 _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "

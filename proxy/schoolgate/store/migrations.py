@@ -54,6 +54,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX events_ip_ts ON events (client_ip, ts)",
         ),
     ),
+    Migration(
+        2,
+        "audit",
+        (
+            # Every policy change with who, when, what and why, refused ones included. Rows are
+            # only ever inserted: the triggers make an UPDATE or DELETE fail, so neither a bug
+            # nor a careless query can rewrite the record the school shows an inspector.
+            """
+            CREATE TABLE audit (
+                id        INTEGER PRIMARY KEY,
+                ts        TEXT NOT NULL,          -- UTC, ISO 8601 with milliseconds and Z
+                actor     TEXT NOT NULL,          -- who: a name given with --by, or 'reload'
+                action    TEXT NOT NULL,          -- block, allow, unblock, unallow, config, ...
+                target    TEXT,                   -- host or URL prefix, when there is one
+                scope     TEXT,                   -- 'all groups' or a group name
+                reason    TEXT,
+                detail    TEXT,                   -- JSON: diff, counts, expiry
+                outcome   TEXT NOT NULL           -- done | refused
+            )
+            """,
+            "CREATE INDEX audit_ts ON audit (ts)",
+            """
+            CREATE TRIGGER audit_rows_are_never_changed BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'audit rows are never changed'); END
+            """,
+            """
+            CREATE TRIGGER audit_rows_are_never_deleted BEFORE DELETE ON audit
+            BEGIN SELECT RAISE(ABORT, 'audit rows are never deleted'); END
+            """,
+        ),
+    ),
+    Migration(
+        3,
+        "events: theme, reason and search columns",
+        (
+            # What safeguarding needs beside the DfE fields: the theme alerts route on, the short
+            # reason code, and for searches the engine, the normalised term and the phrase.
+            "ALTER TABLE events ADD COLUMN reason TEXT",
+            "ALTER TABLE events ADD COLUMN theme TEXT",
+            "ALTER TABLE events ADD COLUMN engine TEXT",
+            "ALTER TABLE events ADD COLUMN search_normalised TEXT",
+            "ALTER TABLE events ADD COLUMN matched_phrase TEXT",
+            "CREATE INDEX events_theme_ts ON events (theme, ts) WHERE theme IS NOT NULL",
+        ),
+    ),
 )
 
 
