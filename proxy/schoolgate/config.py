@@ -137,6 +137,41 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSettings:
+    """The local HTTP endpoint network systems feed the IP -> user map through."""
+
+    listen: Address
+    token_file: Path
+    """File holding the bearer token (at least 16 characters); keep it readable by the gateway
+    and the feeding system only."""
+    default_ttl: float = 8 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """Where users, devices and their groups come from (see `schoolgate.directory`)."""
+
+    htpasswd: Path | None = None
+    """Basic proxy logins checked against an Apache htpasswd file."""
+    ldap: Any = None
+    """`schoolgate.directory.LdapSettings`: proxy logins checked by an LDAP bind, and directory
+    groups mapped to Schoolgate groups."""
+    login_required: frozenset[str] = frozenset()
+    """Groups (chosen by subnet) whose devices must log in to the proxy (407 until they do)."""
+    ip_map: Path | None = None
+    """CSV `ip,user[,ttl_seconds]` loaded at start and reload."""
+    push: PushSettings | None = None
+    devices: Path | None = None
+    """CSV `key,device`: an IP or MAC address and the device's name."""
+    user_groups: Path | None = None
+    """CSV `user,group`."""
+
+    @property
+    def proxy_auth(self) -> bool:
+        return self.htpasswd is not None or self.ldap is not None
+
+
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     """What is never decrypted: banking, health and government sites, by host name."""
 
@@ -216,6 +251,7 @@ class Config:
     """Search engines with no safe mode that can be locked, blocked for groups with safe search
     on; None for the built-in list (`schoolgate.safesearch.NO_SAFE_MODE_ENGINES`)."""
     circumvention: CircumventionSettings = CircumventionSettings()
+    identity: IdentityConfig = IdentityConfig()
 
     @property
     def database_path(self) -> Path:
@@ -454,6 +490,7 @@ class _Checker:
         "tls",
         "safe_search",
         "circumvention",
+        "identity",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -514,6 +551,9 @@ class _Checker:
             if "block_engines" in ss:
                 block_engines = self.hosts(ss["block_engines"])
         circumvention = self.circumvention(top.get("circumvention"), categories)
+        identity = IdentityConfig()
+        if "identity" in top:
+            identity = self.identity(top["identity"], groups) or identity
         illegal: dict[str, IllegalListConfig] = {}
         if "illegal_lists" in top:
             illegal = self.illegal_lists(top["illegal_lists"])
@@ -544,7 +584,95 @@ class _Checker:
             tls=tls,
             block_search_engines=block_engines,
             circumvention=circumvention,
+            identity=identity,
         )
+
+    IDENTITY_KEYS = ("htpasswd", "ldap", "login_required", "ip_map", "push", "devices",
+                     "user_groups")
+    LDAP_KEYS = ("url", "user_dn_template", "user_search_base", "user_filter", "service_dn",
+                 "service_password_file", "group_search_base", "group_filter", "groups",
+                 "start_tls", "ca_file", "timeout", "cache")
+
+    def identity(self, v: _Value, groups: dict[str, Group]) -> IdentityConfig | None:
+        m = self.mapping(v, self.IDENTITY_KEYS)
+        if m is None:
+            return None
+
+        def file(key: str) -> Path | None:
+            return self.path(m[key], must_be="file", what=f"{key} file") if key in m else None
+
+        ldap = self.ldap(m["ldap"], groups) if "ldap" in m else None
+        login_required: set[str] = set()
+        for gv in (self.sequence(m["login_required"]) or []) if "login_required" in m else []:
+            name = self.text(gv)
+            if name is not None and name not in groups:
+                self.bad(gv, f"unknown group {name!r} (defined: {', '.join(groups)})")
+            elif name is not None:
+                login_required.add(name)
+        htpasswd = file("htpasswd")
+        if login_required and htpasswd is None and ldap is None:
+            self.bad(m["login_required"], "needs htpasswd or ldap to check the logins against")
+        push = None
+        if "push" in m and (pm := self.mapping(m["push"], ("listen", "token_file", "default_ttl"))):
+            listen = self.address(pm["listen"], Address("127.0.0.1", 8081)) if "listen" in pm \
+                else Address("127.0.0.1", 8081)
+            token_v = self.required(pm, m["push"], "token_file")
+            token = self.path(token_v, must_be="file", what="token file") if token_v else None
+            ttl = self.duration(pm["default_ttl"]) if "default_ttl" in pm else 8 * 3600.0
+            if listen is not None and token is not None and ttl is not None:
+                push = PushSettings(listen, token, ttl)
+        return IdentityConfig(
+            htpasswd=htpasswd,
+            ldap=ldap,
+            login_required=frozenset(login_required),
+            ip_map=file("ip_map"),
+            push=push,
+            devices=file("devices"),
+            user_groups=file("user_groups"),
+        )
+
+    def ldap(self, v: _Value, groups: dict[str, Group]) -> Any:
+        from .directory import LdapSettings
+
+        m = self.mapping(v, self.LDAP_KEYS)
+        if m is None:
+            return None
+        url_v = self.required(m, v, "url")
+        url = self.text(url_v) if url_v is not None else None
+        texts = {}
+        for key in ("user_dn_template", "user_search_base", "user_filter", "service_dn",
+                    "group_search_base", "group_filter"):
+            if key in m and (t := self.text(m[key])) is not None:
+                texts[key] = t
+        password = None
+        if "service_password_file" in m:
+            pf = self.path(m["service_password_file"], must_be="file", what="password file")
+            if pf is not None:
+                password = pf.read_text(encoding="utf-8").strip()
+        mapping: list[tuple[str, str]] = []
+        if "groups" in m and (gm := self.mapping(m["groups"], None)):
+            for ldap_group, target in gm.items():
+                name = self.text(target)
+                if name is not None and name not in groups:
+                    self.bad(target, f"unknown group {name!r} (defined: {', '.join(groups)})")
+                elif name is not None:
+                    mapping.append((ldap_group, name))
+        start_tls = bool(self.flag(m["start_tls"])) if "start_tls" in m else False
+        ca = self.path(m["ca_file"], must_be="file", what="CA file") if "ca_file" in m else None
+        timeout = self.number(m["timeout"], 0.1, 60) if "timeout" in m else 5.0
+        cache = self.duration(m["cache"]) if "cache" in m else 300.0
+        if url is None or timeout is None or cache is None:
+            return None
+        try:
+            return LdapSettings(
+                url=url, service_password=password, group_mapping=tuple(mapping),
+                start_tls=start_tls, ca_file=ca, timeout=timeout, cache_seconds=cache, **texts,
+            )
+        except ValueError as e:
+            # LdapSettings names the key at fault; report it at the ldap section.
+            for problem in str(e).split("; "):
+                self.bad(v, problem)
+            return None
 
     def schedules(self, v: _Value, timezone: str) -> dict[str, Any]:
         from .schedule import Schedule, ScheduleError, parse_window

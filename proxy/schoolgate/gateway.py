@@ -15,7 +15,9 @@ import os
 import sys
 import time
 import traceback
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -95,6 +97,8 @@ class Rules:
     """When a command-line allow or block entry next lapses (`--until`): reload then."""
     no_decrypt_hosts: frozenset[str] = frozenset()
     """Domains whose HTTPS is never decrypted (each covers its subdomains)."""
+    identity: Any = None
+    """`schoolgate.identity.IdentitySources` of this generation."""
 
     def no_decrypt(self, host: str) -> bool:
         """Whether normalised `host` is on the do-not-decrypt list (label-suffix match)."""
@@ -126,7 +130,8 @@ def load_no_decrypt(config: Config) -> frozenset[str]:
 
 
 def build_rules(
-    config: Config, illegal: IllegalLists, generation: int = 1, *, cache: bool = False
+    config: Config, illegal: IllegalLists, generation: int = 1, *, cache: bool = False,
+    ip_users: Any = None,
 ) -> Rules:
     """Build every config-derived part (blocking: list files are read). With `cache`, the list
     index comes from (or is saved to) the compiled cache in the data directory. Raises
@@ -159,8 +164,11 @@ def build_rules(
                 continue
         kept.append(entry)
     merged = apply_local_policy(config, kept, now)
+    from .identity import build_identity
+
     return Rules(merged, SubnetGroups(merged), classifier, Policy(merged), BlockPage(merged),
-                 generation, next_change(kept, now), load_no_decrypt(config))
+                 generation, next_change(kept, now), load_no_decrypt(config),
+                 build_identity(merged, ip_users))
 
 
 def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:
@@ -191,15 +199,25 @@ class Gateway:
     ):
         self.config = config
         self.metrics = GatewayMetrics(config, registry)
+        from .directory import IpUserMap
+
+        # Outlives rule generations: entries pushed by the network must survive a reload.
+        self.ip_users = IpUserMap()
+        # Verified proxy logins per client connection (a CONNECT's login covers the tunnel).
+        self.logins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.push_server = None
+        self._group_lookups: set[str] = set()
         self.illegal = illegal if illegal is not None else IllegalLists(
             [IllegalList(_spec(c), config.data_dir / "illegal") for c in config.illegal_lists.values()]
         )
         if classifier is not None:
+            from .identity import build_identity
+
             classifier.illegal = self.illegal
             self.rules = Rules(config, SubnetGroups(config), classifier, Policy(config),
-                               BlockPage(config))
+                               BlockPage(config), identity=build_identity(config, self.ip_users))
         else:
-            self.rules = build_rules(config, self.illegal, cache=True)
+            self.rules = build_rules(config, self.illegal, cache=True, ip_users=self.ip_users)
         self.failures = FailureLog()
         self.writer = EventWriter(
             config.database_path,
@@ -275,6 +293,8 @@ class Gateway:
 
         files = [str(config.path), str(local_policy_path(config))]
         files.extend(str(p) for p in config.tls.do_not_decrypt)
+        ic = config.identity
+        files.extend(str(p) for p in (ic.htpasswd, ic.ip_map, ic.devices, ic.user_groups) if p)
         for c in config.categories.values():
             files.extend(str(p) for p in c.lists)
         return files
@@ -301,7 +321,8 @@ class Gateway:
                 restart = _needs_restart(self.config, config)
                 await self._prebuild_cache(config)
                 rules = await asyncio.to_thread(
-                    functools.partial(build_rules, config, self.illegal, generation, cache=True)
+                    functools.partial(build_rules, config, self.illegal, generation, cache=True,
+                                      ip_users=self.ip_users)
                 )
             except ConfigError as e:
                 for p in e.problems:
@@ -363,6 +384,33 @@ class Gateway:
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                 log.exception("watching list files failed")
 
+    # -- identity --------------------------------------------------------------------------
+
+    def look_up_groups(self, user: str) -> None:
+        """Fetch a user's directory groups in the background (one lookup per user at a time);
+        until they arrive the subnet decides the group."""
+        ldap = self.rules.identity.ldap if self.rules.identity else None
+        if ldap is None or ldap.settings.service_dn is None or user in self._group_lookups:
+            return
+        self._group_lookups.add(user)
+
+        async def fetch() -> None:
+            try:
+                await asyncio.to_thread(ldap.groups_of, user)
+            except Exception as e:  # noqa: BLE001 - the subnet keeps deciding meanwhile
+                log.warning("directory groups of a user could not be fetched: %s", e)
+            finally:
+                self._group_lookups.discard(user)
+
+        task = asyncio.get_running_loop().create_task(fetch())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _purge_ip_users(self, interval: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.ip_users.purge()
+
     def request_reload(self, why: str) -> None:
         """Thread-safe from a signal handler on the loop: start a reload in the background."""
         task = asyncio.get_running_loop().create_task(self.reload(why))
@@ -388,6 +436,16 @@ class Gateway:
         if watch_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_files(watch_interval),
                                                    name="watch list files"))
+        self._tasks.append(asyncio.create_task(self._purge_ip_users(), name="purge IP map"))
+        push = self.config.identity.push
+        if push is not None:
+            from .pushapi import PushServer
+
+            token = push.token_file.read_text(encoding="utf-8").strip()
+            self.push_server = PushServer(self.ip_users, token, push.listen.host or "0.0.0.0",
+                                          push.listen.port, default_ttl=int(push.default_ttl))
+            await self.push_server.start()
+            log.info("IP map push endpoint on %s:%d", push.listen.host, self.push_server.port)
 
     async def stop(self) -> None:
         if not self._started:
@@ -397,6 +455,9 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.push_server is not None:
+            await self.push_server.stop()
+            self.push_server = None
         queued = await self.writer.close()
         log.info(
             "event store closed: %d events written, %d flushed at shutdown, %d dropped",
@@ -417,4 +478,6 @@ def _spec(c: IllegalListConfig) -> IllegalListSpec:
 def _needs_restart(old: Config, new: Config) -> list[str]:
     keys = ("listen", "mode", "ca_dir", "data_dir", "metrics", "events", "upstream_trusted_ca",
             "illegal_lists")
+    if old.identity.push != new.identity.push:
+        return [*[k for k in keys if getattr(old, k) != getattr(new, k)], "identity.push"]
     return [k for k in keys if getattr(old, k) != getattr(new, k)]

@@ -263,12 +263,12 @@ class Broken:
     def _fail(self, *args, **kwargs):
         raise RuntimeError(self.message)
 
-    identify = classify = classify_host = decide = render = _fail
+    identify = classify = classify_host = decide = render = must_log_in = _fail
 
 
 BREAK = {
     # stage: how to break it on a gateway
-    "identify": lambda g: setattr(g, "groups", Broken()),
+    "identify": lambda g: g._replace(identity=Broken()),
     "classify": lambda g: setattr(g, "classifier", Broken()),
     "enforce": lambda g: setattr(g, "policy", Broken()),
 }

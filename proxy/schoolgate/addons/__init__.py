@@ -52,7 +52,7 @@ def ordered(gateway: Gateway) -> list:
 def identify_client(gateway: Gateway, rules, where) -> Identity:
     """Who is behind a flow or a client connection, by the rules of generation `rules`."""
     client = where.client_conn if isinstance(where, http.HTTPFlow) else where
-    return rules.groups.identify(client.peername[0])
+    return rules.identity.identify(client.peername[0], proxy_user=gateway.logins.get(client))
 
 
 def needs_decision(flow: http.HTTPFlow) -> bool:
