@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate import cli
-from schoolgate.config import load_config
+from schoolgate.config import _Checker, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -84,3 +84,20 @@ def test_dockerfile_matches_the_example_config():
     data_dir = config.data_dir.relative_to(ROOT)
     assert f'VOLUME ["/app/{data_dir}"]' in DOCKERFILE
     assert f"-v schoolgate-data:/app/{data_dir}" in README
+
+
+@pytest.mark.parametrize("key", _Checker.GROUP_KEYS)
+def test_every_group_key_is_documented_and_in_the_example(key):
+    # Each group setting has a row in the README's configuration table or list...
+    assert re.search(rf"`groups\.<name>\.{key}`|`groups\.<name>`[^\n]*`{key}`|, `{key}`", README), (
+        f"README.md does not document groups.<name>.{key}")
+    # ...and the example config shows it (set on a group, or in the commented defaults).
+    example = (ROOT / "config" / "schoolgate.yaml").read_text(encoding="utf-8")
+    assert re.search(rf"^#?\s+{key}:", example, re.M), f"example config never shows {key!r}"
+
+
+@pytest.mark.parametrize("key", _Checker.IDENTITY_KEYS)
+def test_every_identity_key_is_documented_and_in_the_example(key):
+    assert f"`identity.{key}`" in README or f"`{key}`" in README, f"README lacks identity.{key}"
+    example = (ROOT / "config" / "schoolgate.yaml").read_text(encoding="utf-8")
+    assert re.search(rf"^\s*#?\s*{key}:", example, re.M), f"example config never shows {key!r}"

@@ -98,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     why.add_argument("urls", nargs="+", metavar="URL")
     why.add_argument("--group", help="decide for this group")
     why.add_argument("--ip", help="decide for the group this client IP belongs to")
+    why.add_argument("--at", metavar="DATETIME",
+                     help="decide as at this school-time date and time, such as "
+                     "2026-11-23T10:00 (schedules); default now")
     why.add_argument("--json", action="store_true", help="one JSON object per URL per line")
     config_arg(why)
     why.set_defaults(func=cmd_why)
@@ -211,6 +214,7 @@ def cmd_why(args: argparse.Namespace) -> int:
     # Illegal lists: the gateway's last good copy (digests only) if there is one, else a local
     # source file. A URL source is never fetched here: `why` must answer at once.
     rules = build_rules(config, _illegal_lists(config))
+    when = _school_time(args.at, config, "--at").timestamp() if args.at else None
     classifier, policy = rules.classifier, rules.policy
     for problem in classifier.problems:
         log.warning("%s", problem)
@@ -226,7 +230,7 @@ def cmd_why(args: argparse.Namespace) -> int:
             result["error"] = str(e)
             status = 1
         else:
-            verdict = policy.decide(identity, classification)
+            verdict = policy.decide(identity, classification, when)
             result.update(
                 normalised_url=normalised,
                 canonical_url=classification.canonical_url,

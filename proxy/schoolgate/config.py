@@ -547,7 +547,8 @@ class _Checker:
         if "tls" in top:
             tls = self.tls(top["tls"]) or tls
         block_engines: tuple[str, ...] | None = None
-        if "safe_search" in top and (ss := self.mapping(top["safe_search"], ("block_engines",))):
+        if "safe_search" in top and top["safe_search"].data is not None and (
+                ss := self.mapping(top["safe_search"], ("block_engines",))):
             if "block_engines" in ss:
                 block_engines = self.hosts(ss["block_engines"])
         circumvention = self.circumvention(top.get("circumvention"), categories)
