@@ -28,6 +28,10 @@ def example_gateway(tmp_path_factory):
         category["lists"] = [str((EXAMPLE.parent / p).resolve()) for p in category["lists"]]
     for lst in doc.get("illegal_lists", {}).values():
         lst["source"] = str((EXAMPLE.parent / lst["source"]).resolve())
+    doc["tls"]["do_not_decrypt"] = [str((EXAMPLE.parent / p).resolve())
+                                    for p in doc["tls"]["do_not_decrypt"]]
+    for key in ("ip_map", "devices", "user_groups"):
+        doc["identity"][key] = str((EXAMPLE.parent / doc["identity"][key]).resolve())
     doc["data_dir"], doc["ca_dir"] = str(tmp / "data"), str(tmp / "ca")
     config = tmp / "schoolgate.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
