@@ -62,9 +62,18 @@ class BlockPage:
             explanation = "The school's web filter has blocked this page for your group."
             if verdict.reason == "override" and verdict.override is not None:
                 rows.append(("Reason", verdict.override.reason))
+            elif verdict.reason == "keywords":
+                # Never repeat the words back: the pupil knows what they typed, and a screen
+                # seen by others should not show it.
+                rows.append(("Reason", "words in this search or address"))
+            elif verdict.reason.startswith("circumvention"):
+                rows.append(("Reason", "getting round the school's filter"))
             else:
                 category = verdict.category or ""
                 rows.append(("Category", self._titles.get(category, category)))
+        if verdict.action != ERROR and verdict.theme in _SUPPORT:
+            # The search may be a cry for help: say where help is, before anything else.
+            advice = _SUPPORT[verdict.theme] + " " + advice
         rows += [
             ("Policy", self._groups.get(verdict.group, verdict.group)),
             ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z")),
@@ -87,6 +96,19 @@ class BlockPage:
             "X-Schoolgate-Reference": verdict.reference,
         }
         return RenderedPage(status, body.encode("utf-8"), headers)
+
+
+_TALK = ("If something is worrying you, you are not in trouble for searching: talk to a teacher "
+         "you trust or the school's Designated Safeguarding Lead.")
+_SUPPORT = {
+    "suicide_selfharm": f"{_TALK} Childline: 0800 1111 (free, any time). Samaritans: 116 123. "
+    "Shout: text SHOUT to 85258.",
+    "eating_disorders": f"{_TALK} Beat eating disorders helpline: 0808 801 0677. Childline: "
+    "0800 1111.",
+    "cse_grooming": f"{_TALK} Childline: 0800 1111. If someone online is making you feel "
+    "uncomfortable, you can report it to CEOP at www.ceop.police.uk.",
+    "bullying": f"{_TALK} Childline: 0800 1111.",
+}
 
 
 # The IWF asks members to show wording to this effect on its splash page.

@@ -252,6 +252,9 @@ class Config:
     on; None for the built-in list (`schoolgate.safesearch.NO_SAFE_MODE_ENGINES`)."""
     circumvention: CircumventionSettings = CircumventionSettings()
     identity: IdentityConfig = IdentityConfig()
+    keyword_library: Path | None = None
+    """Folder of keyword library files (`alerts/keywords` format): searches and addresses are
+    matched against it; None: no keyword monitoring."""
 
     @property
     def database_path(self) -> Path:
@@ -491,6 +494,7 @@ class _Checker:
         "safe_search",
         "circumvention",
         "identity",
+        "keywords",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -555,6 +559,14 @@ class _Checker:
         identity = IdentityConfig()
         if "identity" in top:
             identity = self.identity(top["identity"], groups) or identity
+        library: Path | None = None
+        if "keywords" in top and (km := self.mapping(top["keywords"], ("library",))):
+            if "library" in km and (p := self.path(km["library"], must_be="dir",
+                                                   what="keyword library folder")) is not None:
+                if p.is_dir():
+                    library = p
+                else:
+                    self.bad(km["library"], f"keyword library folder {p} does not exist")
         illegal: dict[str, IllegalListConfig] = {}
         if "illegal_lists" in top:
             illegal = self.illegal_lists(top["illegal_lists"])
@@ -586,6 +598,7 @@ class _Checker:
             block_search_engines=block_engines,
             circumvention=circumvention,
             identity=identity,
+            keyword_library=library,
         )
 
     IDENTITY_KEYS = ("htpasswd", "ldap", "login_required", "ip_map", "push", "devices",

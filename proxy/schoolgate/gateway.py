@@ -99,6 +99,8 @@ class Rules:
     """Domains whose HTTPS is never decrypted (each covers its subdomains)."""
     identity: Any = None
     """`schoolgate.identity.IdentitySources` of this generation."""
+    library: Any = None
+    """`schoolgate.library.KeywordLibrary`, or None when no keyword library is configured."""
 
     def no_decrypt(self, host: str) -> bool:
         """Whether normalised `host` is on the do-not-decrypt list (label-suffix match)."""
@@ -113,6 +115,20 @@ class Rules:
             if dot == -1:
                 return False
             name = name[dot + 1 :]
+
+
+def load_keywords(config: Config):
+    """The keyword library (blocking I/O), or None. A bad phrase is logged with its file and
+    line and skipped; the rest loads."""
+    if config.keyword_library is None:
+        return None
+    from .library import load_library
+
+    library = load_library(config.keyword_library)
+    for problem in library.problems:
+        log.warning("%s", problem)
+    log.info("keyword library %s: %d phrases", config.keyword_library, len(library))
+    return library
 
 
 def load_no_decrypt(config: Config) -> frozenset[str]:
@@ -144,6 +160,9 @@ def build_rules(
     classifier = Classifier.from_config(config, cache_path(config) if cache else None)
     classifier.illegal = illegal
     refuse_illegal_allows(config, classifier)
+    library = load_keywords(config)
+    if library is not None:
+        classifier.keyword_sets = (library.keyword_set,)
     now = time.time()
     try:
         local = load_local_policy(local_policy_path(config))
@@ -168,7 +187,7 @@ def build_rules(
 
     return Rules(merged, SubnetGroups(merged), classifier, Policy(merged), BlockPage(merged),
                  generation, next_change(kept, now), load_no_decrypt(config),
-                 build_identity(merged, ip_users))
+                 build_identity(merged, ip_users), library)
 
 
 def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:
@@ -214,8 +233,12 @@ class Gateway:
             from .identity import build_identity
 
             classifier.illegal = self.illegal
+            library = load_keywords(config)
+            if library is not None:
+                classifier.keyword_sets = (library.keyword_set,)
             self.rules = Rules(config, SubnetGroups(config), classifier, Policy(config),
-                               BlockPage(config), identity=build_identity(config, self.ip_users))
+                               BlockPage(config), identity=build_identity(config, self.ip_users),
+                               library=library)
         else:
             self.rules = build_rules(config, self.illegal, cache=True, ip_users=self.ip_users)
         self.failures = FailureLog()
@@ -295,6 +318,8 @@ class Gateway:
         files.extend(str(p) for p in config.tls.do_not_decrypt)
         ic = config.identity
         files.extend(str(p) for p in (ic.htpasswd, ic.ip_map, ic.devices, ic.user_groups) if p)
+        if config.keyword_library is not None:
+            files.extend(sorted(str(p) for p in config.keyword_library.glob("*.yaml")))
         for c in config.categories.values():
             files.extend(str(p) for p in c.lists)
         return files

@@ -157,6 +157,18 @@ class GatewayMetrics:
         )
         for group in config.groups:
             self.circumvention.labels(group)
+        self.flagged_searches = Counter(
+            "schoolgate_flagged_searches",
+            "Searches that matched the keyword library, by theme, severity and group.",
+            ["theme", "severity", "group"],
+            registry=r,
+        )
+        from .library import SEVERITIES, THEMES
+
+        for theme in THEMES:
+            for severity in SEVERITIES:
+                for group in config.groups:
+                    self.flagged_searches.labels(theme, severity, group)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )

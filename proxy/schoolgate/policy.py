@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from .classify import Classification
@@ -21,6 +22,8 @@ __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
 ALLOW, BLOCK, ERROR = "allow", "block", "error"
 
 now = time.time
+
+_SEVERITY_POINTS = {"high": 10, "medium": 3, "low": 1}
 """The clock schedules are read against, looked up at each call so a test harness can move it."""
 
 # Crockford's base32: no I, L, O or U, so a reference read aloud over the phone survives.
@@ -67,6 +70,16 @@ class Verdict:
     """Safeguarding theme of the request, such as `circumvention` (alerts route on it)."""
     schedule: str | None = None
     """The schedule whose window made this block, if one did."""
+    search: Any = None
+    """The search made (`schoolgate.search.SearchQuery`), when the request is one."""
+    flags: tuple = ()
+    """Keyword library flags (`schoolgate.library.Flag`) in the search term or the URL, most
+    severe first."""
+
+    @property
+    def flag(self):
+        """The most severe flag, which names the theme and phrase of the event."""
+        return self.flags[0] if self.flags else None
 
 
 class Policy:
@@ -206,6 +219,39 @@ class Policy:
             reason="circumvention:port",
             theme="circumvention",
         )
+
+    # -- keywords: searches and URLs -----------------------------------------------------------
+
+    def assess_keywords(self, verdict: Verdict, search: Any, flags: Sequence[Any]) -> Verdict:
+        """Add what the keyword libraries found to `verdict`: the flags (most severe first) give
+        the event its theme, severity and phrase; a score at or above the group's
+        `keyword_threshold` blocks. The score counts each distinct phrase once, its weight times
+        its severity (high 10, medium 3, low 1): with the default threshold of 10 one
+        high-severity phrase blocks, as do four medium ones."""
+        if not flags and search is None:
+            return verdict
+        ranked = tuple(sorted(flags, key=lambda f: -_SEVERITY_POINTS.get(f.severity, 0)))
+        changes: dict[str, Any] = {"search": search, "flags": ranked}
+        if ranked:
+            top = ranked[0]
+            changes.update(theme=verdict.theme or top.theme, severity=top.severity)
+            if verdict.action == ALLOW:
+                g = self._groups[verdict.group]
+                seen: dict[str, float] = {}
+                for f in ranked:
+                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
+                score = sum(seen.values())
+                what = f"the search {search.term!r}" if search is not None else "this address"
+                if score >= g.keyword_threshold:
+                    changes.update(
+                        action=BLOCK,
+                        rule=f"{what} matches {top.theme.replace('_', ' ')} phrases (score "
+                        f"{score:g}, group {g.name} blocks at {g.keyword_threshold:g})",
+                        reason="keywords",
+                    )
+                else:
+                    changes.update(reason=verdict.reason or "no-block")
+        return dataclasses.replace(verdict, **changes)
 
     def group(self, name: str):
         return self._groups[name]

@@ -35,25 +35,38 @@ def test_example_config_loads_with_its_groups_and_categories():
 
     assert list(config.categories) == [
         "gambling", "adult", "social_networks", "games", "malware", "hacking", "violence",
-        "education",
+        "education", "vpn", "redirector", "doh", "remote-control",
     ]
     for name, category in config.categories.items():
         assert category.lists == (REPO / "categories" / name / "domains",)
         assert all(p.is_file() for p in category.lists)
     assert config.categories["adult"].title == "Pornography and adult content"
 
-    assert list(config.groups) == ["primary", "secondary", "sixth_form", "staff", "guest"]
+    assert list(config.groups) == [
+        "primary", "ks3", "ks4", "sixth_form", "staff", "byod", "guest"]
     assert config.default_group == "guest"
     assert config.groups["sixth_form"].title == "Sixth form"
-    assert config.groups["sixth_form"].subnets == (ipaddress.ip_network("10.20.50.0/24"),)
+    assert config.groups["sixth_form"].subnets == (ipaddress.ip_network("10.21.50.0/24"),)
     assert config.groups["staff"].subnets == (
         ipaddress.ip_network("10.30.0.0/16"),
         ipaddress.ip_network("fd00:30::/32"),
     )
-    # Staff may use social media and games; pupils and guests may not.
+    # Staff may use social media after working hours and games always; guests never.
     assert config.groups["staff"].blocked_categories == {"adult", "gambling", "malware"}
+    assert [(b.schedule, b.categories) for b in config.groups["staff"].blocked_during] == [
+        ("working_hours", {"social_networks"})]
     assert {"social_networks", "games"} <= config.groups["guest"].blocked_categories
     assert "social_networks" not in config.groups["sixth_form"].blocked_categories
+    # Each feature of issue 4 is shown on at least one group.
+    groups = config.groups
+    assert groups["primary"].walled_garden and groups["primary"].allowed_categories == {"education"}
+    assert groups["byod"].https == "sni-only"
+    assert (groups["staff"].no_sni, groups["staff"].circumvention) == ("log", "log")
+    assert (groups["sixth_form"].safe_search, groups["sixth_form"].youtube) == ("moderate", "moderate")
+    assert set(config.schedules) == {"school_day", "working_hours"}
+    assert config.circumvention.categories == {"vpn", "redirector", "doh", "remote-control"}
+    assert config.tls.do_not_decrypt == (REPO / "categories" / "do_not_decrypt" / "domains",)
+    assert config.keyword_library == REPO / "alerts" / "keywords"
 
 
 def test_sample_school_loads(config, tmp_path):

@@ -56,11 +56,13 @@ def test_sample_school_groups(config, client_ip, group, source, shown_ip):
 @pytest.mark.parametrize(
     ("client_ip", "group"),
     [
-        # The example config: the same nesting, as documented in its comments.
-        ("10.20.50.3", "sixth_form"),
-        ("::ffff:10.20.50.3", "sixth_form"),
-        ("10.20.9.9", "secondary"),
+        # The example config: the sixth-form block nested in key stage 4, as its comments say.
+        ("10.21.50.3", "sixth_form"),
+        ("::ffff:10.21.50.3", "sixth_form"),
+        ("10.21.9.9", "ks4"),
+        ("10.20.9.9", "ks3"),
         ("10.10.0.1", "primary"),
+        ("172.17.3.4", "byod"),
         ("fd00:30::abcd", "staff"),
         ("192.0.2.1", "guest"),
     ],

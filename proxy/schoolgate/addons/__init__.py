@@ -24,6 +24,8 @@ VERDICT = "schoolgate.verdict"
 STARTED = "schoolgate.started"
 RECORDED = "schoolgate.recorded"
 RULES = "schoolgate.rules"  # the rule generation this request is decided by
+SEARCH = "schoolgate.search"  # the SearchQuery, when the request is a search
+BODY_PENDING = "schoolgate.body_pending"  # a search in the body: decided at `request`
 
 __all__ = [
     "CLASSIFICATION",

@@ -7,7 +7,11 @@ from mitmproxy import http
 
 from ..classify import URLError
 from ..gateway import Gateway
-from . import CLASSIFICATION, IDENTITY, RULES, fail_closed, needs_decision, refuse_bad_request
+from ..search import extract_search, needs_body
+from . import (
+    BODY_PENDING, CLASSIFICATION, IDENTITY, RULES, SEARCH, fail_closed, needs_decision,
+    refuse_bad_request,
+)
 
 
 class Classify:
@@ -27,5 +31,14 @@ class Classify:
                 refuse_bad_request(flow, identity.group, str(e))
                 return
             flow.metadata[CLASSIFICATION] = classification
+            request = flow.request
+            # A search in the URL is known now; one in the body (YouTube's in-page search,
+            # DuckDuckGo's no-JavaScript form) once the body has arrived, at `request`.
+            if needs_body(request.method, request.host, request.path):
+                flow.metadata[BODY_PENDING] = True
+            else:
+                search = extract_search(request.method, request.host, request.path)
+                if search is not None:
+                    flow.metadata[SEARCH] = search
         except Exception as e:  # noqa: BLE001 - fail closed on anything, bad hosts included
             fail_closed(self.gateway, flow, "classify", e)

@@ -7,7 +7,10 @@ from mitmproxy import http
 
 from ..gateway import Gateway
 from ..policy import ALLOW
-from . import CLASSIFICATION, IDENTITY, RULES, VERDICT, fail_closed, needs_decision, serve_verdict
+from . import (
+    BODY_PENDING, CLASSIFICATION, IDENTITY, RULES, SEARCH, VERDICT, fail_closed, needs_decision,
+    serve_verdict,
+)
 
 SAFE_SEARCH = "schoolgate.safe_search"  # the Rewrite applied, for the body lock and the metric
 
@@ -32,6 +35,7 @@ class Enforce:
             verdict = policy.check_request(
                 verdict, request.method, request.host, request.path, request.headers
             )
+            verdict = self._keywords(flow, verdict, flow.metadata.get(SEARCH), classification)
             if verdict.action == ALLOW:
                 # Before the verdict is published: a rewrite that fails must fail closed.
                 self._lock_safe_search(flow, policy, verdict.group)
@@ -40,6 +44,22 @@ class Enforce:
                 serve_verdict(self.gateway, flow, verdict)
         except Exception as e:  # noqa: BLE001 - fail closed on anything
             fail_closed(self.gateway, flow, "enforce", e)
+
+    @staticmethod
+    def _keywords(flow: http.HTTPFlow, verdict, search, classification):
+        """The keyword library's flags: in the search term for a search (the term is what the
+        person typed), else in the decoded path and query the classifier already scanned."""
+        rules = flow.metadata[RULES]
+        library = rules.library
+        if library is None:
+            return rules.policy.assess_keywords(verdict, search, ())
+        if search is not None:
+            flags = library.match(search.normalised, normalised=True) if search.normalised else []
+        elif classification is not None and classification.keywords:
+            flags = list(library.findings(classification.keywords).flags)
+        else:
+            flags = []
+        return rules.policy.assess_keywords(verdict, search, flags)
 
     def _lock_safe_search(self, flow: http.HTTPFlow, policy, group: str) -> None:
         request = flow.request
@@ -64,6 +84,26 @@ class Enforce:
         if not flow.live or flow.response is not None:
             return
         verdict = flow.metadata.get(VERDICT)
+        if flow.metadata.pop(BODY_PENDING, False) and verdict is not None and verdict.action == ALLOW:
+            # A search sent in the body: read it now the body is here, and decide again.
+            try:
+                from ..search import extract_search
+
+                request = flow.request
+                search = extract_search(
+                    request.method, request.host, request.path,
+                    request.get_content(strict=False), request.headers.get("content-type"),
+                )
+                if search is not None:
+                    flow.metadata[SEARCH] = search
+                    verdict = self._keywords(flow, verdict, search, None)
+                    flow.metadata[VERDICT] = verdict
+                    if verdict.action != ALLOW:
+                        serve_verdict(self.gateway, flow, verdict)
+                        return
+            except Exception as e:  # noqa: BLE001 - fail closed on anything
+                fail_closed(self.gateway, flow, "enforce", e)
+                return
         rewrite = flow.metadata.get(SAFE_SEARCH)
         if rewrite is not None and rewrite.form_params and verdict is not None:
             # A form POST carries the search in its body, which is only here at `request`.

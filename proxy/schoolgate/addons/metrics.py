@@ -9,7 +9,7 @@ from mitmproxy import http
 from ..gateway import Gateway
 from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
 from ..policy import ALLOW
-from . import STARTED, VERDICT
+from . import BODY_PENDING, STARTED, VERDICT
 
 COUNTED = "schoolgate.counted"
 
@@ -20,7 +20,7 @@ class Metrics:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         verdict = flow.metadata.get(VERDICT)
-        if verdict is None or flow.metadata.get(COUNTED):
+        if verdict is None or flow.metadata.get(COUNTED) or flow.metadata.get(BODY_PENDING):
             return
         flow.metadata[COUNTED] = True
         category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
@@ -29,6 +29,8 @@ class Metrics:
             self.metrics.blocks.labels(block_reason(verdict)).inc()
         if verdict.theme == "circumvention":
             self.metrics.circumvention.labels(verdict.group).inc()
+        if verdict.search is not None and (flag := verdict.flag) is not None:
+            self.metrics.flagged_searches.labels(flag.theme, flag.severity, verdict.group).inc()
         if (started := flow.metadata.get(STARTED)) is not None:
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
 

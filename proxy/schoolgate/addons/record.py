@@ -12,7 +12,7 @@ from mitmproxy import http
 
 from ..gateway import Gateway
 from ..store import Event
-from . import IDENTITY, RECORDED, VERDICT
+from . import BODY_PENDING, IDENTITY, RECORDED, VERDICT
 
 log = logging.getLogger("schoolgate.record")
 
@@ -29,8 +29,8 @@ class Record:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         verdict = flow.metadata.get(VERDICT)
-        if verdict is None or flow.metadata.get(RECORDED):
-            return
+        if verdict is None or flow.metadata.get(RECORDED) or flow.metadata.get(BODY_PENDING):
+            return  # a search in the body is recorded at `request`, once it is decided
         flow.metadata[RECORDED] = True
         try:
             identity = flow.metadata.get(IDENTITY)
@@ -54,6 +54,10 @@ class Record:
                 severity=verdict.severity,
                 reason=verdict.reason or None,
                 theme=verdict.theme,
+                search_term=search.term if (search := verdict.search) is not None else None,
+                engine=search.engine if search is not None else None,
+                search_normalised=search.normalised if search is not None else None,
+                matched_phrase=verdict.flag.phrase if verdict.flag is not None else None,
             )
         except Exception:  # noqa: BLE001 - the verdict stands; losing the record is counted
             log.exception("could not build the event for a %s decision", verdict.action)
