@@ -252,6 +252,8 @@ class Config:
     on; None for the built-in list (`schoolgate.safesearch.NO_SAFE_MODE_ENGINES`)."""
     circumvention: CircumventionSettings = CircumventionSettings()
     identity: IdentityConfig = IdentityConfig()
+    alert_routing: Any = None
+    """`schoolgate.alerts.Routing` (checked), or None: no alerts are sent."""
     keyword_library: Path | None = None
     """Folder of keyword library files (`alerts/keywords` format): searches and addresses are
     matched against it; None: no keyword monitoring."""
@@ -495,6 +497,7 @@ class _Checker:
         "circumvention",
         "identity",
         "keywords",
+        "alerts",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -559,6 +562,16 @@ class _Checker:
         identity = IdentityConfig()
         if "identity" in top:
             identity = self.identity(top["identity"], groups) or identity
+        routing = None
+        if "alerts" in top and (am := self.mapping(top["alerts"], ("routing",))):
+            if "routing" in am and (rp := self.path(am["routing"], must_be="file",
+                                                    what="alert routing file")) is not None:
+                from .alerts import RoutingError, load_routing
+
+                try:
+                    routing = load_routing(rp, known_groups=set(groups))
+                except RoutingError as e:
+                    self.problems.extend(e.problems)
         library: Path | None = None
         if "keywords" in top and (km := self.mapping(top["keywords"], ("library",))):
             if "library" in km and (p := self.path(km["library"], must_be="dir",
@@ -599,6 +612,7 @@ class _Checker:
             circumvention=circumvention,
             identity=identity,
             keyword_library=library,
+            alert_routing=routing,
         )
 
     IDENTITY_KEYS = ("htpasswd", "ldap", "login_required", "ip_map", "push", "devices",

@@ -249,6 +249,9 @@ class Gateway:
             on_written=self._written,
         )
         self.metrics.watch_queue(lambda: self.writer.depth)
+        self.alerts = None
+        """`schoolgate.alerts.SafeguardingAlerts` once started, when routing is configured."""
+        self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
         self.metrics.watch_lists(self.illegal)
         self.metrics_address: Address | None = None
         self._started = False
@@ -279,6 +282,16 @@ class Gateway:
             log.info("list %s", summary)
             for problem in summary.problems:
                 log.warning("%s", problem)
+
+    def record(self, event) -> None:
+        """Queue an event for the store and let the alert engine consider it (no I/O: both only
+        enqueue; an alert engine failure never loses the event)."""
+        self.writer.put(event)
+        if self.alerts is not None:
+            try:
+                self.alerts.consider(event)
+            except Exception:  # noqa: BLE001 - alerting must never break recording
+                log.exception("the alert engine failed on an event; the event is still stored")
 
     def fail_closed(self, stage: str, exc: BaseException) -> None:
         self.metrics.fail_closed.labels(stage).inc()
@@ -320,6 +333,8 @@ class Gateway:
         files.extend(str(p) for p in (ic.htpasswd, ic.ip_map, ic.devices, ic.user_groups) if p)
         if config.keyword_library is not None:
             files.extend(sorted(str(p) for p in config.keyword_library.glob("*.yaml")))
+        if config.alert_routing is not None:
+            files.append(str(config.alert_routing.path))
         for c in config.categories.values():
             files.extend(str(p) for p in c.lists)
         return files
@@ -359,6 +374,8 @@ class Gateway:
                 self._reload_done(False, why, started, [str(e)])
                 return False
             self.rules = rules
+            if self.alerts is not None and config.alert_routing is not None:
+                self.alerts.replace_routing(config.alert_routing)
             self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(config))
             for key in restart:
                 log.warning("reload: %s changed; it takes effect at the next restart", key)
@@ -452,6 +469,20 @@ class Gateway:
         self._started = True
         open_for_writing(self.config.database_path)
         await self.writer.start()
+        if self.config.alert_routing is not None:
+            from .alerts import SafeguardingAlerts
+
+            c = self.config
+            try:
+                self.alerts = SafeguardingAlerts(
+                    c.alert_routing, c.database_path, school=c.school_name, timezone=c.timezone,
+                    list_titles={n: lst.title for n, lst in c.illegal_lists.items()},
+                    on_outcome=lambda channel, outcome: self.metrics.alerts.labels(
+                        channel, outcome).inc(),
+                )
+            except Exception as e:  # TemplateError and the like: say what to fix
+                raise StartupError(f"alerts: {e}") from None
+            await self.alerts.start()
         if serve_metrics:
             self.metrics_address = self.metrics.serve(self.config.metrics)
         self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(self.config))
@@ -483,6 +514,8 @@ class Gateway:
         if self.push_server is not None:
             await self.push_server.stop()
             self.push_server = None
+        if self.alerts is not None:
+            await self.alerts.stop()
         queued = await self.writer.close()
         log.info(
             "event store closed: %d events written, %d flushed at shutdown, %d dropped",

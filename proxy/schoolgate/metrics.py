@@ -84,6 +84,18 @@ class _QueueCollector(Collector):
         )
 
 
+class _OutboxCollector(Collector):
+    def __init__(self, depth: Callable[[], int]):
+        self._depth = depth
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "schoolgate_alert_outbox_depth",
+            "Alerts waiting to be delivered (pending in the outbox).",
+            value=self._depth(),
+        )
+
+
 class GatewayMetrics:
     def __init__(self, config: Config, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
@@ -169,6 +181,20 @@ class GatewayMetrics:
             for severity in SEVERITIES:
                 for group in config.groups:
                     self.flagged_searches.labels(theme, severity, group)
+        self.alerts = Counter(
+            "schoolgate_alerts",
+            "Safeguarding alerts by channel (email or a webhook's name) and outcome: sent, "
+            "retry, failed, deduplicated, rate_limited.",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        routing = config.alert_routing
+        if routing is not None:
+            from .alerts import OUTCOMES
+
+            for channel in ("email", *routing.webhooks):
+                for outcome in OUTCOMES:
+                    self.alerts.labels(channel, outcome)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )
@@ -194,6 +220,9 @@ class GatewayMetrics:
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.registry.register(_QueueCollector(depth))
+
+    def watch_outbox(self, depth: Callable[[], int]) -> None:
+        self.registry.register(_OutboxCollector(depth))
 
     def serve(self, address: Address) -> Address:
         """Serve /metrics in a background thread; returns the address actually bound."""

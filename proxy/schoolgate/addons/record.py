@@ -63,7 +63,7 @@ class Record:
             log.exception("could not build the event for a %s decision", verdict.action)
             self.gateway.metrics.events_dropped.inc()
             return
-        self.gateway.writer.put(event)
+        self.gateway.record(event)
 
     # A flow blocked by Enforce's last-line check at `request` is recorded and counted there.
     request = requestheaders

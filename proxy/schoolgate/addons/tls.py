@@ -201,7 +201,7 @@ class TlsDecisions:
             m.blocks.labels(block_reason(verdict)).inc()
         if verdict.theme == "circumvention":
             m.circumvention.labels(verdict.group).inc()
-        self.gateway.writer.put(Event(
+        self.gateway.record(Event(
             ts=time.time(),
             client_ip=identity.ip,
             group=verdict.group,

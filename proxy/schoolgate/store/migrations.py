@@ -99,6 +99,53 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX events_theme_ts ON events (theme, ts) WHERE theme IS NOT NULL",
         ),
     ),
+    Migration(
+        4,
+        "alert outbox",
+        (
+            # Alerts wait here until a sender delivers them, so an alert survives a restart and
+            # a mail server that is down. Rows are written by the alert deliverer's own
+            # connection; times are UTC ISO 8601 with milliseconds and Z, like events.ts, so
+            # they compare as text.
+            """
+            CREATE TABLE alert_outbox (
+                id               INTEGER PRIMARY KEY,
+                created          TEXT NOT NULL,
+                kind             TEXT NOT NULL,       -- alert | paused
+                channel          TEXT NOT NULL,       -- 'email' or a webhook's name
+                recipients       TEXT,                -- comma-separated addresses; NULL: webhook
+                subject          TEXT NOT NULL,
+                body             TEXT NOT NULL,       -- plain text
+                html             TEXT,
+                payload          TEXT NOT NULL,       -- JSON facts, what webhooks post
+                dedup_key        TEXT,                -- person and theme
+                attempts         INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at  TEXT,                -- when pending: not before this
+                status           TEXT NOT NULL,       -- pending | sent | failed | held
+                last_error       TEXT,
+                sent_at          TEXT
+            )
+            """,
+            "CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) "
+            "WHERE status = 'pending'",
+            "CREATE INDEX alert_outbox_created ON alert_outbox (created)",
+        ),
+    ),
+    Migration(
+        5,
+        "events: indexes for the daily report and the context view",
+        (
+            # The daily report reads one day's safeguarding events out of millions of rows. The
+            # condition is schoolgate.reports.reading.SAFEGUARDING_SQL, word for word: SQLite
+            # uses a partial index only for a query that repeats its condition.
+            "CREATE INDEX events_safeguarding_ts ON events (ts) WHERE "
+            "((theme IS NOT NULL AND severity IS NOT NULL) OR reason LIKE 'illegal:%')",
+            # A person known only by device (nobody signed in): their browsing either side of an
+            # incident. Users and bare IP addresses already have (user, ts) and (client_ip, ts).
+            "CREATE INDEX events_device_ts ON events (device, ts) "
+            "WHERE user IS NULL AND device IS NOT NULL",
+        ),
+    ),
 )
 
 
