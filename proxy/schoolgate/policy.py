@@ -14,6 +14,7 @@ from typing import Any
 from dataclasses import dataclass
 
 from .classify import Classification
+from .classify.canonical import canonicalize
 from .config import Config, Override
 from .identify import Identity
 
@@ -82,6 +83,19 @@ class Verdict:
         return self.flags[0] if self.flags else None
 
 
+def _canonical_prefix(host: str, path: str | None) -> str | None:
+    """An allow or block entry's path prefix in the canonical form a request's path is compared
+    in (`Classification.path`), so an entry written `/%7Ejohn/pic%2Ejpg` or `/a/./b` covers the
+    request for `/~john/pic.jpg` or `/a/b`, as list entries do."""
+    if path is None:
+        return None
+    try:
+        c = canonicalize(f"http://{host}{path}")
+    except ValueError:  # URLError: keep the entry as written rather than drop it
+        return path
+    return c.path + (f"?{c.query}" if c.query else "")
+
+
 class Policy:
     """Every group's policy, compiled once from the config.
 
@@ -109,13 +123,15 @@ class Policy:
             name: SafeSearchPolicy(g.safe_search, g.youtube) for name, g in config.groups.items()
         }
         self._ports = config.circumvention
-        # Per group: host -> overrides on that host, for a label-suffix walk like the lists'.
-        self._overrides: dict[str, dict[str, list[tuple[Override, str]]]] = {}
+        # Per group: host -> (override, action, canonical path prefix) on that host, for a
+        # label-suffix walk like the lists'.
+        self._overrides: dict[str, dict[str, list[tuple[Override, str, str | None]]]] = {}
         for name, g in config.groups.items():
-            by_host: dict[str, list[tuple[Override, str]]] = {}
+            by_host: dict[str, list[tuple[Override, str, str | None]]] = {}
             for action, entries in ((ALLOW, g.allow), (BLOCK, g.block)):
                 for o in entries:
-                    by_host.setdefault(o.host, []).append((o, action))
+                    by_host.setdefault(o.host, []).append(
+                        (o, action, _canonical_prefix(o.host, o.path)))
             self._overrides[name] = by_host
 
     def override_for(self, group: str, host: str, path: str) -> tuple[Override, str] | None:
@@ -127,10 +143,10 @@ class Policy:
         best_key: tuple[int, int, int] = (-1, -1, -1)
         name = host
         while True:
-            for o, action in by_host.get(name, ()):
-                if o.path is None or path.startswith(o.path):
+            for o, action, prefix in by_host.get(name, ()):
+                if prefix is None or path.startswith(prefix):
                     # Longer host, then longer path, then block over allow on a tie.
-                    key = (len(o.host), len(o.path or ""), action == BLOCK)
+                    key = (len(o.host), len(prefix or ""), action == BLOCK)
                     if key > best_key:
                         best, best_key = (o, action), key
             dot = name.find(".")

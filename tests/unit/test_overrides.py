@@ -92,3 +92,21 @@ def test_bad_override_entries_name_file_line_and_key(make_config, entry, message
     (problem,) = e.value.problems
     assert message in problem
     assert f":{line_of(text, entry)}:" in problem
+
+
+def test_override_paths_are_compared_in_canonical_form(make_config):
+    # An entry written with escapes, "./" or "//" covers the page however the request spells it
+    # (an emergency block of one image must not miss because of how it was typed).
+    text = replace_once(BASE_CONFIG, "    blocked_categories: [gambling]\n", """\
+    blocked_categories: [gambling]
+    block:
+      - {target: "img.example/~john/pic%2Ejpg", reason: Reported image}
+      - {target: "img.example/a/./b//c/", reason: Folder}
+""")
+    config = make_config(text)
+    classifier, policy = Classifier.from_config(config), Policy(config)
+    sixth = Identity("10.20.50.3", "sixth_form", "subnet")
+    for url in ("http://img.example/~john/pic.jpg", "http://img.example/%7Ejohn/pic%2Ejpg",
+                "http://img.example/a/b/c/page.html"):
+        assert policy.decide(sixth, classifier.classify(url)).action == BLOCK, url
+    assert policy.decide(sixth, classifier.classify("http://img.example/a/x")).action == ALLOW

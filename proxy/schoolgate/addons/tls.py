@@ -21,6 +21,7 @@ import weakref
 from mitmproxy import connection, http, tls
 
 from ..classify import URLError
+from ..classify.canonical import parse_ipv4
 from ..classify.urls import normalise_host
 from ..gateway import Gateway, Rules
 from ..identify import Identity
@@ -234,8 +235,11 @@ def _category(verdict: Verdict) -> str:
 
 
 def _is_ip(host: str) -> bool:
+    """Whether a CONNECT names an IP address rather than a host name: in any spelling the
+    resolver reads as one (inet_aton takes `2130706433`, `0x7f.1` and `127.1` for 127.0.0.1),
+    or the `no_sni` rule could be stepped round by writing the address another way."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        return parse_ipv4(host) is not None
     return True
