@@ -250,7 +250,21 @@ class Gateway:
         )
         self.metrics.watch_queue(lambda: self.writer.depth)
         self.alerts = None
-        """`schoolgate.alerts.SafeguardingAlerts` once started, when routing is configured."""
+        """`schoolgate.alerts.SafeguardingAlerts`, when alert routing is configured. Built here,
+        before the proxy starts, so a missing template stops start-up with a clear message."""
+        if config.alert_routing is not None:
+            from .alerts import SafeguardingAlerts
+
+            try:
+                self.alerts = SafeguardingAlerts(
+                    config.alert_routing, config.database_path, school=config.school_name,
+                    timezone=config.timezone,
+                    list_titles={n: lst.title for n, lst in config.illegal_lists.items()},
+                    on_outcome=lambda channel, outcome: self.metrics.alerts.labels(
+                        channel, outcome).inc(),
+                )
+            except Exception as e:  # noqa: BLE001 - TemplateError and the like: what to fix
+                raise StartupError(f"alerts: {e}") from None
         self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
         self.metrics.watch_lists(self.illegal)
         self.metrics_address: Address | None = None
@@ -469,19 +483,7 @@ class Gateway:
         self._started = True
         open_for_writing(self.config.database_path)
         await self.writer.start()
-        if self.config.alert_routing is not None:
-            from .alerts import SafeguardingAlerts
-
-            c = self.config
-            try:
-                self.alerts = SafeguardingAlerts(
-                    c.alert_routing, c.database_path, school=c.school_name, timezone=c.timezone,
-                    list_titles={n: lst.title for n, lst in c.illegal_lists.items()},
-                    on_outcome=lambda channel, outcome: self.metrics.alerts.labels(
-                        channel, outcome).inc(),
-                )
-            except Exception as e:  # TemplateError and the like: say what to fix
-                raise StartupError(f"alerts: {e}") from None
+        if self.alerts is not None:
             await self.alerts.start()
         if serve_metrics:
             self.metrics_address = self.metrics.serve(self.config.metrics)
