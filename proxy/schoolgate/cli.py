@@ -169,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     config_arg(audit)
     audit.set_defaults(func=cmd_audit)
 
+    from .reports.commands import register as register_reports
+    from .reports.mail import send_configured
+
+    register_reports(sub, config_arg, send_email=send_configured)
+
     event = sub.add_parser(
         "event",
         help="show the stored event(s) for a block page's reference",

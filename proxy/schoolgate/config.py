@@ -254,6 +254,11 @@ class Config:
     identity: IdentityConfig = IdentityConfig()
     alert_routing: Any = None
     """`schoolgate.alerts.Routing` (checked), or None: no alerts are sent."""
+    reports: Any = None
+    """`schoolgate.reports.scheduler.ReportSettings`: when the daily report and weekly summary
+    are written and e-mailed, and the nightly purge; None for the defaults."""
+    retention: Any = None
+    """`schoolgate.reports.retention.RetentionPolicy`; None for the defaults."""
     keyword_library: Path | None = None
     """Folder of keyword library files (`alerts/keywords` format): searches and addresses are
     matched against it; None: no keyword monitoring."""
@@ -498,6 +503,8 @@ class _Checker:
         "identity",
         "keywords",
         "alerts",
+        "reports",
+        "retention",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -572,6 +579,10 @@ class _Checker:
                     routing = load_routing(rp, known_groups=set(groups))
                 except RoutingError as e:
                     self.problems.extend(e.problems)
+        reports = self.reports(top["reports"], data_dir) if "reports" in top else None
+        retention = self.retention(top["retention"]) if "retention" in top else None
+        if reports is not None and retention is not None:
+            reports = dataclasses.replace(reports, retention=retention)
         library: Path | None = None
         if "keywords" in top and (km := self.mapping(top["keywords"], ("library",))):
             if "library" in km and (p := self.path(km["library"], must_be="dir",
@@ -613,6 +624,8 @@ class _Checker:
             identity=identity,
             keyword_library=library,
             alert_routing=routing,
+            reports=reports,
+            retention=retention,
         )
 
     IDENTITY_KEYS = ("htpasswd", "ldap", "login_required", "ip_map", "push", "devices",
@@ -1015,15 +1028,83 @@ class _Checker:
         return out
 
     def duration(self, v: _Value) -> float | None:
-        """Seconds as a number, or text such as `90s`, `30m`, `12h`, `1d`."""
+        """Seconds as a number, or text such as `90s`, `30m`, `12h`, `1d`, `2w`, `1y` (365 d)."""
         if isinstance(v.data, int | float) and not isinstance(v.data, bool) and v.data > 0:
             return float(v.data)
         if isinstance(v.data, str):
-            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", v.data)
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*", v.data)
             if m and float(m[1]) > 0:
-                return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
-        self.bad(v, f"must be a duration such as 30m, 12h or 1d, not {_kind(v.data)}")
+                return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400,
+                                      "y": 365 * 86400}[m[2]]
+        self.bad(v, f"must be a duration such as 30m, 12h, 30d or 1y, not {_kind(v.data)}")
         return None
+
+    REPORT_KEYS = ("daily_at", "weekly_on", "weekly_at", "purge_at", "out_dir", "email_to",
+                   "weekly_email_to")
+
+    def reports(self, v: _Value, data_dir: Path) -> Any:
+        from datetime import time as dtime
+
+        from .reports.scheduler import ReportSettings
+
+        m = self.mapping(v, self.REPORT_KEYS)
+        if m is None:
+            return None
+        d = ReportSettings()
+
+        def clock(key: str, default: dtime) -> dtime:
+            if key not in m:
+                return default
+            text = m[key].data
+            t = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(text).strip()) if isinstance(
+                text, str) else None
+            if t is None:
+                self.bad(m[key], f"must be a time of day HH:MM such as \"07:00\" (quoted), not "
+                         f"{_kind(text)}")
+                return default
+            return dtime(int(t[1]), int(t[2]))
+
+        days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        weekly_on = d.weekly_on
+        if "weekly_on" in m and (day := self.choice(m["weekly_on"], days)) is not None:
+            weekly_on = days.index(day)
+        out_dir = None
+        if "out_dir" in m:
+            out_dir = self.path(m["out_dir"], must_be="dir")
+
+        def addresses(key: str) -> tuple[str, ...]:
+            out = []
+            for item in (self.sequence(m[key]) or []) if key in m else []:
+                text = self.text(item)
+                if text is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+                    self.bad(item, f"{text!r} is not an e-mail address")
+                elif text is not None:
+                    out.append(text)
+            return tuple(out)
+
+        return ReportSettings(
+            daily_at=clock("daily_at", d.daily_at), weekly_on=weekly_on,
+            weekly_at=clock("weekly_at", d.weekly_at), purge_at=clock("purge_at", d.purge_at),
+            out_dir=out_dir, email_to=addresses("email_to"),
+            weekly_email_to=addresses("weekly_email_to"),
+        )
+
+    def retention(self, v: _Value) -> Any:
+        from datetime import timedelta
+
+        from .reports.retention import KINDS, RetentionPolicy
+
+        m = self.mapping(v, tuple(KINDS))
+        if m is None:
+            return None
+        values = {}
+        for kind in KINDS:
+            if kind in m and (seconds := self.duration(m[kind])) is not None:
+                if seconds < 86400:
+                    self.bad(m[kind], "must be at least 1d")
+                    continue
+                values[kind] = timedelta(seconds=seconds)
+        return RetentionPolicy(**values)
 
     def subnet(self, v: _Value) -> Network | None:
         text = v.data if isinstance(v.data, str) else None

@@ -225,6 +225,7 @@ class Gateway:
         # Verified proxy logins per client connection (a CONNECT's login covers the tunnel).
         self.logins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.push_server = None
+        self.reports = None
         self._group_lookups: set[str] = set()
         self.illegal = illegal if illegal is not None else IllegalLists(
             [IllegalList(_spec(c), config.data_dir / "illegal") for c in config.illegal_lists.values()]
@@ -440,6 +441,32 @@ class Gateway:
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failure
                 log.exception("watching list files failed")
 
+    # -- reports ---------------------------------------------------------------------------
+
+    def _start_reports(self) -> None:
+        """The daily report, weekly summary and retention purge on their schedule (school time),
+        written under the reports folder and e-mailed through the alert routing's SMTP server."""
+        from .reports.commands import report_settings, reports_dir
+        from .reports.scheduler import ReportSchedule
+
+        c = self.config
+        settings = report_settings(c)
+        if c.retention is not None:
+            settings = dataclasses.replace(settings, retention=c.retention)
+        send = None
+        routing = c.alert_routing
+        if routing is not None and routing.smtp is not None:
+            from .reports.mail import send_report_mail
+
+            smtp = routing.smtp
+
+            async def send(to, subject, text, html, attachments) -> None:
+                await send_report_mail(smtp, to, subject, text, html, attachments)
+
+        self.reports = ReportSchedule(c.database_path, c.school_name, c.timezone, settings,
+                                      reports_dir(c), send_email=send)
+        self.reports.start()
+
     # -- identity --------------------------------------------------------------------------
 
     def look_up_groups(self, user: str) -> None:
@@ -485,6 +512,7 @@ class Gateway:
         await self.writer.start()
         if self.alerts is not None:
             await self.alerts.start()
+        self._start_reports()
         if serve_metrics:
             self.metrics_address = self.metrics.serve(self.config.metrics)
         self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(self.config))
@@ -518,6 +546,9 @@ class Gateway:
             self.push_server = None
         if self.alerts is not None:
             await self.alerts.stop()
+        if self.reports is not None:
+            await self.reports.stop()
+            self.reports = None
         queued = await self.writer.close()
         log.info(
             "event store closed: %d events written, %d flushed at shutdown, %d dropped",

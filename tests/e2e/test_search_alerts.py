@@ -155,3 +155,28 @@ def test_every_search_is_an_event_even_when_nothing_is_flagged(school):
                              gateway=gw)
     assert (row["engine"], row["theme"], row["severity"], row["action"]) == (
         "google", None, None, "allow")
+
+
+def test_the_search_is_a_row_in_that_days_report(school, tmp_path):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from .harness import run_cli
+
+    setup, gw, origin = school
+    browser = Browser(gw.proxy_port, only_trusting(setup.schoolgate_ca), source=PUPIL)
+    reply = browser.get(origin.url("https", GOOGLE, "/search?q=i+want+to+unalive+myself"))
+    reference = reply.headers["X-Schoolgate-Reference"]
+    wait_for_events(setup.database, "reference = ?", [reference], gateway=gw)
+
+    today = datetime.now(ZoneInfo("Europe/London")).date().isoformat()
+    out = tmp_path / "reports"
+    done = run_cli("report", "daily", "--date", today, "--out", str(out),
+                   "--config", str(setup.config))
+    assert done.returncode == 0, done.stderr
+    html = (out / f"suspicious-searches-{today}.html").read_text(encoding="utf-8")
+    csv_text = (out / f"suspicious-searches-{today}.csv").read_text(encoding="utf-8")
+    for text in (html, csv_text):
+        assert "i want to unalive myself" in text
+        assert "127.0.0.1" in text  # the person: no login here, so the IP address
+    assert "suicide" in html.lower()

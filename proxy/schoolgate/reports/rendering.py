@@ -1,0 +1,55 @@
+"""What every report output shares: the template environment (escaping on, unknown names an
+error), spreadsheet-safe CSV cells, and files only their owner can read."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import jinja2
+
+__all__ = ["safe_cell", "template", "write_private"]
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("schoolgate.reports", "templates"),
+        # Search terms and URLs are typed by pupils and strangers: escape everything, always.
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """A CSV cell that Excel or LibreOffice will show as text, never run: a term such as
+    `=HYPERLINK(...)` gets a leading apostrophe (OWASP's advice for CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600) by way of a temporary file, so a reader never sees half
+    a report and a re-run replaces the old one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
