@@ -10,11 +10,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import classify_full  # noqa: E402
 import classify_index  # noqa: E402
+import daily_report  # noqa: E402
 import gateway_load  # noqa: E402
+import metrics_cost  # noqa: E402
 import reload_stall  # noqa: E402
 
 if __name__ == "__main__":
     classify_index.main([])
     classify_full.main()
     reload_stall.main()
+    metrics_cost.main()
     gateway_load.main()
+    # Last: seeding 5 million events takes about two minutes (BENCH_REPORT_EVENTS shrinks it).
+    daily_report.main([])

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry, Counter, Histogram, Info, ProcessCollector, start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -201,6 +203,9 @@ class GatewayMetrics:
         for outcome in ("success", "failure"):
             self.reloads.labels(outcome)
         Info("schoolgate_build", "Schoolgate version.", registry=r).info({"version": __version__})
+        # CPU, memory and file descriptors for the capacity dashboard (our own registry does not
+        # get the default process metrics).
+        ProcessCollector(registry=r)
         self._server: WSGIServer | None = None
         self._thread: Thread | None = None
 
