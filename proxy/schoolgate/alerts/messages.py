@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from ..library import THEME_TITLES as _LIBRARY_THEME_TITLES
 from ..store import Event
 from .rules import ILLEGAL_THEME, Destination
 
@@ -33,19 +34,7 @@ __all__ = [
 
 log = logging.getLogger("schoolgate.alerts")
 
-THEME_TITLES = {
-    "suicide_selfharm": "Suicide and self-harm",
-    "eating_disorders": "Eating disorders",
-    "extremism_radicalisation": "Extremism and radicalisation",
-    "cse_grooming": "Child sexual exploitation and grooming",
-    "drugs": "Drugs and substance misuse",
-    "weapons_violence": "Weapons and violence",
-    "bullying": "Bullying and cyberbullying",
-    "hate": "Hate speech and discrimination",
-    "adult": "Adult content",
-    "circumvention": "Filter bypass attempt",
-    ILLEGAL_THEME: "Illegal content (blocked)",
-}
+THEME_TITLES = {**_LIBRARY_THEME_TITLES, ILLEGAL_THEME: "Illegal content (blocked)"}
 TEMPLATE_NAMES = ("alert.txt", "alert.html", "illegal.txt", "illegal.html", "paused.txt",
                   "paused.html")
 _ACTIONS = {"block": "blocked", "allow": "allowed (recorded only)", "error": "blocked (error)"}

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ..library import THEME_TITLES as _LIBRARY_THEME_TITLES
 from ..store import StoreError
 
 __all__ = [
@@ -36,19 +37,7 @@ SQLite only uses a partial index when the query repeats its condition term for t
 
 ILLEGAL_SQL = "reason LIKE 'illegal:%'"
 
-THEME_TITLES: dict[str, str] = {
-    "suicide_selfharm": "Suicide and self-harm",
-    "eating_disorders": "Eating disorders",
-    "extremism_radicalisation": "Extremism and radicalisation",
-    "cse_grooming": "Child sexual exploitation and grooming",
-    "drugs": "Drugs and substance misuse",
-    "weapons_violence": "Weapons and violence",
-    "bullying": "Bullying and cyberbullying",
-    "hate": "Hate speech and discrimination",
-    "adult": "Adult content",
-    "circumvention": "Filter bypass attempts",
-    "illegal": "Illegal-content list",
-}
+THEME_TITLES: dict[str, str] = {**_LIBRARY_THEME_TITLES, "illegal": "Illegal-content list"}
 """Headings for people, as in the keyword libraries' `title:`; an unknown theme shows its code."""
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
