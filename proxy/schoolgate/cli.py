@@ -16,6 +16,7 @@ import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, load_config, parse_address
@@ -320,41 +321,50 @@ def _print_why(r: dict, config: Config) -> None:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    outcome, result = _signal_reload(config, args.timeout)
+    if outcome == "no-gateway":
+        print(f"schoolgate: {result}", file=sys.stderr)
+        return 1
+    if outcome == "ok":
+        print(f"reloaded: generation {result['generation']} in {result['seconds']}s")
+        return 0
+    if outcome == "refused":
+        for problem in result.get("problems", []):
+            print(f"schoolgate: reload refused: {problem}", file=sys.stderr)
+        print("schoolgate: the running rules stay in force", file=sys.stderr)
+        return 2
+    print(f"schoolgate: no reload outcome within {args.timeout:.0f}s", file=sys.stderr)
+    return 1
+
+
+def _signal_reload(config: Config, timeout: float) -> tuple[str, Any]:
+    """Send the running gateway SIGHUP and wait for the reload it starts to finish. Returns
+    ("ok", status), ("refused", status), ("timeout", None) or ("no-gateway", why)."""
     import time
 
-    config = load_config(args.config)
     pidfile = config.data_dir / "schoolgate.pid"
     status = config.data_dir / "reload-status.json"
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
-        print(f"schoolgate: no running gateway found ({pidfile} is missing or unreadable)",
-              file=sys.stderr)
-        return 1
+        return "no-gateway", f"no running gateway found ({pidfile} is missing or unreadable)"
     before = status.stat().st_mtime_ns if status.exists() else None
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
-        print(f"schoolgate: the gateway (pid {pid}) is not running; remove {pidfile}", file=sys.stderr)
-        return 1
-    deadline = time.monotonic() + args.timeout
+        return "no-gateway", f"the gateway (pid {pid}) is not running; remove {pidfile}"
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if status.exists() and status.stat().st_mtime_ns != before:
             try:
                 result = json.loads(status.read_text())
             except (OSError, ValueError):
-                time.sleep(0.05)
+                time.sleep(0.05)  # caught between the write and the rename's visibility
                 continue
-            if result.get("ok"):
-                print(f"reloaded: generation {result['generation']} in {result['seconds']}s")
-                return 0
-            for problem in result.get("problems", []):
-                print(f"schoolgate: reload refused: {problem}", file=sys.stderr)
-            print("schoolgate: the running rules stay in force", file=sys.stderr)
-            return 2
+            return ("ok" if result.get("ok") else "refused"), result
         time.sleep(0.05)
-    print(f"schoolgate: no reload outcome within {args.timeout:.0f}s", file=sys.stderr)
-    return 1
+    return "timeout", None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,32 +512,17 @@ def _iso_or_none(ts: float | None) -> str | None:
 def _apply_now(config: Config, timeout: float) -> int:
     """Signal the running gateway to reload now and wait for its answer. Without one running,
     the change takes effect when it starts (the file watcher covers a missed signal)."""
-    import time
-
-    pidfile = config.data_dir / "schoolgate.pid"
-    status = config.data_dir / "reload-status.json"
-    try:
-        pid = int(pidfile.read_text().strip())
-        before = status.stat().st_mtime_ns if status.exists() else None
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
+    outcome, result = _signal_reload(config, timeout)
+    if outcome == "no-gateway":
         print("no running gateway found: the change applies when it starts")
         return 0
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if status.exists() and status.stat().st_mtime_ns != before:
-            try:
-                result = json.loads(status.read_text())
-            except (OSError, ValueError):
-                time.sleep(0.05)
-                continue
-            if result.get("ok"):
-                print(f"in force in the running gateway (generation {result['generation']})")
-                return 0
-            for problem in result.get("problems", []):
-                print(f"schoolgate: the gateway refused the new rules: {problem}", file=sys.stderr)
-            return 2
-        time.sleep(0.05)
+    if outcome == "ok":
+        print(f"in force in the running gateway (generation {result['generation']})")
+        return 0
+    if outcome == "refused":
+        for problem in result.get("problems", []):
+            print(f"schoolgate: the gateway refused the new rules: {problem}", file=sys.stderr)
+        return 2
     print(f"schoolgate: the gateway did not confirm within {timeout:.0f}s; it also re-reads the "
           "file by itself every 2 seconds", file=sys.stderr)
     return 1
