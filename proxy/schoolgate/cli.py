@@ -174,6 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     from .reports.mail import send_configured
 
     register_reports(sub, config_arg, send_email=send_configured)
+    from .check_cli import register as register_check
+
+    register_check(sub, config_arg)
+    from .requests_cli import register as register_requests
+
+    register_requests(sub, config_arg)
+    from .lists_cli import register as register_lists
+
+    register_lists(sub, config_arg)
 
     event = sub.add_parser(
         "event",
@@ -419,57 +428,80 @@ def _illegal_lists(config: Config):
 def cmd_change(args: argparse.Namespace) -> int:
     import time
 
-    from .classify import URLError
-    from .config import parse_target
-    from .localpolicy import (
-        LocalEntry, change_local_policy, local_policy_path, next_id,
-    )
-    from .store.audit import record_change
-
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
     scopes = _scope(args, config)
-    try:
-        host, path = parse_target(args.target)
-    except (URLError, ValueError) as e:
-        raise ConfigError([f"{args.target!r} is not a domain or URL prefix: {e}"]) from None
     until = _school_time(args.until, config, "--until").timestamp() if args.until else None
     if until is not None and until <= time.time():
         raise ConfigError([f"--until: {args.until} is already past"])
     scope_text = "all groups" if args.all else ", ".join(scopes)
-    if args.verb == "allow":
-        from .classify import Classifier
+    refused = change_policy(config, args.verb, args.target, scopes, reason=args.reason,
+                            by=args.by, until=until)
+    if refused is not None:
+        print(f"schoolgate: refused: {args.target!r} is on the illegal-content list "
+              f"{refused!r}, which no group, allow entry or administrator can override. "
+              "The refusal is recorded in the audit log.", file=sys.stderr)
+        return 2
+    lapse = f" until {args.until}" if args.until else ""
+    print(f"{args.verb}ed {args.target} for {scope_text}{lapse} (recorded in the audit log)")
+    return _apply_now(config, args.timeout)
 
-        c = Classifier()
-        c.illegal = _illegal_lists(config)
-        match = c.illegal_match(f"http://{host}{path or '/'}")
+
+def change_policy(config: Config, verb: str, target: str, scopes: list[str], *, reason: str,
+                  by: str, until: float | None = None, detail: dict | None = None,
+                  classifier=None) -> str | None:
+    """What `schoolgate allow/block` do, for any caller (`schoolgate requests approve` too): add a
+    `verb` ("allow" or "block") entry for `target` for each of `scopes` (group names, or
+    `localpolicy.ALL_GROUPS`) and record it in the audit log, with `detail` added to the row's.
+    The running gateway is not signalled (`_apply_now` does that).
+
+    Returns None when done, or the name of the illegal-content list an allow was refused for
+    (the refusal is audited). `classifier` has the illegal lists loaded (default: loaded here).
+    Raises ConfigError for a target that is neither a domain nor a URL prefix."""
+    import time
+
+    from .classify import URLError
+    from .config import parse_target
+    from .localpolicy import (
+        ALL_GROUPS, LocalEntry, change_local_policy, local_policy_path, next_id,
+    )
+    from .store.audit import record_change
+
+    try:
+        host, path = parse_target(target)
+    except (URLError, ValueError) as e:
+        raise ConfigError([f"{target!r} is not a domain or URL prefix: {e}"]) from None
+    scope_text = "all groups" if scopes == [ALL_GROUPS] else ", ".join(scopes)
+    if verb == "allow":
+        if classifier is None:
+            from .classify import Classifier
+
+            classifier = Classifier()
+            classifier.illegal = _illegal_lists(config)
+        match = classifier.illegal_match(f"http://{host}{path or '/'}")
         if match is not None:
-            record_change(config.database_path, actor=args.by, action="allow", outcome="refused",
-                          target=args.target, scope=scope_text, reason=args.reason,
-                          detail={"refused": f"on the illegal-content list {match.name}"})
-            print(f"schoolgate: refused: {args.target!r} is on the illegal-content list "
-                  f"{match.name!r}, which no group, allow entry or administrator can override. "
-                  "The refusal is recorded in the audit log.", file=sys.stderr)
-            return 2
+            record_change(config.database_path, actor=by, action="allow", outcome="refused",
+                          target=target, scope=scope_text, reason=reason,
+                          detail={**(detail or {}),
+                                  "refused": f"on the illegal-content list {match.name}"})
+            return match.name
     now = time.time()
 
     def add(entries: list[LocalEntry]) -> list[LocalEntry]:
         out = list(entries)
         for scope in scopes:
             # One entry per target, action and scope: a repeat replaces the old reason and expiry.
-            out = [e for e in out if not (e.target == args.target and e.action == args.verb
+            out = [e for e in out if not (e.target == target and e.action == verb
                                           and e.scope == scope)]
-            out.append(LocalEntry(next_id(out), args.verb, args.target, scope, args.reason,
-                                  args.by, now, until))
+            out.append(LocalEntry(next_id(out), verb, target, scope, reason, by, now, until))
         return out
 
     change_local_policy(local_policy_path(config), add)
-    record_change(config.database_path, actor=args.by, action=args.verb, target=args.target,
-                  scope=scope_text, reason=args.reason,
-                  detail={"until": _iso_or_none(until), "host": host, "path": path})
-    lapse = f" until {args.until}" if args.until else ""
-    print(f"{args.verb}ed {args.target} for {scope_text}{lapse} (recorded in the audit log)")
-    return _apply_now(config, args.timeout)
+    record_change(config.database_path, actor=by, action=verb, target=target,
+                  scope=scope_text, reason=reason,
+                  detail={**(detail or {}), "until": _iso_or_none(until), "host": host,
+                          "path": path})
+    return None
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
@@ -701,6 +733,7 @@ async def _run(config: Config) -> int:
         await gateway.stop()  # no-op when `done` already stopped it
         terminal_log.uninstall()
         pidfile.unlink(missing_ok=True)
+        (config.data_dir / "listen-address").unlink(missing_ok=True)  # `schoolgate check` reads it
     return 0
 
 
@@ -720,6 +753,10 @@ class _Announce:
         host, port = addrs[0][0], addrs[0][1]
         shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
         proxy = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+        # Where `schoolgate check` finds this gateway (the real port when the config says 0).
+        from .reports.rendering import write_private
+
+        write_private(self.config.data_dir / "listen-address", f"{proxy[len('http://'):]}\n")
         example = _example_blocked_host(self.config)
         lines = [
             "",

@@ -262,6 +262,9 @@ class Config:
     keyword_library: Path | None = None
     """Folder of keyword library files (`alerts/keywords` format): searches and addresses are
     matched against it; None: no keyword monitoring."""
+    check: Any = None
+    """`schoolgate.check.CheckSettings`: when the gateway runs `schoolgate check` itself, and the
+    canaries that replace the defaults; None for the defaults (no schedule)."""
 
     @property
     def database_path(self) -> Path:
@@ -505,6 +508,7 @@ class _Checker:
         "alerts",
         "reports",
         "retention",
+        "check",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -594,6 +598,7 @@ class _Checker:
         illegal: dict[str, IllegalListConfig] = {}
         if "illegal_lists" in top:
             illegal = self.illegal_lists(top["illegal_lists"])
+        check = self.check(top["check"], illegal, categories) if "check" in top else None
         default_group = ""
         if (v := self.required(top, root, "default_group")) is not None:
             default_group = self.text(v) or ""
@@ -626,6 +631,56 @@ class _Checker:
             alert_routing=routing,
             reports=reports,
             retention=retention,
+            check=check,
+        )
+
+    CHECK_KEYS = ("schedule", "canaries")
+    CANARY_KEYS = ("illegal", "categories", "education", "outside_garden")
+
+    def check(self, v: _Value, illegal: dict[str, Any], categories: dict[str, Category]) -> Any:
+        """The `check` section (`schoolgate.check.CheckSettings`)."""
+        from .check import CheckSettings, canary_problem, parse_run_time
+
+        m = self.mapping(v, self.CHECK_KEYS) if v.data is not None else {}
+        if m is None:
+            return None
+        times = []
+        sv = m.get("schedule")
+        for item in ([sv] if sv is not None and isinstance(sv.data, str)
+                     else (self.sequence(sv) or []) if sv is not None else []):
+            if (text := self.text(item)) is not None:
+                try:
+                    times.append(parse_run_time(text))
+                except ValueError as e:
+                    self.bad(item, str(e))
+
+        def url(item: _Value) -> str | None:
+            text = self.text(item)
+            problem = canary_problem(text) if text is not None else None
+            if problem:
+                self.bad(item, problem)
+            return None if problem else text
+
+        cm = (self.mapping(m["canaries"], self.CANARY_KEYS) if "canaries" in m
+              and m["canaries"].data is not None else None) or {}
+        lists: dict[str, tuple[str, ...]] = {}
+        for name, lv in (self.mapping(cm["illegal"], None) or {} if "illegal" in cm else {}).items():
+            if name not in illegal:
+                self.bad(lv, f"no illegal list {name!r} (defined: {', '.join(illegal) or 'none'})")
+                continue
+            items = [lv] if isinstance(lv.data, str) else self.sequence(lv) or []
+            lists[name] = tuple(u for u in map(url, items) if u is not None)
+        per_category: dict[str, str] = {}
+        for name, uv in (self.mapping(cm["categories"], None) or {}
+                         if "categories" in cm else {}).items():
+            if name not in categories:
+                self.bad(uv, f"unknown category {name!r} (defined: {', '.join(categories)})")
+            elif (u := url(uv)) is not None:
+                per_category[name] = u
+        return CheckSettings(
+            schedule=tuple(times), illegal=lists, categories=per_category,
+            education=url(cm["education"]) if "education" in cm else None,
+            outside_garden=url(cm["outside_garden"]) if "outside_garden" in cm else None,
         )
 
     IDENTITY_KEYS = ("htpasswd", "ldap", "login_required", "ip_map", "push", "devices",

@@ -25,7 +25,7 @@ from .blockpage import BlockPage
 from .classify import Classifier
 from .classify.illegal import IllegalList, IllegalLists, IllegalListSpec
 from .config import Address, Config, ConfigError, IllegalListConfig, load_config
-from .identify import SubnetGroups
+from .identify import Identity, SubnetGroups
 from .metrics import GatewayMetrics
 from .policy import Policy
 from .store import EventWriter, open_for_writing
@@ -224,6 +224,9 @@ class Gateway:
         self.ip_users = IpUserMap()
         # Verified proxy logins per client connection (a CONNECT's login covers the tunnel).
         self.logins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        # `schoolgate check` connections (addons/check.py): client connection -> the Identity
+        # its check header named. Only a header with the check token adds one.
+        self.checks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.push_server = None
         self.reports = None
         self._group_lookups: set[str] = set()
@@ -268,6 +271,7 @@ class Gateway:
                 raise StartupError(f"alerts: {e}") from None
         self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
         self.metrics.watch_lists(self.illegal)
+        self.metrics.watch_checks(config.database_path)
         self.metrics_address: Address | None = None
         self._started = False
         self._tasks: list[asyncio.Task] = []
@@ -368,6 +372,19 @@ class Gateway:
     async def reload(self, why: str) -> bool:
         """Re-read the config and every list away from the event loop, then swap the whole rule
         set at once. On any error the running rules stay and the error names file and line."""
+        from .configdiff import config_diff
+        from .store.audit import record_change
+
+        async def audit(outcome: str, detail: dict) -> None:
+            # Every config change the gateway takes up, and every one it refuses, goes in the
+            # audit log; a store that cannot be written must not undo or stop the reload.
+            try:
+                await asyncio.to_thread(functools.partial(
+                    record_change, self.config.database_path, actor="reload", action="config",
+                    outcome=outcome, reason=why, detail=detail))
+            except Exception:  # noqa: BLE001
+                log.exception("reload (%s): the audit log could not be written", why)
+
         async with self._reload_lock:
             started = time.monotonic()
             generation = self.rules.generation + 1
@@ -382,13 +399,28 @@ class Gateway:
             except ConfigError as e:
                 for p in e.problems:
                     log.error("reload (%s) refused, keeping the running rules: %s", why, p)
+                await audit("refused", {"refused": "; ".join(e.problems), "problems": e.problems})
                 self._reload_done(False, why, started, e.problems)
                 return False
             except Exception as e:  # noqa: BLE001 - a reload must never take the gateway down
                 log.exception("reload (%s) failed, keeping the running rules", why)
+                await audit("refused", {"refused": str(e), "problems": [str(e)]})
                 self._reload_done(False, why, started, [str(e)])
                 return False
             self.rules = rules
+            # The config as written, not `rules.config`: allow and block entries made with the
+            # CLI merge in there, and the CLI has audited those itself.
+            before = getattr(self, "_audited_config", self.config)
+            self._audited_config = config
+            try:
+                changes = config_diff(before, config)
+            except Exception:  # noqa: BLE001 - the new rules are in force; say what failed
+                log.exception("reload (%s): the config change could not be described", why)
+                changes = ["the config changed (the difference could not be described)"]
+            for line in changes:
+                log.info("reload (%s): %s", why, line)
+            if changes:
+                await audit("done", {"diff": changes})
             if self.alerts is not None and config.alert_routing is not None:
                 self.alerts.replace_routing(config.alert_routing)
             self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(config))
@@ -468,6 +500,11 @@ class Gateway:
         self.reports.start()
 
     # -- identity --------------------------------------------------------------------------
+
+    def check_identity(self, client) -> Identity | None:
+        """The identity of a `schoolgate check` connection (the group its check header named),
+        or None for real traffic."""
+        return self.checks.get(client) if self.checks else None
 
     def look_up_groups(self, user: str) -> None:
         """Fetch a user's directory groups in the background (one lookup per user at a time);

@@ -98,6 +98,30 @@ class _OutboxCollector(Collector):
         )
 
 
+class _CheckCollector(Collector):
+    """The last `schoolgate check` run, from the store's check_runs table at scrape time: the
+    check runs in the CLI's process or a worker thread, and this one-row read happens in the
+    metrics thread, never on the request path."""
+
+    def __init__(self, database):
+        self._database = database
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from .check import latest_run
+
+        run = latest_run(self._database)
+        yield GaugeMetricFamily(
+            "schoolgate_filter_check_last_run_timestamp_seconds",
+            "When the last filter check (`schoolgate check`) ran, Unix time; 0: never.",
+            value=run.ts if run else 0,
+        )
+        yield GaugeMetricFamily(
+            "schoolgate_filter_check_failures",
+            "Tests that failed in the last filter check (0 when it passed or never ran).",
+            value=run.failed if run else 0,
+        )
+
+
 class GatewayMetrics:
     def __init__(self, config: Config, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
@@ -197,6 +221,15 @@ class GatewayMetrics:
             for channel in ("email", *routing.webhooks):
                 for outcome in OUTCOMES:
                     self.alerts.labels(channel, outcome)
+        self.problem_reports = Counter(
+            "schoolgate_problem_reports",
+            "Reports sent from the block page: 'unblock' (should not be blocked) and 'block' "
+            "(should be blocked).",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("unblock", "block"):
+            self.problem_reports.labels(kind)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )
@@ -219,6 +252,17 @@ class GatewayMetrics:
             self.requests.labels(BLOCK, ILLEGAL_CATEGORY, group)
         for stage in STAGES:
             self.fail_closed.labels(stage)
+        # `schoolgate check` canaries: answered by the gateway itself, never in
+        # schoolgate_requests_total (they are not browsing).
+        self.check_requests = Counter(
+            "schoolgate_filter_check_requests",
+            "Check canaries (`schoolgate check`) the gateway answered itself, by the verdict's "
+            "action; refused: a check header with a wrong token.",
+            ["action"],
+            registry=r,
+        )
+        for action in (ALLOW, BLOCK, ERROR, "refused"):
+            self.check_requests.labels(action)
 
     def watch_lists(self, illegal) -> None:
         self.registry.register(_ListCollector(illegal))
@@ -228,6 +272,9 @@ class GatewayMetrics:
 
     def watch_outbox(self, depth: Callable[[], int]) -> None:
         self.registry.register(_OutboxCollector(depth))
+
+    def watch_checks(self, database) -> None:
+        self.registry.register(_CheckCollector(database))
 
     def serve(self, address: Address) -> Address:
         """Serve /metrics in a background thread; returns the address actually bound."""

@@ -194,6 +194,8 @@ def test_purge_dry_run_then_purge(write_config, tmp_path, capsys):
         ["blocked", "kept", "365", "days", "would", "delete", "0"],
         ["safeguarding", "kept", "730", "days", "would", "delete", "0"],
         ["alerts", "kept", "730", "days", "would", "delete", "0"],
+        ["requests", "kept", "365", "days", "would", "delete", "0", "(decided", "problem",
+         "reports)"],
     ]
     assert run(config, "purge") == 0
     assert capsys.readouterr().out.splitlines()[0].split()[-2:] == ["deleted", "1"]

@@ -95,8 +95,8 @@ def test_each_kind_is_kept_for_its_own_period(tmp_path):
     record_change(db, actor="tech", action="block", target="x.example", scope="all groups",
                   reason="test")
     counts = purge(db, RetentionPolicy(), NOW)
-    assert counts == {"allowed": 1, "blocked": 2, "safeguarding": 2, "alerts": 1}
-    assert list(counts) == list(KINDS)
+    assert counts == {"allowed": 1, "blocked": 2, "safeguarding": 2, "alerts": 1, "requests": 0}
+    assert list(counts) == [*KINDS, "requests"]
     assert hosts(db) == sorted(["allowed-kept.example", "blocked-kept.example",
                                 "search-kept.example", "doh-kept.example",
                                 "illegal-kept.example"])
@@ -107,7 +107,7 @@ def test_each_kind_is_kept_for_its_own_period(tmp_path):
     finally:
         conn.close()
     # A second purge at the same moment finds nothing more.
-    assert purge(db, RetentionPolicy(), NOW) == dict.fromkeys(KINDS, 0)
+    assert purge(db, RetentionPolicy(), NOW) == dict.fromkeys([*KINDS, "requests"], 0)
 
 
 def test_a_schools_own_periods_apply(tmp_path):
@@ -115,7 +115,7 @@ def test_a_schools_own_periods_apply(tmp_path):
     policy = RetentionPolicy(allowed=timedelta(days=7), blocked=timedelta(days=90),
                              safeguarding=timedelta(days=365 * 6), alerts=timedelta(days=30))
     counts = purge(db, policy, NOW)
-    assert counts == {"allowed": 2, "blocked": 3, "safeguarding": 0, "alerts": 0}
+    assert counts == {"allowed": 2, "blocked": 3, "safeguarding": 0, "alerts": 0, "requests": 0}
     assert "search-gone.example" in hosts(db)
 
 
@@ -124,7 +124,7 @@ def test_a_dry_run_counts_and_deletes_nothing(tmp_path):
     add_alerts(db, [800])
     before = hosts(db)
     counts = purge(db, RetentionPolicy(), NOW, dry_run=True)
-    assert counts == {"allowed": 1, "blocked": 2, "safeguarding": 2, "alerts": 1}
+    assert counts == {"allowed": 1, "blocked": 2, "safeguarding": 2, "alerts": 1, "requests": 0}
     assert hosts(db) == before
 
 
@@ -213,3 +213,23 @@ def test_export_user_since_a_date_and_for_nobody(tmp_path):
     assert none.rows == 0 and none.csv_path.parent == tmp_path
     assert none.csv_path.name == "export-nobody_.._x-20260615-040000.csv"
     assert json.loads(none.json_path.read_text())["events"] == []
+
+
+def test_decided_problem_reports_are_kept_as_long_as_blocks_open_ones_always(tmp_path):
+    db = store(tmp_path, [])
+    conn = sqlite3.connect(db)
+    with conn:
+        for days, status in ((366, "denied"), (366, "open"), (300, "approved")):
+            ts = (NOW - timedelta(days=days)).isoformat(timespec="milliseconds")
+            conn.execute(
+                "INSERT INTO problem_reports (ts, kind, url, host, reason, client_ip, group_name, "
+                "status) VALUES (?, 'unblock', 'https://x.example/', 'x.example', 'r', "
+                "'10.0.0.1', 'ks3', ?)", (ts.replace("+00:00", "Z"), status))
+    conn.close()
+    assert purge(db, RetentionPolicy(), NOW)["requests"] == 1
+    conn = sqlite3.connect(db)
+    try:
+        assert sorted(r[0] for r in conn.execute("SELECT status FROM problem_reports")) == [
+            "approved", "open"]
+    finally:
+        conn.close()

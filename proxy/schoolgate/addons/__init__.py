@@ -26,6 +26,9 @@ RECORDED = "schoolgate.recorded"
 RULES = "schoolgate.rules"  # the rule generation this request is decided by
 SEARCH = "schoolgate.search"  # the SearchQuery, when the request is a search
 BODY_PENDING = "schoolgate.body_pending"  # a search in the body: decided at `request`
+# A page the gateway answers itself (the problem-report forms): never classified, never sent to a
+# server; its addon answers it by `request`, or Enforce's last-line check fails it closed.
+OWN_PAGE = "schoolgate.own_page"
 
 __all__ = [
     "CLASSIFICATION",
@@ -40,26 +43,38 @@ __all__ = [
 
 def ordered(gateway: Gateway) -> list:
     """The addons in the order they must run."""
+    from .check import CheckMode
     from .classify import Classify
     from .enforce import Enforce
     from .identify import Identify
     from .metrics import Metrics
+    from .problem_reports import ProblemReports
     from .record import Record
     from .tls import TlsDecisions
 
-    return [Identify(gateway), TlsDecisions(gateway), Classify(gateway), Enforce(gateway),
-            Record(gateway), Metrics(gateway)]
+    # `schoolgate check`: CheckMode first (it admits check requests and strips their header
+    # before anything reads them), its answer right after Enforce (the verdict is known, and
+    # nothing has been sent anywhere).
+    check = CheckMode(gateway)
+    # ProblemReports after Identify (a report is stored with who sent it) and before Classify
+    # (the forms are answered on blocked hosts too).
+    return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
+            Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway)]
 
 
 def identify_client(gateway: Gateway, rules, where) -> Identity:
     """Who is behind a flow or a client connection, by the rules of generation `rules`."""
     client = where.client_conn if isinstance(where, http.HTTPFlow) else where
+    checked = gateway.check_identity(client)
+    if checked is not None:  # a `schoolgate check` connection: the group its header named
+        return checked
     return rules.identity.identify(client.peername[0], proxy_user=gateway.logins.get(client))
 
 
 def needs_decision(flow: http.HTTPFlow) -> bool:
     """Cheap guard: skip flows already answered (by us or another addon) or no longer live."""
-    return flow.live and flow.response is None and VERDICT not in flow.metadata
+    return (flow.live and flow.response is None and VERDICT not in flow.metadata
+            and OWN_PAGE not in flow.metadata)
 
 
 def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> None:
@@ -67,7 +82,7 @@ def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> No
     when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
     host = flow.request.host  # what was classified, not the client's Host header
     rules = flow.metadata.get(RULES) or gateway.rules
-    page = rules.block_page.render(verdict, host, when)
+    page = rules.block_page.render(verdict, host, when, url=flow.request.url)
     flow.response = http.Response.make(page.status, page.body, page.headers)
 
 

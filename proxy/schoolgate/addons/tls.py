@@ -177,6 +177,8 @@ class TlsDecisions:
     def _host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
         classification = rules.classifier.classify(f"https://{host}/")
         verdict = rules.policy.decide(identity, classification)
+        # A search engine with no lockable safe mode is known by its host name alone.
+        verdict = rules.policy.check_request(verdict, "CONNECT", host, "/", {})
         if verdict.action != ALLOW:
             verdict = _with(verdict, rule=f"{verdict.rule} (decided by host name: the connection "
                             "is not decrypted)")
@@ -194,6 +196,8 @@ class TlsDecisions:
         )
 
     def _record(self, identity: Identity, verdict: Verdict, host: str | None, method: str) -> None:
+        if identity.source == "check":
+            return  # a `schoolgate check` canary is not browsing: no event, no alert, no count
         m = self.gateway.metrics
         m.requests.labels(verdict.action, _category(verdict), verdict.group).inc()
         if verdict.action != ALLOW:

@@ -289,4 +289,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
     verb = "would delete" if args.dry_run else "deleted"
     for kind in KINDS:
         print(f"{kind:13} kept {policy.period(kind).days:>4} days   {verb} {counts[kind]:,}")
+    print(f"{'requests':13} kept {policy.blocked.days:>4} days   {verb} {counts['requests']:,}"
+          "   (decided problem reports)")
     return 0

@@ -96,6 +96,13 @@ def purge(
             )
         else:
             counts["alerts"] = 0
+        # Reports from the block page hold a name and a reason: kept as long as blocks are, and
+        # never while still waiting for the technician's decision.
+        counts["requests"] = (
+            _purge_table(conn, "problem_reports", "ts", iso_utc(now - policy.blocked),
+                         "status != 'open'", dry_run, batch_size, pause, sleep)
+            if _has_table(conn, "problem_reports") else 0
+        )
     except sqlite3.Error as e:
         raise StoreError(f"purging the event store {db_path} failed: {e}") from None
     finally:

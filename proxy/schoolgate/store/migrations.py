@@ -146,6 +146,61 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE user IS NULL AND device IS NOT NULL",
         ),
     ),
+    Migration(
+        6,
+        "problem reports",
+        (
+            # "This should not be blocked" from a block page and "this should be blocked" from
+            # the small form, with who sent them, until a technician approves or denies them
+            # (`schoolgate requests`). Never holds a URL on an illegal-content list: those are
+            # refused when sent, and redacted (url NULL) if a list gains one later.
+            """
+            CREATE TABLE problem_reports (
+                id              INTEGER PRIMARY KEY,  -- the request number people are given
+                ts              TEXT NOT NULL,        -- UTC, ISO 8601 with milliseconds and Z
+                kind            TEXT NOT NULL,        -- unblock | block
+                url             TEXT,
+                host            TEXT NOT NULL,
+                reference       TEXT,                 -- the block page's, for an unblock report
+                reason          TEXT NOT NULL,        -- as the person wrote it (max 500 chars)
+                user            TEXT,
+                device          TEXT,
+                client_ip       TEXT NOT NULL,
+                group_name      TEXT NOT NULL,
+                status          TEXT NOT NULL DEFAULT 'open',  -- open | approved | denied
+                decided_ts      TEXT,
+                decided_by      TEXT,
+                decision_note   TEXT,
+                override_scope  TEXT                  -- 'all groups' or the groups, once approved
+            )
+            """,
+            "CREATE INDEX problem_reports_status ON problem_reports (status, id)",
+            "CREATE INDEX problem_reports_reference ON problem_reports (reference) "
+            "WHERE reference IS NOT NULL",
+        ),
+    ),
+    Migration(
+        7,
+        "check runs",
+        (
+            # Each `schoolgate check` run (by command or on the gateway's schedule): the record
+            # governors and inspectors ask for that filtering is checked. `detail` is the whole
+            # run as JSON (schoolgate.check.CheckRun.as_dict): every test's group, address
+            # (host only for an illegal-list test), expected and actual answer. Warnings (could
+            # not be checked) and tests that did not apply count as skipped.
+            """
+            CREATE TABLE check_runs (
+                id       INTEGER PRIMARY KEY,
+                ts       TEXT NOT NULL,           -- UTC, ISO 8601 with milliseconds and Z
+                passed   INTEGER NOT NULL,
+                failed   INTEGER NOT NULL,
+                skipped  INTEGER NOT NULL,
+                detail   TEXT NOT NULL            -- JSON
+            )
+            """,
+            "CREATE INDEX check_runs_ts ON check_runs (ts)",
+        ),
+    ),
 )
 
 
