@@ -583,8 +583,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if r.detail and r.outcome == "refused":
             print(f"{'':26}{r.detail.get('refused', '')}")
         elif r.detail and r.detail.get("diff"):
-            for line in r.detail["diff"]:
+            lines = r.detail["diff"]
+            # A full UT1 import lists 70 categories: the gist here, every line with --json.
+            shown = lines if len(lines) <= 12 else lines[:10]
+            for line in shown:
                 print(f"{'':26}{line}")
+            if len(shown) < len(lines):
+                print(f"{'':26}... and {len(lines) - len(shown)} more (schoolgate audit --json "
+                      "shows them all)")
     if not rows and not args.json:
         print("no policy changes recorded" + (f" since {args.since}" if args.since else ""))
     return 0
