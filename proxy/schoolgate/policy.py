@@ -10,13 +10,17 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
+from .circumvention import doh_request
 from .classify import Classification
 from .classify.canonical import canonicalize
 from .config import Config, Override
 from .identify import Identity
+from .safesearch import (
+    NO_SAFE_MODE_ENGINES, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,
+)
 
 __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
 
@@ -113,8 +117,6 @@ class Policy:
         self._schedules = config.schedules
         self._circumvention = config.circumvention.categories
         self._blocked = {name: g.blocked_categories for name, g in config.groups.items()}
-        from .safesearch import NO_SAFE_MODE_ENGINES, SafeSearchPolicy, engine_suffixes
-
         self._no_safe_mode = engine_suffixes(
             NO_SAFE_MODE_ENGINES if config.block_search_engines is None
             else config.block_search_engines
@@ -180,9 +182,6 @@ class Policy:
     ) -> Verdict:
         """An allowed request, checked for what its shape gives away: DNS-over-HTTPS on any host,
         and a search engine with no safe mode the gateway can lock. Returns the final verdict."""
-        from .circumvention import doh_request
-        from .safesearch import unsafe_engine
-
         if verdict.action != ALLOW:
             return verdict
         g = self._groups[verdict.group]
@@ -215,8 +214,6 @@ class Policy:
         self, group: str, method: str, host: str, path: str, headers: Mapping[str, str]
     ):
         """The `safesearch.Rewrite` that keeps the group's safe search on, or None."""
-        from .safesearch import enforce
-
         return enforce(method, host, path, headers, self._safe_search[group])
 
     def connect_port(self, identity: Identity, host: str, port: int) -> Verdict | None:

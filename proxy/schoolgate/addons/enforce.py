@@ -7,6 +7,8 @@ from mitmproxy import http
 
 from ..gateway import Gateway
 from ..policy import ALLOW
+from ..safesearch import lock_form_body
+from ..search import extract_search
 from . import (
     BODY_PENDING, CLASSIFICATION, IDENTITY, RULES, SEARCH, VERDICT, fail_closed, needs_decision,
     serve_verdict,
@@ -87,8 +89,6 @@ class Enforce:
         if flow.metadata.pop(BODY_PENDING, False) and verdict is not None and verdict.action == ALLOW:
             # A search sent in the body: read it now the body is here, and decide again.
             try:
-                from ..search import extract_search
-
                 request = flow.request
                 search = extract_search(
                     request.method, request.host, request.path,
@@ -108,8 +108,6 @@ class Enforce:
         if rewrite is not None and rewrite.form_params and verdict is not None:
             # A form POST carries the search in its body, which is only here at `request`.
             try:
-                from ..safesearch import lock_form_body
-
                 body = flow.request.get_content(strict=False) or b""
                 locked = lock_form_body(body, rewrite.form_params)
                 if locked != body:

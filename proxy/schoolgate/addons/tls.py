@@ -13,6 +13,7 @@ the TLS ClientHello (every mode), from the host name the client announces (SNI).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -25,6 +26,7 @@ from ..classify.canonical import parse_ipv4
 from ..classify.urls import normalise_host
 from ..gateway import Gateway, Rules
 from ..identify import Identity
+from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
 from ..policy import ALLOW, BLOCK, Verdict, new_reference
 from ..store import Event
 from . import identify_client
@@ -201,8 +203,6 @@ class TlsDecisions:
         m = self.gateway.metrics
         m.requests.labels(verdict.action, _category(verdict), verdict.group).inc()
         if verdict.action != ALLOW:
-            from ..metrics import block_reason
-
             m.blocks.labels(block_reason(verdict)).inc()
         if verdict.theme == "circumvention":
             m.circumvention.labels(verdict.group).inc()
@@ -227,14 +227,10 @@ class TlsDecisions:
 
 
 def _with(verdict: Verdict, **changes) -> Verdict:
-    import dataclasses
-
     return dataclasses.replace(verdict, **changes)
 
 
 def _category(verdict: Verdict) -> str:
-    from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY
-
     return ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
 
 
