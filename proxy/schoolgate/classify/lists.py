@@ -34,6 +34,10 @@ class ListSummary:
     entries: int = 0
     problems: list[ListProblem] = field(default_factory=list)
 
+    def problem(self, line: int, message: str) -> None:
+        """Note that `line` was skipped, and why."""
+        self.problems.append(ListProblem(self.path, line, message))
+
     def __str__(self) -> str:
         bad = len(self.problems)
         return f"{self.path}: {self.entries} entries" + (f", {bad} bad lines skipped" if bad else "")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..classify.lists import ListProblem, ListSummary
 
 __all__ = ["FileSummary", "IdentityFileError", "LoadProblem", "read_table", "read_text"]
 
@@ -24,33 +25,10 @@ class IdentityFileError(Exception):
     contents stay in use. The message names the file and what to fix; fix it and reload."""
 
 
-@dataclass(frozen=True, slots=True)
-class LoadProblem:
-    """A row that was skipped, and why."""
-
-    path: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}; line skipped"
-
-
-@dataclass(slots=True)
-class FileSummary:
-    """What one load of one file contributed; the gateway logs it after every (re)load."""
-
-    path: str
-    entries: int = 0
-    problems: list[LoadProblem] = field(default_factory=list)
-
-    def problem(self, line: int, message: str) -> None:
-        self.problems.append(LoadProblem(self.path, line, message))
-
-    def __str__(self) -> str:
-        bad = len(self.problems)
-        skipped = f", {bad} bad lines skipped" if bad else ""
-        return f"{self.path}: {self.entries} entries{skipped}"
+# A skipped row and a file's load summary are the same as a category list's: one message format
+# (`file:line: what is wrong; line skipped`) for every file a technician edits.
+LoadProblem = ListProblem
+FileSummary = ListSummary
 
 
 def read_text(path: Path) -> str:
