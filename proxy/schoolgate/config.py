@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from .yamlcheck import Node as _Value
+from .yamlcheck import YamlChecker
+from .yamlcheck import describe as _kind
 
 __all__ = [
     "Address",
@@ -317,89 +320,11 @@ def load_config(path: str | Path) -> Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# A YAML node tree that remembers where each value came from, so messages can name the line.
+# The schema: typed accessors and one method per section (the tree is `yamlcheck`'s).
 
 
-@dataclass(slots=True)
-class _Value:
-    data: Any  # dict[str, _Value] | list[_Value] | scalar
-    line: int
-    key: str  # dotted path such as groups.ks3.subnets[2]
-
-
-class _Checker:
-    def __init__(self, path: Path):
-        self.file = path
-        self.base = path.parent
-        self.problems: list[str] = []
-        self._constructor = yaml.SafeLoader("")
-
-    # -- building the tree ---------------------------------------------------------------------
-
-    def tree(self, node: yaml.Node | None) -> _Value:
-        if node is None:
-            return _Value({}, 1, "")
-        return self._node(node, "")
-
-    def _node(self, node: yaml.Node, key: str) -> _Value:
-        line = node.start_mark.line + 1
-        if isinstance(node, MappingNode):
-            out: dict[str, _Value] = {}
-            for knode, vnode in node.value:
-                name = self._constructor.construct_object(knode)
-                if not isinstance(name, str):
-                    self.problem(knode.start_mark.line + 1, key, f"key {name!r} must be text")
-                    continue
-                child = f"{key}.{name}" if key else name
-                if name in out:
-                    self.problem(
-                        knode.start_mark.line + 1,
-                        child,
-                        f"given twice (first on line {out[name].line}); keep one",
-                    )
-                    continue
-                value = self._node(vnode, child)
-                # A block value starts on the line after its key; name the key's line.
-                value.line = knode.start_mark.line + 1
-                out[name] = value
-            return _Value(out, line, key)
-        if isinstance(node, SequenceNode):
-            return _Value(
-                [self._node(v, f"{key}[{i}]") for i, v in enumerate(node.value)], line, key
-            )
-        assert isinstance(node, ScalarNode)
-        return _Value(self._constructor.construct_object(node), line, key)
-
-    # -- reporting -----------------------------------------------------------------------------
-
-    def problem(self, line: int, key: str, message: str) -> None:
-        where = f"{self.file}:{line}"
-        self.problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-
-    def bad(self, v: _Value, message: str) -> None:
-        self.problem(v.line, v.key, message)
-
+class _Checker(YamlChecker):
     # -- typed accessors -----------------------------------------------------------------------
-
-    def mapping(self, v: _Value, allowed: tuple[str, ...] | None) -> dict[str, _Value] | None:
-        """Return the mapping in `v`, reporting keys outside `allowed` (None: any key)."""
-        if not isinstance(v.data, dict):
-            self.bad(v, f"must be a mapping of keys to values, not {_kind(v.data)}")
-            return None
-        if allowed is not None:
-            for name, child in v.data.items():
-                if name not in allowed:
-                    hint = difflib.get_close_matches(name, allowed, n=1)
-                    also = f"; did you mean '{hint[0]}'?" if hint else ""
-                    self.bad(child, f"unknown key (allowed: {', '.join(allowed)}){also}")
-        return v.data
-
-    def required(self, m: dict[str, _Value], parent: _Value, name: str) -> _Value | None:
-        if name not in m:
-            key = f"{parent.key}.{name}" if parent.key else name
-            self.problem(parent.line, key, "is required but missing")
-            return None
-        return m[name]
 
     def text(self, v: _Value, *, allow_empty: bool = False) -> str | None:
         if not isinstance(v.data, str) or (not allow_empty and not v.data.strip()):
@@ -429,12 +354,6 @@ class _Checker:
     def choice(self, v: _Value, choices: tuple[str, ...]) -> str | None:
         if v.data not in choices:
             self.bad(v, f"must be one of {', '.join(choices)}, not {v.data!r}")
-            return None
-        return v.data
-
-    def sequence(self, v: _Value) -> list[_Value] | None:
-        if not isinstance(v.data, list):
-            self.bad(v, f"must be a list, not {_kind(v.data)}")
             return None
         return v.data
 
@@ -871,12 +790,6 @@ class _Checker:
             out.add(cat)
         return out
 
-    def flag(self, v: _Value) -> bool | None:
-        if not isinstance(v.data, bool):
-            self.bad(v, f"must be true or false, not {_kind(v.data)}")
-            return None
-        return v.data
-
     def events(self, v: _Value) -> EventSettings | None:
         m = self.mapping(v, ("queue_size", "batch_size", "flush_interval"))
         if m is None:
@@ -1202,17 +1115,4 @@ def _address_problem(host: str, port: int) -> str | None:
     except ValueError:
         return f"host {host!r} must be an IP address such as 127.0.0.1 or 0.0.0.0 (all addresses)"
     return None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: f"text {value!r}",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
 

@@ -13,7 +13,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -30,6 +30,7 @@ from .classify.keywords import (
     Severity,
     normalise_text,
 )
+from .yamlcheck import describe as _kind
 
 __all__ = [
     "THEMES",
@@ -784,16 +785,3 @@ def _starts_a_word_in(context: str, padded: tuple[str, str]) -> bool:
     forms, each after a space), as it would in any text holding the phrase: contexts match at
     a word start and may run on."""
     return any(f" {context}" in form for form in padded)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: f"text {value!r}",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)

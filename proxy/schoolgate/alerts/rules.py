@@ -12,12 +12,13 @@ import os.path
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ..library import THEMES
+from ..yamlcheck import Node as _Value
+from ..yamlcheck import YamlChecker
+from ..yamlcheck import describe as _kind
 
 __all__ = [
     "ABOUT",
@@ -236,18 +237,11 @@ def load_routing(
     return routing
 
 
-@dataclass(slots=True)
-class _Value:
-    data: Any  # dict[str, _Value] | list[_Value] | scalar
-    line: int
-    key: str  # dotted path such as rules[2].recipients[0]
-
-
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class _Checker:
+class _Checker(YamlChecker):
     TOP = ("staff_groups", "templates", "smtp", "webhooks", "rules", "fallback", "limits",
            "delivery")
     SMTP = ("host", "port", "from", "starttls", "implicit_tls", "username", "password_file",
@@ -260,81 +254,19 @@ class _Checker:
     DELIVERY = ("first_retry", "longest_retry", "max_attempts", "give_up_after", "keep")
 
     def __init__(self, path: Path):
-        self.file = path
-        self.base = path.parent
-        self.problems: list[str] = []
-        self._constructor = yaml.SafeLoader("")
+        super().__init__(path)
         self.known_groups: set[str] | frozenset[str] | None = None
         self.channels: dict[str, bool] = {}
         """Channel name -> usable (e-mail is named even without a mail server, to say so)."""
         self.has_smtp_section = False
 
-    def tree(self, node: yaml.Node | None) -> _Value:
-        return _Value({}, 1, "") if node is None else self._node(node, "")
-
-    def _node(self, node: yaml.Node, key: str) -> _Value:
-        line = node.start_mark.line + 1
-        if isinstance(node, MappingNode):
-            out: dict[str, _Value] = {}
-            for knode, vnode in node.value:
-                name = self._constructor.construct_object(knode)
-                kline = knode.start_mark.line + 1
-                if not isinstance(name, str):
-                    self.problem(kline, key, f"key {name!r} must be text")
-                    continue
-                child = f"{key}.{name}" if key else name
-                if name in out:
-                    self.problem(kline, child, f"given twice (first on line {out[name].line}); "
-                                 "keep one")
-                    continue
-                value = self._node(vnode, child)
-                value.line = kline  # a block value starts on the line after its key
-                out[name] = value
-            return _Value(out, line, key)
-        if isinstance(node, SequenceNode):
-            return _Value([self._node(v, f"{key}[{i}]") for i, v in enumerate(node.value)],
-                          line, key)
-        assert isinstance(node, ScalarNode)
-        return _Value(self._constructor.construct_object(node), line, key)
-
-    # -- reporting and typed accessors ---------------------------------------------------------
-
-    def problem(self, line: int, key: str, message: str) -> None:
-        where = f"{self.file}:{line}"
-        self.problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-
-    def bad(self, v: _Value, message: str) -> None:
-        self.problem(v.line, v.key, message)
-
-    def mapping(self, v: _Value, allowed: tuple[str, ...] | None) -> dict[str, _Value] | None:
-        if not isinstance(v.data, dict):
-            self.bad(v, f"must be a mapping of keys to values, not {_kind(v.data)}")
-            return None
-        for name, child in v.data.items():
-            if allowed is not None and name not in allowed:
-                hint = difflib.get_close_matches(name, allowed, n=1)
-                also = f"; did you mean '{hint[0]}'?" if hint else ""
-                self.bad(child, f"unknown key (allowed: {', '.join(allowed)}){also}")
-        return v.data
-
-    def required(self, m: dict[str, _Value], parent: _Value, name: str) -> _Value | None:
-        if name not in m:
-            self.problem(parent.line, f"{parent.key}.{name}" if parent.key else name,
-                         "is required but missing")
-            return None
-        return m[name]
+    # -- typed accessors (the tree, mapping, required, sequence, flag: `yamlcheck`) ----------
 
     def text(self, v: _Value) -> str | None:
         if not isinstance(v.data, str) or not v.data.strip():
             self.bad(v, f"must be non-empty text, not {_kind(v.data)}")
             return None
         return v.data.strip()
-
-    def sequence(self, v: _Value) -> list[_Value] | None:
-        if not isinstance(v.data, list):
-            self.bad(v, f"must be a list, not {_kind(v.data)}")
-            return None
-        return v.data
 
     def texts(self, v: _Value) -> list[tuple[str, _Value]]:
         """A list of texts; a single text is taken as a list of one."""
@@ -346,12 +278,6 @@ class _Checker:
             hint = _close(str(v.data), choices)
             also = f"; did you mean '{hint}'?" if hint else ""
             self.bad(v, f"must be one of {', '.join(choices)}, not {v.data!r}{also}")
-            return None
-        return v.data
-
-    def flag(self, v: _Value) -> bool | None:
-        if not isinstance(v.data, bool):
-            self.bad(v, f"must be true or false, not {_kind(v.data)}")
             return None
         return v.data
 
@@ -653,16 +579,3 @@ def _close(text: str, choices: tuple[str, ...]) -> str | None:
     words = {word: choice for choice in choices for word in choice.split("_") if len(word) > 3}
     hint = difflib.get_close_matches(text, list(words), n=1)
     return words[hint[0]] if hint else None
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "empty"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: f"text {value!r}",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
