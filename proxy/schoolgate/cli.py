@@ -201,9 +201,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from .classify import Classifier, URLError, normalise_url
+    from .classify import URLError, normalise_url
     from .identify import Identity, SubnetGroups
-    from .policy import Policy
 
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)

@@ -490,11 +490,7 @@ class Gateway:
         if routing is not None and routing.smtp is not None:
             from .reports.mail import send_report_mail
 
-            smtp = routing.smtp
-
-            async def send(to, subject, text, html, attachments) -> None:
-                await send_report_mail(smtp, to, subject, text, html, attachments)
-
+            send = functools.partial(send_report_mail, routing.smtp)
         self.reports = ReportSchedule(c.database_path, c.school_name, c.timezone, settings,
                                       reports_dir(c), send_email=send)
         self.reports.start()

@@ -91,7 +91,7 @@ def export_user(
         # before the rows, and nothing the size of two years of one person's browsing is held in
         # memory.
         count, lo, hi = conn.execute(
-            f"SELECT count(*), min(ts), max(ts) FROM events WHERE user = ?"
+            "SELECT count(*), min(ts), max(ts) FROM events WHERE user = ?"
             + ("" if since is None else " AND ts >= ?"), params
         ).fetchone()
         about = _about(user, school_name, tz, since, now, count, lo, hi, retention)
