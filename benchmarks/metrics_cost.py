@@ -103,10 +103,10 @@ def main() -> None:
         from mitmproxy.test import taddons, tflow
     from prometheus_client import CollectorRegistry
 
-    from schoolgate.addons import ordered
-    from schoolgate.addons.metrics import COUNTED, Metrics
-    from schoolgate.config import load_config
-    from schoolgate.gateway import Gateway
+    from schoolgate.gateway.addons import ordered
+    from schoolgate.gateway.addons.metrics import COUNTED, Metrics
+    from schoolgate.config.loader import load_config
+    from schoolgate.gateway.service import Gateway
 
     with tempfile.TemporaryDirectory() as t:
         gateway = Gateway(load_config(_config(Path(t))), registry=CollectorRegistry())

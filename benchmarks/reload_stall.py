@@ -56,8 +56,8 @@ async def _measure(action) -> tuple[float, float, float]:
 
 
 async def main_async() -> None:
-    from schoolgate.config import load_config
-    from schoolgate.gateway import Gateway, build_rules
+    from schoolgate.config.loader import load_config
+    from schoolgate.gateway.service import Gateway, build_rules
 
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

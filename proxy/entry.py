@@ -11,9 +11,9 @@ import logging
 
 from mitmproxy import ctx, exceptions
 
-from schoolgate.addons import ordered
-from schoolgate.config import ConfigError, load_config
-from schoolgate.gateway import Gateway
+from schoolgate.gateway.addons import ordered
+from schoolgate.config.loader import ConfigError, load_config
+from schoolgate.gateway.service import Gateway
 
 log = logging.getLogger("schoolgate")
 

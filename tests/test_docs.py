@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate import cli
-from schoolgate.config import _Checker, load_config
+from schoolgate.config.loader import _Checker, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -40,7 +40,7 @@ def test_every_why_json_key_is_documented(key):
 
 
 def test_every_config_key_is_documented():
-    from schoolgate.config import _Checker
+    from schoolgate.config.loader import _Checker
 
     for key in _Checker.TOP:
         assert f"`{key}" in README, f"README.md does not document config key {key!r}"
@@ -48,7 +48,7 @@ def test_every_config_key_is_documented():
 
 def test_example_config_mentions_every_top_level_key():
     example = (ROOT / "config" / "schoolgate.yaml").read_text(encoding="utf-8")
-    from schoolgate.config import _Checker
+    from schoolgate.config.loader import _Checker
 
     for key in _Checker.TOP:
         assert re.search(rf"^#? ?{key}:", example, re.M), f"example config lacks {key!r}"

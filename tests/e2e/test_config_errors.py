@@ -60,7 +60,7 @@ def run(config) -> subprocess.CompletedProcess:
 
 def test_the_good_config_is_good(tmp_path):
     """The cases below break one line each of this config; on its own it passes validation."""
-    from schoolgate.config import load_config
+    from schoolgate.config.loader import load_config
 
     (tmp_path / "gambling").write_text("bet365.com\n", encoding="utf-8")
     config = tmp_path / "good.yaml"

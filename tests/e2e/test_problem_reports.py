@@ -25,7 +25,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from schoolgate.blockpage import REPORT_PATH, REPORT_SITE_PATH, open_url, seal_url
+from schoolgate.policy.blockpage import REPORT_PATH, REPORT_SITE_PATH, open_url, seal_url
 
 from .harness import (
     ORIGIN_NAMES,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.config import Config, load_config
+from schoolgate.config.loader import Config, load_config
 
 from sample_school import BASE_CONFIG, BASE_LISTS
 

@@ -13,9 +13,9 @@ from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
-from schoolgate.addons import CLASSIFICATION, IDENTITY, VERDICT, ordered
-from schoolgate.config import Config
-from schoolgate.gateway import FailureLog, Gateway
+from schoolgate.gateway.addons import CLASSIFICATION, IDENTITY, VERDICT, ordered
+from schoolgate.config.loader import Config
+from schoolgate.gateway.service import FailureLog, Gateway
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy
 from schoolgate.store import events_by_reference
 
@@ -446,7 +446,7 @@ def test_request_hook_leaves_allowed_flows_alone(proxy, registry):
 
 def test_failure_log_repeats_as_a_count_after_the_interval(monkeypatch, caplog):
     now = [1000.0]
-    monkeypatch.setattr("schoolgate.gateway.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("schoolgate.gateway.service.time.monotonic", lambda: now[0])
     failures = FailureLog(repeat_every=60)
     caplog.set_level(logging.ERROR, logger="schoolgate")
     error = RuntimeError("disk on fire")

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sample_school import REPO, replace_once
 
 from schoolgate import check
-from schoolgate.addons import IDENTITY, VERDICT, ordered
-from schoolgate.addons.check import CHECK, CheckMode
+from schoolgate.gateway.addons import IDENTITY, VERDICT, ordered
+from schoolgate.gateway.addons.check import CHECK, CheckMode
 from schoolgate.check import (
     CHECK_HEADER, FAIL, PASS, SKIP, WARN, Canary, CheckRun, Observation, Result,
     answer_headers, build_suite, evaluate, format_table, latest_run, next_run,
@@ -35,8 +35,8 @@ from schoolgate.check import (
     run_check, write_summary,
 )
 from schoolgate.classify.illegal import IllegalList, IllegalLists
-from schoolgate.config import ConfigError, load_config
-from schoolgate.gateway import Gateway, _spec, build_rules
+from schoolgate.config.loader import ConfigError, load_config
+from schoolgate.gateway.service import Gateway, _spec, build_rules
 from schoolgate.policy import ALLOW, BLOCK, Verdict
 
 ILLEGAL = REPO / "categories" / "illegal"
@@ -689,7 +689,7 @@ def test_a_passing_run_says_so_in_plain_english(school):
 def test_the_timetable_runs_the_check_when_due(proxy, monkeypatch, caplog):
     mode = proxy.mode
     due = [datetime.now(UTC)]
-    monkeypatch.setattr("schoolgate.addons.check.next_run",
+    monkeypatch.setattr("schoolgate.gateway.addons.check.next_run",
                         lambda after, times, tz: due.pop() if due else None)
     monkeypatch.setattr(mode, "listen_address", lambda: ("127.0.0.1", 9))
     sent = []

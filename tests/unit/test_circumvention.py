@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 from mitmproxy.http import Headers
 
-from schoolgate.circumvention import (
-    CIRCUMVENTION_CATEGORIES,
-    DOH_JSON,
-    DOH_WIRE,
-    WEB_PORTS,
-    connect_port_allowed,
-    doh_request,
-    header_value,
-    is_circumvention_category,
+from schoolgate.classify.shapes import (
+    CIRCUMVENTION_CATEGORIES, DOH_JSON, DOH_WIRE, WEB_PORTS, connect_port_allowed, doh_request,
+    header_value, is_circumvention_category,
 )
 
 UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"

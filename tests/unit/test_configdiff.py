@@ -11,10 +11,10 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schoolgate.config import Config, load_config
-from schoolgate.configdiff import config_diff
-from schoolgate.gateway import Gateway
-from schoolgate.localpolicy import LocalEntry, change_local_policy, local_policy_path
+from schoolgate.config.loader import Config, load_config
+from schoolgate.config.diff import config_diff
+from schoolgate.gateway.service import Gateway
+from schoolgate.sources.localpolicy import LocalEntry, change_local_policy, local_policy_path
 from schoolgate.store.audit import read_audit
 
 from sample_school import BASE_CONFIG, replace_once
@@ -313,8 +313,8 @@ def test_every_group_setting_is_compared():
     # A new Group field must be added to the diff (or knowingly left out here).
     import dataclasses
 
-    from schoolgate import configdiff
-    from schoolgate.config import Group
+    from schoolgate.config import diff as configdiff
+    from schoolgate.config.loader import Group
 
     compared = set(configdiff._GROUP_VALUES) | {
         "name", "subnets", "blocked_categories", "blocked_during", "allowed_categories", "allow",

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from schoolgate.gateway import Gateway
+from schoolgate.gateway.service import Gateway
 
 from sample_school import BASE_CONFIG
 
@@ -289,7 +289,7 @@ def exported(tmp_path_factory) -> set[str]:
     config.write_text(BASE_CONFIG + "illegal_lists:\n  iwf:\n    kind: iwf\n"
                       "    source: iwf.txt\n    form: plain\n"
                       "alerts:\n  routing: routing.yaml\n", encoding="utf-8")
-    from schoolgate.config import load_config
+    from schoolgate.config.loader import load_config
 
     registry = CollectorRegistry()
     Gateway(load_config(config), registry=registry)

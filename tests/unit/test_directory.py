@@ -22,22 +22,14 @@ import bcrypt
 import pytest
 from mitmproxy.utils.htpasswd import HtpasswdFile
 
-from schoolgate.config import Config
-from schoolgate.directory import (
-    DeviceMap,
-    DirectoryUnavailable,
-    HtpasswdUsers,
-    IdentityFileError,
-    Identifier,
-    IpUserMap,
-    LdapDirectory,
-    LdapSettings,
-    UserGroups,
-    normalise_mac,
-    normalise_user,
-    parse_basic_auth,
-)
-from schoolgate.directory.passwords import apr1_md5
+from schoolgate.config.loader import Config
+from schoolgate.identify.maps import DeviceMap, IpUserMap, UserGroups
+from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory, LdapSettings
+from schoolgate.identify.passwords import HtpasswdUsers, parse_basic_auth
+from schoolgate.identify.tables import IdentityFileError
+from schoolgate.identify.identifier import Identifier
+from schoolgate.identify.names import normalise_mac, normalise_user
+from schoolgate.identify.passwords import apr1_md5
 from schoolgate.identify import Identity, SubnetGroups
 
 # tests/ holds helpers shared by the unit and end-to-end tests (ldap_server.py).

@@ -11,7 +11,7 @@ import pytest
 from sample_school import BASE_CONFIG, BASE_LISTS, line_of, replace_once
 
 from schoolgate.classify import Classifier
-from schoolgate.config import ConfigError
+from schoolgate.config.loader import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
 
@@ -190,7 +190,7 @@ def test_bad_policy_keys_name_file_line_and_key(write_config, old, new, fragment
     text = replace_once(_text(), old, new)
     path = write_config(text, LISTS)
     with pytest.raises(ConfigError) as e:
-        from schoolgate.config import load_config
+        from schoolgate.config.loader import load_config
         load_config(path)
     assert e.value.problems[0].startswith(f"{path}:{line_of(text, fragment)}: {message}")
 
@@ -199,5 +199,5 @@ def test_allowed_categories_without_a_walled_garden_is_refused(write_config):
     text = replace_once(_text(), "    walled_garden: true\n", "")
     path = write_config(text, LISTS)
     with pytest.raises(ConfigError, match="only means something with walled_garden: true"):
-        from schoolgate.config import load_config
+        from schoolgate.config.loader import load_config
         load_config(path)

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from schoolgate.config import load_config
+from schoolgate.config.loader import load_config
 from schoolgate.identify import Identity, SubnetGroups, normalise_ip
 
 from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, replace_once

@@ -18,8 +18,8 @@ from schoolgate.classify.illegal import (
     digest_key,
     parse_entries,
 )
-from schoolgate.config import ConfigError
-from schoolgate.gateway import build_rules
+from schoolgate.config.loader import ConfigError
+from schoolgate.gateway.service import build_rules
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
 

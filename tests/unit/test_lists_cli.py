@@ -24,15 +24,16 @@ from typing import Any
 import pytest
 import yaml
 
-from schoolgate import cli, listsimport
+from schoolgate import cli
+from schoolgate.sources import ut1 as listsimport
 from schoolgate.classify import Classifier, category_sources
 from schoolgate.classify.formats import ListFormat
 from schoolgate.classify.illegal import IllegalList
 from schoolgate.classify.index import ListIndex, ut1_sources
-from schoolgate.config import load_config
-from schoolgate.gateway import _spec
-from schoolgate.library import load_library
-from schoolgate.listcache import cache_path
+from schoolgate.config.loader import load_config
+from schoolgate.gateway.service import _spec
+from schoolgate.classify.library import load_library
+from schoolgate.sources.lists import cache_path
 from schoolgate.store.audit import read_audit
 
 from sample_school import BASE_CONFIG, REPO, replace_once

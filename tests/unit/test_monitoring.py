@@ -11,9 +11,9 @@ from sample_school import BASE_CONFIG, replace_once
 
 from schoolgate.classify import Classifier
 from schoolgate.identify import Identity
-from schoolgate.library import load_library
+from schoolgate.classify.library import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
-from schoolgate.search import extract_search
+from schoolgate.classify.search import extract_search
 
 LIBRARY = Path(__file__).resolve().parents[2] / "alerts" / "keywords"
 
@@ -92,7 +92,7 @@ def test_block_page_for_a_flagged_search_offers_help_and_never_repeats_the_term(
         school, make_config):
     from datetime import UTC, datetime
 
-    from schoolgate.blockpage import BlockPage
+    from schoolgate.policy.blockpage import BlockPage
 
     v = school("secondary", "https://www.google.co.uk/search?q=how+to+k1ll+mys3lf")
     page = BlockPage(make_config()).render(v, "www.google.co.uk", datetime.now(UTC))

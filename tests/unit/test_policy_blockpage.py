@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schoolgate.blockpage import BlockPage
+from schoolgate.policy.blockpage import BlockPage
 from schoolgate.classify import CategoryMatch, Classification, Classifier
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference

@@ -21,14 +21,14 @@ from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
 from schoolgate import cli
-from schoolgate.addons import OWN_PAGE, VERDICT, ordered
-from schoolgate.addons.problem_reports import MAX_REASON, ProblemReports, RateLimit
-from schoolgate.blockpage import (
+from schoolgate.gateway.addons import OWN_PAGE, VERDICT, ordered
+from schoolgate.gateway.addons.problem_reports import MAX_REASON, ProblemReports, RateLimit
+from schoolgate.policy.blockpage import (
     REPORT_PATH, REPORT_SITE_PATH, BlockPage, open_url, report_token, seal_url,
 )
-from schoolgate.config import Config, load_config
-from schoolgate.gateway import Gateway
-from schoolgate.localpolicy import load_local_policy, local_policy_path
+from schoolgate.config.loader import Config, load_config
+from schoolgate.gateway.service import Gateway
+from schoolgate.sources.localpolicy import load_local_policy, local_policy_path
 from schoolgate.policy import Policy
 from schoolgate.store import open_for_writing
 from schoolgate.store.audit import read_audit
@@ -453,7 +453,7 @@ async def test_the_should_be_blocked_form(proxy, config):
 
 @pytest.mark.asyncio
 async def test_a_store_failure_is_answered_never_let_through(proxy, config, monkeypatch):
-    from schoolgate.addons import problem_reports
+    from schoolgate.gateway.addons import problem_reports
     from schoolgate.store import StoreError
 
     def broken(path, report):  # noqa: ANN001

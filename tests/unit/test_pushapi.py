@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from schoolgate.directory import IpUserMap
-from schoolgate.pushapi import MAX_BODY, PushServer
+from schoolgate.identify.maps import IpUserMap
+from schoolgate.gateway.pushapi import MAX_BODY, PushServer
 
 TOKEN = "0123456789abcdef-push-token"
 

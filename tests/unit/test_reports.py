@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.config import EventSettings
+from schoolgate.config.loader import EventSettings
 from schoolgate.store import EVENT_COLUMNS, Event, EventWriter, StoreError, open_for_writing
 from schoolgate.store.migrations import MIGRATIONS
 from schoolgate.reports import (

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.config import ConfigError
-from schoolgate.reports import commands
+from schoolgate.config.loader import ConfigError
+from schoolgate.cli import reports as commands
 from schoolgate.reports.scheduler import ReportSchedule, ReportSettings, next_at, previous_at
 from schoolgate.store import EVENT_COLUMNS, Event, open_for_writing
 

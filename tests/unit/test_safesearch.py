@@ -9,19 +9,9 @@ import random
 
 import pytest
 
-from schoolgate.safesearch import (
-    ENGINES,
-    LEVELS,
-    NO_SAFE_MODE_ENGINES,
-    YOUTUBE_MODES,
-    Rewrite,
-    SafeSearchPolicy,
-    engine_suffixes,
-    enforce,
-    google_hosts,
-    lock_form_body,
-    lock_query,
-    unsafe_engine,
+from schoolgate.policy.safesearch import (
+    ENGINES, LEVELS, NO_SAFE_MODE_ENGINES, YOUTUBE_MODES, Rewrite, SafeSearchPolicy,
+    engine_suffixes, enforce, google_hosts, lock_form_body, lock_query, unsafe_engine,
 )
 
 STRICT = SafeSearchPolicy()

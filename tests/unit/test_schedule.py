@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.schedule import Schedule, ScheduleError, parse_window
+from schoolgate.policy.schedule import Schedule, ScheduleError, parse_window
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -11,15 +11,8 @@ import random
 import pytest
 
 from schoolgate.classify.keywords import normalise_text
-from schoolgate.search import (
-    ENGINES,
-    MAX_BODY,
-    MAX_TERM,
-    VERTICALS,
-    VIAS,
-    SearchQuery,
-    extract_search,
-    needs_body,
+from schoolgate.classify.search import (
+    ENGINES, MAX_BODY, MAX_TERM, VERTICALS, VIAS, SearchQuery, extract_search, needs_body,
 )
 
 FORM = "application/x-www-form-urlencoded"

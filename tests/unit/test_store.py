@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from schoolgate.config import EventSettings
+from schoolgate.config.loader import EventSettings
 from schoolgate.store import Event, EventWriter, StoreError, events_by_reference, open_for_writing
 from schoolgate.store import migrations
 from schoolgate.store.migrations import MIGRATIONS, Migration, apply_migrations

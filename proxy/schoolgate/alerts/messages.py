@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from ..library import THEME_TITLES as _LIBRARY_THEME_TITLES
+from ..classify.library import THEME_TITLES as _LIBRARY_THEME_TITLES
 from ..store import Event
 from .rules import ILLEGAL_THEME, Destination
 

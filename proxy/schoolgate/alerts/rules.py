@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from ..library import THEMES
-from ..yamlcheck import Node as _Value
-from ..yamlcheck import YamlChecker
-from ..yamlcheck import describe as _kind
+from ..classify.library import THEMES
+from ..config.yamltree import Node as _Value
+from ..config.yamltree import YamlChecker
+from ..config.yamltree import describe as _kind
 
 __all__ = [
     "ABOUT",

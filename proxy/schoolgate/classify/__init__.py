@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config
+from ..config.loader import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
 from .index import ListIndex, ListSource, ut1_sources

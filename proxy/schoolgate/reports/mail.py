@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from ..config import Config
+from ..config.loader import Config
 
 __all__ = ["ReportMailError", "send_configured", "send_report_mail"]
 

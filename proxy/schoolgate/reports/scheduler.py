@@ -15,11 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .daily import build_daily, daily_paths, email_parts, write_daily
 from .retention import RetentionPolicy, purge
 from .weekly import build_weekly, week_start, weekly_email_parts, weekly_paths, write_weekly
+
+if TYPE_CHECKING:
+    from ..config.loader import Config
 
 __all__ = ["ReportSchedule", "ReportSettings", "SendEmail", "next_at", "previous_at"]
 
@@ -47,6 +51,19 @@ class ReportSettings:
     weekly_email_to: tuple[str, ...] = ()
     """Leaders and governors: they get the weekly summary (no names in it)."""
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+
+
+def report_settings(config: Config) -> ReportSettings:
+    """The config's `reports` settings, or the defaults while the config has none."""
+    return getattr(config, "reports", None) or ReportSettings()
+
+
+def retention_policy(config: Config) -> RetentionPolicy:
+    return getattr(config, "retention", None) or report_settings(config).retention
+
+
+def reports_dir(config: Config) -> Path:
+    return report_settings(config).out_dir or config.data_dir / "reports"
 
 
 def next_at(after: datetime, at: time, tz: ZoneInfo, weekday: int | None = None) -> datetime:

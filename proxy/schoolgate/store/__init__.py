@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from ..config import EventSettings
+from ..config.loader import EventSettings
 from .migrations import MIGRATIONS, apply_migrations
 
 __all__ = [

@@ -1,0 +1,291 @@
+"""Prometheus metrics for Grafana: counts and latencies with bounded labels only.
+
+Labels are action, category, group and stage: never a user, IP, host or URL (DESIGN.md). Every
+known label child is created at start-up so dashboards show zeros instead of gaps, and values that
+exist only at scrape time (queue depth) come from a collector. Tests pass their own registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    CollectorRegistry, Counter, Histogram, Info, ProcessCollector, start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .. import __version__
+from ..config.loader import Address, Config
+from ..policy import ALLOW, BLOCK, ERROR
+
+__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
+
+log = logging.getLogger("schoolgate.metrics")
+
+NO_CATEGORY = "none"
+ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never the entry
+STAGES = ("identify", "classify", "enforce", "tls")
+TLS_MODES = ("decrypted", "passed_through", "refused")
+BLOCK_REASONS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
+                 "no_safe_search", "tls", "bad_request", "error")
+
+
+def block_reason(verdict) -> str:
+    """The bounded `reason` label for a blocked verdict."""
+    r = verdict.reason
+    if r.startswith("illegal:"):
+        return "illegal"
+    if r.startswith("filtering-error"):
+        return "error"
+    if verdict.schedule:
+        return "schedule"
+    if r.startswith("circumvention"):
+        return "circumvention"
+    if r.startswith("tls:"):
+        return "tls"
+    return {"walled-garden": "walled_garden", "no-safe-search": "no_safe_search",
+            "bad-request": "bad_request", "override": "override"}.get(r, "category")
+
+
+class _ListCollector(Collector):
+    """Entries and age of each illegal-content list, by list name only."""
+
+    def __init__(self, illegal):
+        self._illegal = illegal
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            "schoolgate_list_entries", "Entries loaded per list.", labels=["list"]
+        )
+        age = GaugeMetricFamily(
+            "schoolgate_list_age_seconds",
+            "Seconds since the list was last loaded successfully (+Inf: never).",
+            labels=["list"],
+        )
+        for lst in self._illegal.lists:
+            entries.add_metric([lst.spec.name], lst.entries)
+            a = lst.age()
+            age.add_metric([lst.spec.name], float("inf") if a is None else a)
+        yield entries
+        yield age
+
+
+class _QueueCollector(Collector):
+    def __init__(self, depth: Callable[[], int]):
+        self._depth = depth
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "schoolgate_event_queue_depth",
+            "Events waiting in memory to be written to the store.",
+            value=self._depth(),
+        )
+
+
+class _OutboxCollector(Collector):
+    def __init__(self, depth: Callable[[], int]):
+        self._depth = depth
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "schoolgate_alert_outbox_depth",
+            "Alerts waiting to be delivered (pending in the outbox).",
+            value=self._depth(),
+        )
+
+
+class _CheckCollector(Collector):
+    """The last `schoolgate check` run, from the store's check_runs table at scrape time: the
+    check runs in the CLI's process or a worker thread, and this one-row read happens in the
+    metrics thread, never on the request path."""
+
+    def __init__(self, database):
+        self._database = database
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from ..check import latest_run
+
+        run = latest_run(self._database)
+        yield GaugeMetricFamily(
+            "schoolgate_filter_check_last_run_timestamp_seconds",
+            "When the last filter check (`schoolgate check`) ran, Unix time; 0: never.",
+            value=run.ts if run else 0,
+        )
+        yield GaugeMetricFamily(
+            "schoolgate_filter_check_failures",
+            "Tests that failed in the last filter check (0 when it passed or never ran).",
+            value=run.failed if run else 0,
+        )
+
+
+class GatewayMetrics:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "schoolgate_requests",
+            "Requests decided, by action, deciding category and group.",
+            ["action", "category", "group"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "schoolgate_decision_seconds",
+            "Time from the first hook to the verdict for one request.",
+            buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                     0.01, 0.025, 0.1),
+            registry=r,
+        )
+        self.fail_closed = Counter(
+            "schoolgate_fail_closed_errors",
+            "Requests blocked because filtering itself failed, by the stage that failed.",
+            ["stage"],
+            registry=r,
+        )
+        self.events_dropped = Counter(
+            "schoolgate_events_dropped",
+            "Events lost because the in-memory queue was full (should stay 0).",
+            registry=r,
+        )
+        self.events_written = Counter(
+            "schoolgate_events_written", "Events written to the store.", registry=r
+        )
+        self.store_write_seconds = Histogram(
+            "schoolgate_store_write_seconds",
+            "Time to write one batch of events (one transaction).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.blocks = Counter(
+            "schoolgate_blocks",
+            "Blocked requests by the kind of rule that blocked them.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in BLOCK_REASONS:
+            self.blocks.labels(reason)
+        self.tls_handshakes = Counter(
+            "schoolgate_tls_handshakes",
+            "TLS connections by what the gateway did: decrypted, passed through undecrypted "
+            "(do-not-decrypt list, SNI-only groups) or refused at the handshake.",
+            ["mode"],
+            registry=r,
+        )
+        for mode in TLS_MODES:
+            self.tls_handshakes.labels(mode)
+        from ..policy.safesearch import ENGINES
+
+        self.safe_search_rewrites = Counter(
+            "schoolgate_safe_search_rewrites",
+            "Search and YouTube requests changed to keep safe search on, by engine.",
+            ["engine"],
+            registry=r,
+        )
+        for engine in ENGINES:
+            self.safe_search_rewrites.labels(engine)
+        self.circumvention = Counter(
+            "schoolgate_circumvention_attempts",
+            "Requests that tried to get round the filter (VPN and proxy sites, DNS-over-HTTPS, "
+            "tunnels to other ports), blocked or logged, by group.",
+            ["group"],
+            registry=r,
+        )
+        for group in config.groups:
+            self.circumvention.labels(group)
+        self.flagged_searches = Counter(
+            "schoolgate_flagged_searches",
+            "Searches that matched the keyword library, by theme, severity and group.",
+            ["theme", "severity", "group"],
+            registry=r,
+        )
+        from ..classify.library import SEVERITIES, THEMES
+
+        for theme in THEMES:
+            for severity in SEVERITIES:
+                for group in config.groups:
+                    self.flagged_searches.labels(theme, severity, group)
+        self.alerts = Counter(
+            "schoolgate_alerts",
+            "Safeguarding alerts by channel (email or a webhook's name) and outcome: sent, "
+            "retry, failed, deduplicated, rate_limited.",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        routing = config.alert_routing
+        if routing is not None:
+            from ..alerts import OUTCOMES
+
+            for channel in ("email", *routing.webhooks):
+                for outcome in OUTCOMES:
+                    self.alerts.labels(channel, outcome)
+        self.problem_reports = Counter(
+            "schoolgate_problem_reports",
+            "Reports sent from the block page: 'unblock' (should not be blocked) and 'block' "
+            "(should be blocked).",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("unblock", "block"):
+            self.problem_reports.labels(kind)
+        self.reloads = Counter(
+            "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
+        )
+        for outcome in ("success", "failure"):
+            self.reloads.labels(outcome)
+        Info("schoolgate_build", "Schoolgate version.", registry=r).info({"version": __version__})
+        # CPU, memory and file descriptors for the capacity dashboard (our own registry does not
+        # get the default process metrics).
+        ProcessCollector(registry=r)
+        self._server: WSGIServer | None = None
+        self._thread: Thread | None = None
+
+        # Known children up front so every series exists from the first scrape.
+        categories = [*config.categories, NO_CATEGORY]
+        for group in config.groups:
+            for category in categories:
+                for action in (ALLOW, BLOCK):
+                    self.requests.labels(action, category, group)
+            self.requests.labels(ERROR, NO_CATEGORY, group)
+            self.requests.labels(BLOCK, ILLEGAL_CATEGORY, group)
+        for stage in STAGES:
+            self.fail_closed.labels(stage)
+        # `schoolgate check` canaries: answered by the gateway itself, never in
+        # schoolgate_requests_total (they are not browsing).
+        self.check_requests = Counter(
+            "schoolgate_filter_check_requests",
+            "Check canaries (`schoolgate check`) the gateway answered itself, by the verdict's "
+            "action; refused: a check header with a wrong token.",
+            ["action"],
+            registry=r,
+        )
+        for action in (ALLOW, BLOCK, ERROR, "refused"):
+            self.check_requests.labels(action)
+
+    def watch_lists(self, illegal) -> None:
+        self.registry.register(_ListCollector(illegal))
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self.registry.register(_QueueCollector(depth))
+
+    def watch_outbox(self, depth: Callable[[], int]) -> None:
+        self.registry.register(_OutboxCollector(depth))
+
+    def watch_checks(self, database) -> None:
+        self.registry.register(_CheckCollector(database))
+
+    def serve(self, address: Address) -> Address:
+        """Serve /metrics in a background thread; returns the address actually bound."""
+        self._server, self._thread = start_http_server(
+            address.port, addr=address.host or "0.0.0.0", registry=self.registry
+        )
+        host, port = self._server.server_address[:2]
+        return Address(str(host), int(port))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,390 @@
+"""What the group may see: turn an `Identity` and a `Classification` into a `Verdict`.
+
+Pure code. A group blocks whole categories; when several matching categories are blocked, the most
+specific list entry decides, so the block page names the closest reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..classify.shapes import doh_request
+from ..classify import Classification
+from ..classify.canonical import canonicalize
+from ..config.loader import Config, Override
+from ..identify import Identity
+from .safesearch import (
+    NO_SAFE_MODE_ENGINES, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,
+)
+
+__all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
+
+ALLOW, BLOCK, ERROR = "allow", "block", "error"
+
+now = time.time
+
+_SEVERITY_POINTS = {"high": 10, "medium": 3, "low": 1}
+"""The clock schedules are read against, looked up at each call so a test harness can move it."""
+
+# Crockford's base32: no I, L, O or U, so a reference read aloud over the phone survives.
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_reference() -> str:
+    """A short random ID like ``7KQ2M-9XDPA`` (50 bits), printed on the block page and stored with
+    the event. Not unique by construction: lookups show every event that carries it."""
+    n = secrets.randbits(50)
+    chars = [_ALPHABET[(n >> (5 * i)) & 31] for i in range(10)]
+    return "".join(chars[:5]) + "-" + "".join(chars[5:])
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision for one request, put in `flow.metadata` and stored with the event."""
+
+    action: str
+    """`allow`, `block`, or `error` (filtering failed; the request was blocked anyway)."""
+    group: str
+    reference: str
+    category: str | None = None
+    """The category that decided a block, or the most specific category of an allowed page."""
+    categories: tuple[str, ...] = ()
+    """Every category the request matched."""
+    rule: str | None = None
+    """The policy rule that decided, in words: ``group ks3 blocks gambling``."""
+    matched_list: str | None = None
+    matched_entry: str | None = None
+    matched_line: int | None = None
+    severity: str | None = None
+    reason: str = ""
+    """Why, in a short code: `illegal:<list>`, `override`, `category`, `walled-garden`,
+    `circumvention[:doh|:port]`, `no-safe-search`, `tls:<why>`, `no-block`, `bad-request`,
+    `filtering-error:<stage>`."""
+    illegal_list: str | None = None
+    """The illegal-content list that holds the request (its name only, never the entry)."""
+    illegal_kind: str | None = None
+    """`iwf`, `ctiru` or `other`: which wording the block page uses."""
+    override: Override | None = None
+    """The group's local allow or block entry that decided, if one did."""
+    theme: str | None = None
+    """Safeguarding theme of the request, such as `circumvention` (alerts route on it)."""
+    schedule: str | None = None
+    """The schedule whose window made this block, if one did."""
+    search: Any = None
+    """The search made (`schoolgate.search.SearchQuery`), when the request is one."""
+    flags: tuple = ()
+    """Keyword library flags (`schoolgate.library.Flag`) in the search term or the URL, most
+    severe first."""
+
+    @property
+    def flag(self):
+        """The most severe flag, which names the theme and phrase of the event."""
+        return self.flags[0] if self.flags else None
+
+
+def _canonical_prefix(host: str, path: str | None) -> str | None:
+    """An allow or block entry's path prefix in the canonical form a request's path is compared
+    in (`Classification.path`), so an entry written `/%7Ejohn/pic%2Ejpg` or `/a/./b` covers the
+    request for `/~john/pic.jpg` or `/a/b`, as list entries do."""
+    if path is None:
+        return None
+    try:
+        c = canonicalize(f"http://{host}{path}")
+    except ValueError:  # URLError: keep the entry as written rather than drop it
+        return path
+    return c.path + (f"?{c.query}" if c.query else "")
+
+
+class Policy:
+    """Every group's policy, compiled once from the config.
+
+    Order of precedence, first match wins: illegal-content lists (for everyone, never
+    overridable) → the group's local overrides (most specific entry; block on a tie) → the
+    group's blocked categories, always or in a schedule's window (most specific list entry) →
+    circumvention tools (when the group blocks them) → a walled garden's closed gate → allow.
+
+    `clock` gives the time schedules are checked against (injectable for tests).
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], float] | None = None):
+        self.clock = clock if clock is not None else (lambda: now())
+        self._groups = config.groups
+        self._schedules = config.schedules
+        self._circumvention = config.circumvention.categories
+        self._blocked = {name: g.blocked_categories for name, g in config.groups.items()}
+        self._no_safe_mode = engine_suffixes(
+            NO_SAFE_MODE_ENGINES if config.block_search_engines is None
+            else config.block_search_engines
+        )
+        self._safe_search = {
+            name: SafeSearchPolicy(g.safe_search, g.youtube) for name, g in config.groups.items()
+        }
+        self._ports = config.circumvention
+        # Per group: host -> (override, action, canonical path prefix) on that host, for a
+        # label-suffix walk like the lists'.
+        self._overrides: dict[str, dict[str, list[tuple[Override, str, str | None]]]] = {}
+        for name, g in config.groups.items():
+            by_host: dict[str, list[tuple[Override, str, str | None]]] = {}
+            for action, entries in ((ALLOW, g.allow), (BLOCK, g.block)):
+                for o in entries:
+                    by_host.setdefault(o.host, []).append(
+                        (o, action, _canonical_prefix(o.host, o.path)))
+            self._overrides[name] = by_host
+
+    def override_for(self, group: str, host: str, path: str) -> tuple[Override, str] | None:
+        """The group's most specific local entry covering host and path, and its action."""
+        by_host = self._overrides.get(group)
+        if not by_host:
+            return None
+        best: tuple[Override, str] | None = None
+        best_key: tuple[int, int, int] = (-1, -1, -1)
+        name = host
+        while True:
+            for o, action, prefix in by_host.get(name, ()):
+                if prefix is None or path.startswith(prefix):
+                    # Longer host, then longer path, then block over allow on a tie.
+                    key = (len(o.host), len(prefix or ""), action == BLOCK)
+                    if key > best_key:
+                        best, best_key = (o, action), key
+            dot = name.find(".")
+            if dot == -1 or best is not None:
+                # The first (longest) host with a match wins over any parent domain.
+                break
+            name = name[dot + 1 :]
+        return best
+
+    def blocked_categories(self, group: str, now: float | None = None) -> frozenset[str]:
+        """The categories `group` blocks at `now` (default: the clock's time)."""
+        blocked = self._blocked.get(group, frozenset())
+        g = self._groups.get(group)
+        if g is None or not g.blocked_during:
+            return blocked
+        return blocked.union(*(sb for sb, _ in self._scheduled(g, now)))
+
+    def _scheduled(self, g, now: float | None) -> list[tuple[frozenset[str], str]]:
+        """(categories, schedule name) for each of the group's schedules active at `now`."""
+        when = self.clock() if now is None else now
+        return [
+            (sb.categories, sb.schedule)
+            for sb in g.blocked_during
+            if self._schedules[sb.schedule].active(when)
+        ]
+
+    # -- request shapes: what the URL lists cannot see -------------------------------------------
+
+    def check_request(
+        self, verdict: Verdict, method: str, host: str, path: str, headers: Mapping[str, str]
+    ) -> Verdict:
+        """An allowed request, checked for what its shape gives away: DNS-over-HTTPS on any host,
+        and a search engine with no safe mode the gateway can lock. Returns the final verdict."""
+        if verdict.action != ALLOW:
+            return verdict
+        g = self._groups[verdict.group]
+        doh = doh_request(method, path, headers)
+        if doh is not None:
+            blocked = g.circumvention == BLOCK
+            return dataclasses.replace(
+                verdict,
+                action=BLOCK if blocked else ALLOW,
+                rule=f"group {g.name} {'blocks' if blocked else 'logs'} {doh}",
+                reason="circumvention:doh",
+                theme="circumvention",
+            )
+        if g.safe_search != "off" and self._no_safe_mode:
+            engine = unsafe_engine(host, self._no_safe_mode)
+            if engine is not None:
+                return dataclasses.replace(
+                    verdict,
+                    action=BLOCK,
+                    rule=f"group {g.name} has safe search on, and {engine} has no safe mode "
+                    "that can be locked",
+                    matched_entry=engine,
+                    matched_list=None,
+                    matched_line=None,
+                    reason="no-safe-search",
+                )
+        return verdict
+
+    def safe_search(
+        self, group: str, method: str, host: str, path: str, headers: Mapping[str, str]
+    ):
+        """The `safesearch.Rewrite` that keeps the group's safe search on, or None."""
+        return enforce(method, host, path, headers, self._safe_search[group])
+
+    def connect_port(self, identity: Identity, host: str, port: int) -> Verdict | None:
+        """A CONNECT to a port other than the allowed ones (443 by default) is a tunnel to
+        something the filter cannot read: SSH, a VPN, a proxy. None when the port is fine."""
+        if self._ports.port_allowed(port):
+            return None
+        g = self._groups[identity.group]
+        blocked = g.circumvention == BLOCK
+        return Verdict(
+            action=BLOCK if blocked else ALLOW,
+            group=g.name,
+            reference=new_reference(),
+            rule=f"group {g.name} {'blocks' if blocked else 'logs'} tunnels to port {port} "
+            f"(allowed: {self._ports.ports_text})",
+            reason="circumvention:port",
+            theme="circumvention",
+        )
+
+    # -- keywords: searches and URLs -----------------------------------------------------------
+
+    def assess_keywords(self, verdict: Verdict, search: Any, flags: Sequence[Any]) -> Verdict:
+        """Add what the keyword libraries found to `verdict`: the flags (most severe first) give
+        the event its theme, severity and phrase; a score at or above the group's
+        `keyword_threshold` blocks. The score counts each distinct phrase once, its weight times
+        its severity (high 10, medium 3, low 1): with the default threshold of 10 one
+        high-severity phrase blocks, as do four medium ones."""
+        if not flags and search is None:
+            return verdict
+        ranked = tuple(sorted(flags, key=lambda f: -_SEVERITY_POINTS.get(f.severity, 0)))
+        changes: dict[str, Any] = {"search": search, "flags": ranked}
+        if ranked:
+            top = ranked[0]
+            changes.update(theme=verdict.theme or top.theme, severity=top.severity)
+            if verdict.action == ALLOW:
+                g = self._groups[verdict.group]
+                seen: dict[str, float] = {}
+                for f in ranked:
+                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
+                score = sum(seen.values())
+                what = f"the search {search.term!r}" if search is not None else "this address"
+                if score >= g.keyword_threshold:
+                    changes.update(
+                        action=BLOCK,
+                        rule=f"{what} matches {top.theme.replace('_', ' ')} phrases (score "
+                        f"{score:g}, group {g.name} blocks at {g.keyword_threshold:g})",
+                        reason="keywords",
+                    )
+                else:
+                    changes.update(reason=verdict.reason or "no-block")
+        return dataclasses.replace(verdict, **changes)
+
+    def group(self, name: str):
+        return self._groups[name]
+
+    def is_circumvention(self, classification: Classification) -> bool:
+        return any(m.category in self._circumvention for m in classification.matches)
+
+    def decide(
+        self, identity: Identity, classification: Classification, now: float | None = None
+    ) -> Verdict:
+        group = identity.group
+        categories = classification.categories
+        theme = "circumvention" if self._circumvention and self.is_circumvention(
+            classification) else None
+        if classification.illegal is not None:
+            lst = classification.illegal
+            return Verdict(
+                action=BLOCK,
+                group=group,
+                reference=new_reference(),
+                categories=categories,
+                rule=f"illegal-content list {lst.name} (applies to everyone, cannot be overridden)",
+                matched_list=lst.name,
+                severity="high",
+                reason=f"illegal:{lst.name}",
+                illegal_list=lst.name,
+                illegal_kind=lst.kind,
+            )
+        found = self.override_for(group, classification.host, classification.path)
+        if found is not None:
+            o, action = found
+            verb = "allows" if action == ALLOW else "blocks"
+            top = classification.matches[0] if classification.matches else None
+            return Verdict(
+                action=action,
+                group=group,
+                reference=new_reference(),
+                category=top.category if top else None,
+                categories=categories,
+                rule=f"group {group} {verb} {o.target} (local override: {o.reason})",
+                matched_list=o.where,
+                matched_entry=o.target,
+                reason="override",
+                override=o,
+                theme=theme,
+            )
+        g = self._groups[group]
+        blocked = self._blocked[group]
+        scheduled = self._scheduled(g, now) if g.blocked_during and classification.matches else ()
+        for m in classification.matches:
+            if m.category in blocked:
+                return self._category_block(group, m, categories, f"group {group} blocks "
+                                            f"{m.category}", theme)
+            for cats, schedule in scheduled:
+                if m.category in cats:
+                    title = self._schedules[schedule].title
+                    return self._category_block(
+                        group, m, categories,
+                        f"group {group} blocks {m.category} during {title}", theme, schedule,
+                    )
+        if theme is not None and g.circumvention == BLOCK:
+            m = next(m for m in classification.matches if m.category in self._circumvention)
+            return dataclasses.replace(self._category_block(
+                group, m, categories, f"group {group} blocks circumvention tools ({m.category})",
+                theme,
+            ), reason="circumvention")
+        top = classification.matches[0] if classification.matches else None
+        if g.walled_garden and not any(
+            m.category in g.allowed_categories for m in classification.matches
+        ):
+            open_ = ", ".join(sorted(g.allowed_categories)) or "nothing but its allow list"
+            return Verdict(
+                action=BLOCK,
+                group=group,
+                reference=new_reference(),
+                category=top.category if top else None,
+                categories=categories,
+                rule=f"group {group} is a walled garden: only {open_} is open",
+                reason="walled-garden",
+                theme=theme,
+            )
+        return Verdict(
+            action=ALLOW,
+            group=group,
+            reference=new_reference(),
+            category=top.category if top else None,
+            categories=categories,
+            rule=None if top is None else f"group {group} allows {top.category}",
+            matched_list=top.list_path if top else None,
+            matched_entry=top.entry if top else None,
+            matched_line=top.line if top else None,
+            reason="no-block",
+            theme=theme,
+        )
+
+    @staticmethod
+    def _category_block(group, m, categories, rule, theme, schedule=None) -> Verdict:
+        return Verdict(
+            action=BLOCK,
+            group=group,
+            reference=new_reference(),
+            category=m.category,
+            categories=categories,
+            rule=rule,
+            matched_list=m.list_path,
+            matched_entry=m.entry,
+            matched_line=m.line,
+            reason="category",
+            theme=theme,
+            schedule=schedule,
+        )
+
+    @staticmethod
+    def failed(group: str, stage: str) -> Verdict:
+        """The verdict when filtering itself failed: always a block (fail closed)."""
+        return Verdict(
+            action=ERROR,
+            group=group,
+            reference=new_reference(),
+            rule=f"filtering error in {stage}: blocked to be safe",
+            severity="high",
+            reason=f"filtering-error:{stage}",
+        )

@@ -1,0 +1,263 @@
+"""The page a person sees instead of a blocked site: what was blocked, why, when, and a reference.
+
+Rendered from a template read once at start-up (no I/O per request). Every value is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import html
+import json
+import logging
+import os
+import secrets
+import string
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ..config.loader import Config
+from . import ERROR, Verdict
+
+__all__ = ["REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "RenderedPage", "open_url",
+           "report_key", "report_token", "seal_url"]
+
+log = logging.getLogger("schoolgate")
+
+#: Where the block page's "this should not be blocked" form and the "this should be blocked" form
+#: are sent: on the blocked page's own host, which the gateway answers itself (see
+#: `schoolgate.addons.problem_reports`).
+REPORT_PATH = "/.well-known/schoolgate/report"
+REPORT_SITE_PATH = "/.well-known/schoolgate/report-site"
+_REPORT_MAX_URL = 2048
+
+
+class RenderedPage:
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class BlockPage:
+    def __init__(self, config: Config):
+        text = resources.files("schoolgate").joinpath("templates/blockpage.html").read_text("utf-8")
+        self._template = string.Template(text)
+        self._school = config.school_name
+        self._tz = ZoneInfo(config.timezone)
+        self._titles = {c.name: c.title for c in config.categories.values()}
+        self._groups = {g.name: g.title for g in config.groups.values()}
+        self.report_key = report_key(config.data_dir)
+        """Signs the report forms; None (no forms) when it cannot be read or created."""
+
+    def render(self, verdict: Verdict, host: str, when: datetime,
+               url: str | None = None) -> RenderedPage:
+        """`when` is timezone-aware; it is shown in the school's time zone. With the blocked
+        `url`, the page has the "report a problem" form (never for an illegal-list block)."""
+        local = when.astimezone(self._tz)
+        advice = ("If you think this is wrong, tell your teacher or the IT team and give them the "
+                  "reference.")
+        rows: list[tuple[str, str]] = [("Site", host)]
+        if verdict.action == ERROR:
+            # 503: the gateway, not the site, is at fault; a retry may succeed once it is fixed.
+            status, accent = 503, "#8a5a00"
+            heading = "Filtering error"
+            explanation = ("The school's web filter could not check this page, so it has been "
+                           "blocked to keep you safe. Please try again in a minute.")
+            rows.append(("Reason", "filtering error"))
+        elif verdict.illegal_list is not None:
+            # Never show the site: for a domain entry that would reveal a confidential entry.
+            status, accent = 403, "#b3261e"
+            heading = "Access denied"
+            explanation = _ILLEGAL_WORDING.get(verdict.illegal_kind or "", _ILLEGAL_WORDING["other"])
+            advice = ("If you think this page has been blocked in error, tell the school's IT team "
+                      "and give them the reference; they will contact the list's provider.")
+            rows = []
+        else:
+            status, accent = 403, "#b3261e"
+            heading = "This page is blocked"
+            explanation = "The school's web filter has blocked this page for your group."
+            if verdict.reason == "override" and verdict.override is not None:
+                rows.append(("Reason", verdict.override.reason))
+            elif verdict.reason == "keywords":
+                # Never repeat the words back: the pupil knows what they typed, and a screen
+                # seen by others should not show it.
+                rows.append(("Reason", "words in this search or address"))
+            elif verdict.reason.startswith("circumvention"):
+                rows.append(("Reason", "getting round the school's filter"))
+            else:
+                category = verdict.category or ""
+                rows.append(("Category", self._titles.get(category, category)))
+        if verdict.action != ERROR and verdict.theme in _SUPPORT:
+            # The search may be a cry for help: say where help is, before anything else.
+            advice = _SUPPORT[verdict.theme] + " " + advice
+        rows += [
+            ("Policy", self._groups.get(verdict.group, verdict.group)),
+            ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z")),
+            ("Reference", verdict.reference),
+        ]
+        details = "\n".join(
+            f'    <dt>{html.escape(k)}</dt><dd{" class=\"ref\"" if k == "Reference" else ""}>'
+            f"{html.escape(v)}</dd>"
+            for k, v in rows
+        )
+        values = {k: html.escape(v) for k, v in dict(
+            heading=heading, explanation=explanation, advice=advice, accent=accent,
+            school=self._school,
+        ).items()}
+        report = report_site = ""
+        if url is not None and verdict.action != ERROR and verdict.illegal_list is None:
+            # An illegal-list block can never be unblocked: no form (the advice says who to tell).
+            report, report_site = self._report_form(verdict.reference, url, when)
+        body = self._template.substitute(values, details=details, report=report,
+                                         report_site=report_site)
+        headers = {
+            "Content-Type": "text/html; charset=utf-8",
+            # Never let a browser or a cache keep the block page in place of the real one.
+            "Cache-Control": "no-store",
+            "X-Schoolgate-Reference": verdict.reference,
+        }
+        return RenderedPage(status, body.encode("utf-8"), headers)
+
+    def _report_form(self, reference: str, url: str, when: datetime) -> tuple[str, str]:
+        """The "this should not be blocked" form and the link to the other form. The form
+        carries the URL sealed (encrypted and signed with the page's reference and time): no
+        other site can make a pupil's browser send a report, and the page never holds the URL,
+        so never the words of a search, in clear."""
+        key = self.report_key
+        if key is None:
+            return "", ""
+        if not (url.isascii() and url.isprintable()):
+            return "", ""  # never from a browser, which escapes what it sends
+        if len(url) > _REPORT_MAX_URL:
+            url = url.split("?", 1)[0]  # the page without its query still says what to look at
+            if len(url) > _REPORT_MAX_URL:
+                return "", ""
+        issued = str(int(when.timestamp()))
+        fields = {"ref": reference, "t": issued, "u": seal_url(key, reference, issued, url)}
+        hidden = "".join(f'\n    <input type="hidden" name="{k}" value="{html.escape(v)}">'
+                         for k, v in fields.items())
+        form = (
+            f'  <form class="report" method="post" action="{REPORT_PATH}">\n'
+            '    <label for="sg-reason"><strong>Report a problem:</strong> this should not be '
+            "blocked, because</label>\n"
+            '    <textarea id="sg-reason" name="reason" rows="3" maxlength="500" required>'
+            f"</textarea>{hidden}\n"
+            '    <button type="submit">Send to the IT team</button>\n'
+            "    <small>Your report is sent with your login or device name and the reference, "
+            "so the IT team can look into it.</small>\n"
+            "  </form>"
+        )
+        link = (f'  <p class="report-site"><a href="{REPORT_SITE_PATH}">Seen a page that should '
+                "be blocked? Tell the IT team.</a></p>")
+        return form, link
+
+
+def report_key(data_dir: Path) -> bytes | None:
+    """The secret that signs the report forms: read from `data_dir/report-key`, created (owner
+    only) on first use. None, with a warning, when it can be neither read nor created; block
+    pages then have no report form. Delete a damaged file and it is made again."""
+    path = data_dir / "report-key"
+    try:
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            text = _create_key(path)
+        key = bytes.fromhex(text)
+        if len(key) < 16:
+            raise ValueError("too short")
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        log.warning("block pages have no 'report a problem' form: the key file %s cannot be "
+                    "used (%s); delete it, or make the data folder writable", path, e)
+        return None
+    return key
+
+
+def _create_key(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".report-key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    try:
+        os.link(tmp, path)  # atomic: when two processes start at once, the first key wins
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: renaming is atomic too
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text(encoding="ascii").strip()
+
+
+def report_token(key: bytes, *fields: str) -> str:
+    """A report form's signature over `fields`: the form's kind and what it vouches for."""
+    message = json.dumps(fields, ensure_ascii=True).encode("ascii")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def seal_url(key: bytes, reference: str, issued: str, url: str) -> str:
+    """`url` (ASCII) encrypted and authenticated together with the page's reference and issue
+    time (AES-256-GCM, a fresh nonce per page), as URL-safe base64."""
+    nonce = secrets.token_bytes(12)
+    box = _aead(key).encrypt(nonce, url.encode("ascii"), _url_context(reference, issued))
+    return base64.urlsafe_b64encode(nonce + box).decode("ascii").rstrip("=")
+
+
+def open_url(key: bytes, reference: str, issued: str, sealed: str) -> str | None:
+    """The URL `seal_url` sealed for this reference and time, or None when `sealed` was made
+    for another page, changed, or made with another key."""
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+        if len(raw) < 12 + 16:
+            return None
+        url = _aead(key).decrypt(raw[:12], raw[12:], _url_context(reference, issued))
+        return url.decode("ascii")
+    except (InvalidTag, ValueError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _aead(key: bytes):
+    """The cipher for `key`, built once: building it costs more than sealing a URL."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(hmac.new(key, b"schoolgate report form: url", hashlib.sha256).digest())
+
+
+def _url_context(reference: str, issued: str) -> bytes:
+    return json.dumps(["unblock", reference, issued], ensure_ascii=True).encode("ascii")
+
+
+_TALK = ("If something is worrying you, you are not in trouble for searching: talk to a teacher "
+         "you trust or the school's Designated Safeguarding Lead.")
+_SUPPORT = {
+    "suicide_selfharm": f"{_TALK} Childline: 0800 1111 (free, any time). Samaritans: 116 123. "
+    "Shout: text SHOUT to 85258.",
+    "eating_disorders": f"{_TALK} Beat eating disorders helpline: 0808 801 0677. Childline: "
+    "0800 1111.",
+    "cse_grooming": f"{_TALK} Childline: 0800 1111. If someone online is making you feel "
+    "uncomfortable, you can report it to CEOP at www.ceop.police.uk.",
+    "bullying": f"{_TALK} Childline: 0800 1111.",
+}
+
+
+# The IWF asks members to show wording to this effect on its splash page.
+_ILLEGAL_WORDING = {
+    "iwf": "Access has been denied because this page may contain indecent images of children as "
+    "identified by the Internet Watch Foundation (IWF). Attempting to view such images is a "
+    "criminal offence. If you believe this page has been blocked in error, contact your internet "
+    "provider, or report it to the IWF at www.iwf.org.uk.",
+    "ctiru": "Access has been denied because this page is on the police Counter Terrorism "
+    "Internet Referral Unit (CTIRU) list of unlawful terrorist content.",
+    "other": "Access has been denied because this page is on a list of illegal content that the "
+    "school must block for everyone.",
+}
