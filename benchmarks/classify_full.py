@@ -13,7 +13,6 @@ import random
 import sys
 import tempfile
 import time
-from array import array
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

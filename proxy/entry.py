@@ -12,7 +12,8 @@ import logging
 from mitmproxy import ctx, exceptions
 
 from schoolgate.gateway.addons import ordered
-from schoolgate.config.loader import ConfigError, load_config
+from schoolgate.config.model import ConfigError
+from schoolgate.config.loader import load_config
 from schoolgate.gateway.service import Gateway
 
 log = logging.getLogger("schoolgate")

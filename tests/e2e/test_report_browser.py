@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from schoolgate.reports import build_daily, build_weekly, render_html, render_weekly_html
-from schoolgate.store import EVENT_COLUMNS, Event, open_for_writing
+from schoolgate.store import EVENT_COLUMNS, event_row, open_for_writing
+from schoolgate.events import Event
 
 from .harness import ROOT
 
@@ -84,7 +85,7 @@ def store(tmp_path_factory) -> Path:
         conn.executemany(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
-            [e.row() for e in events],
+            [event_row(e) for e in events],
         )
     conn.close()
     return db

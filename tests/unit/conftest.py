@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.config.loader import Config, load_config
+from schoolgate.config.model import Config
+from schoolgate.config.loader import load_config
 
 from sample_school import BASE_CONFIG, BASE_LISTS
 

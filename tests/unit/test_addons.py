@@ -14,7 +14,7 @@ from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
 from schoolgate.gateway.addons import CLASSIFICATION, IDENTITY, VERDICT, ordered
-from schoolgate.config.loader import Config
+from schoolgate.config.model import Config
 from schoolgate.gateway.service import FailureLog, Gateway
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy
 from schoolgate.store import events_by_reference

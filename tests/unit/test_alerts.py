@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.alerts import (
-    AlertEngine,
-    AlertTemplates,
-    RoutingError,
-    TemplateError,
-    load_routing,
-)
-from schoolgate.alerts.rules import Routing
-from schoolgate.store import Event, open_for_writing
+from schoolgate.alerts import AlertEngine, AlertTemplates, TemplateError
+from schoolgate.config.routing import RoutingError, load_routing
+from schoolgate.config.model import Routing
+from schoolgate.events import Event
+from schoolgate.store import open_for_writing
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "alerts" / "routing.yaml"

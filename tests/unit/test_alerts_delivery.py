@@ -29,17 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from schoolgate.alerts import (
-    AlertEngine,
-    Deliverer,
-    Outbox,
-    Round,
-    SafeguardingAlerts,
-    load_routing,
-    senders_for,
-)
-from schoolgate.alerts.rules import Routing
-from schoolgate.store import Event, open_for_writing
+from schoolgate.alerts import AlertEngine, Deliverer, Outbox, Round, SafeguardingAlerts, senders_for
+from schoolgate.config.routing import load_routing
+from schoolgate.config.model import Routing
+from schoolgate.events import Event
+from schoolgate.store import open_for_writing
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "alerts" / "templates"

@@ -29,14 +29,16 @@ from schoolgate import check
 from schoolgate.gateway.addons import IDENTITY, VERDICT, ordered
 from schoolgate.gateway.addons.check import CHECK, CheckMode
 from schoolgate.check import (
-    CHECK_HEADER, FAIL, PASS, SKIP, WARN, Canary, CheckRun, Observation, Result,
-    answer_headers, build_suite, evaluate, format_table, latest_run, next_run,
-    observation_from, parse_check_header, parse_run_time, record_run, render_summary,
-    run_check, write_summary,
+    CHECK_HEADER, FAIL, PASS, SKIP, WARN, Canary, CheckRun, Observation, Result, answer_headers,
+    build_suite, evaluate, format_table, latest_run, next_run, observation_from,
+    parse_check_header, record_run, render_summary, run_check, write_summary,
 )
-from schoolgate.classify.illegal import IllegalList, IllegalLists
-from schoolgate.config.loader import ConfigError, load_config
-from schoolgate.gateway.service import Gateway, _spec, build_rules
+from schoolgate.config.times import parse_run_time
+from schoolgate.classify.illegal import IllegalLists
+from schoolgate.config.model import ConfigError
+from schoolgate.config.loader import load_config
+from schoolgate.gateway.service import Gateway, build_rules
+from schoolgate.sources.illegal import sources_for
 from schoolgate.policy import ALLOW, BLOCK, Verdict
 
 ILLEGAL = REPO / "categories" / "illegal"
@@ -102,11 +104,10 @@ SUNDAY = datetime(2026, 11, 22, 10, 0, tzinfo=UTC).timestamp()
 
 def school_rules(make_config, text: str = SCHOOL, lists: dict | None = None):
     config = make_config(text, LISTS if lists is None else lists)
-    illegal = IllegalLists([IllegalList(_spec(c), config.data_dir / "illegal")
-                            for c in config.illegal_lists.values()])
-    for lst in illegal.lists:
-        assert lst.refresh()
-    return config, build_rules(config, illegal)
+    sources = sources_for(config)
+    for source in sources:
+        assert source.refresh()
+    return config, build_rules(config, IllegalLists([s.list for s in sources]))
 
 
 @pytest.fixture

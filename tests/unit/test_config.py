@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from schoolgate import cli
-from schoolgate.config.loader import Address, ConfigError, EventSettings, load_config, parse_address
+from schoolgate.config.model import Address, ConfigError, EventSettings
+from schoolgate.config.loader import load_config, parse_address
 
 from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, REPO, line_of, replace_once
 

@@ -11,7 +11,8 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schoolgate.config.loader import Config, load_config
+from schoolgate.config.model import Config
+from schoolgate.config.loader import load_config
 from schoolgate.config.diff import config_diff
 from schoolgate.gateway.service import Gateway
 from schoolgate.sources.localpolicy import LocalEntry, change_local_policy, local_policy_path
@@ -314,7 +315,7 @@ def test_every_group_setting_is_compared():
     import dataclasses
 
     from schoolgate.config import diff as configdiff
-    from schoolgate.config.loader import Group
+    from schoolgate.config.model import Group
 
     compared = set(configdiff._GROUP_VALUES) | {
         "name", "subnets", "blocked_categories", "blocked_during", "allowed_categories", "allow",

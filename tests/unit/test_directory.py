@@ -22,9 +22,10 @@ import bcrypt
 import pytest
 from mitmproxy.utils.htpasswd import HtpasswdFile
 
-from schoolgate.config.loader import Config
+from schoolgate.config.model import Config
 from schoolgate.identify.maps import DeviceMap, IpUserMap, UserGroups
-from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory, LdapSettings
+from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory
+from schoolgate.config.model import LdapSettings
 from schoolgate.identify.passwords import HtpasswdUsers, parse_basic_auth
 from schoolgate.identify.tables import IdentityFileError
 from schoolgate.identify.identifier import Identifier

@@ -11,7 +11,7 @@ import pytest
 from sample_school import BASE_CONFIG, BASE_LISTS, line_of, replace_once
 
 from schoolgate.classify import Classifier
-from schoolgate.config.loader import ConfigError
+from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
 

@@ -11,17 +11,12 @@ import pytest
 from sample_school import BASE_CONFIG, replace_once
 
 from schoolgate.classify import Classifier
-from schoolgate.classify.illegal import (
-    IllegalList,
-    IllegalLists,
-    IllegalListSpec,
-    digest_key,
-    parse_entries,
-)
-from schoolgate.config.loader import ConfigError
+from schoolgate.classify.illegal import IllegalLists, digest_key, parse_entries
+from schoolgate.config.model import ConfigError, IllegalListConfig
 from schoolgate.gateway.service import build_rules
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
+from schoolgate.sources.illegal import IllegalListSource
 
 PLAIN = """\
 # comment lines and blank lines are ignored
@@ -39,14 +34,18 @@ def sha(expression: str) -> str:
 def make_list(tmp_path, text: str, form: str = "plain", kind: str = "iwf", name: str = "iwf"):
     source = tmp_path / f"{name}.txt"
     source.write_text(text, encoding="utf-8")
-    lst = IllegalList(IllegalListSpec(name, kind, str(source), form), tmp_path / "state")
+    lst = IllegalListSource(spec(name, kind, source, form), tmp_path / "state")
     assert lst.refresh()
     return lst, source
 
 
-def classifier_with(*lists) -> Classifier:
+def spec(name: str, kind: str, source, form: str) -> IllegalListConfig:
+    return IllegalListConfig(name=name, title=name, kind=kind, source=str(source), form=form)
+
+
+def classifier_with(*sources: IllegalListSource) -> Classifier:
     c = Classifier()
-    c.illegal = IllegalLists(lists)
+    c.illegal = IllegalLists([s.list for s in sources])
     return c
 
 
@@ -91,8 +90,8 @@ def test_shipped_test_lists_match_their_documented_entries():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "categories" / "illegal"
-    ctiru = IllegalList(IllegalListSpec("ctiru", "ctiru", str(root / "ctiru-test.sha256"), "sha256"))
-    iwf = IllegalList(IllegalListSpec("iwf", "iwf", str(root / "iwf-test.txt"), "plain"))
+    ctiru = IllegalListSource(spec("ctiru", "ctiru", root / "ctiru-test.sha256", "sha256"))
+    iwf = IllegalListSource(spec("iwf", "iwf", root / "iwf-test.txt", "plain"))
     assert ctiru.refresh() and iwf.refresh()
     c = classifier_with(iwf, ctiru)
     assert c.classify("http://ctiru-test.example.com/anything").illegal.name == "ctiru"
@@ -134,12 +133,18 @@ def test_refresh_applies_removals_and_a_failure_keeps_the_last_good_list(tmp_pat
     assert lst.entries == 1
 
     source.unlink()
-    caplog.set_level(logging.ERROR)
+    caplog.set_level(logging.WARNING)
     assert not lst.refresh()
     assert lst.entries == 1 and lst.last_error and "cannot read" in lst.last_error
     assert c.classify("http://pages.test/gallery/image-1.jpg").illegal is not None
     assert lst.loaded_at >= loaded
     assert "keeping the last good list (1 entries)" in caplog.text
+    # A warning while the last good list is fresh; an error once it has gone stale.
+    assert [r.levelno for r in caplog.records if "refresh failed" in r.message] == [logging.WARNING]
+    caplog.clear()
+    lst.loaded_at = lst.loaded_at - lst.config.stale_after_seconds - 1
+    assert not lst.refresh()
+    assert [r.levelno for r in caplog.records if "refresh failed" in r.message] == [logging.ERROR]
 
     source.write_text("# nothing valid\nnot a url at all ::\n", encoding="utf-8")
     assert not lst.refresh()  # an empty list is a failed refresh, never an empty block list
@@ -149,7 +154,7 @@ def test_refresh_applies_removals_and_a_failure_keeps_the_last_good_list(tmp_pat
 def test_last_good_copy_restores_at_start_up_with_its_age(tmp_path):
     lst, source = make_list(tmp_path, PLAIN)
     source.unlink()
-    again = IllegalList(lst.spec, tmp_path / "state")
+    again = IllegalListSource(lst.config, tmp_path / "state")
     assert again.restore()
     assert again.entries == 3
     assert again.age() is not None and again.age() >= 0
@@ -159,8 +164,8 @@ def test_last_good_copy_restores_at_start_up_with_its_age(tmp_path):
 def test_staleness(tmp_path):
     lst, _ = make_list(tmp_path, PLAIN)
     assert not lst.stale()
-    assert lst.stale(now=lst.loaded_at + lst.spec.stale_after_seconds + 1)
-    never = IllegalList(IllegalListSpec("x", "other", str(tmp_path / "none"), "plain"))
+    assert lst.stale(now=lst.loaded_at + lst.config.stale_after_seconds + 1)
+    never = IllegalListSource(spec("x", "other", tmp_path / "none", "plain"))
     assert never.stale() and never.age() is None
 
 
@@ -186,7 +191,7 @@ def test_an_allow_entry_naming_an_illegal_entry_is_refused(tmp_path, make_config
                         ALLOW_STAFF.format(target="www.iwf-dom.test"))
     config = make_config(text)
     with pytest.raises(ConfigError) as e:
-        build_rules(config, IllegalLists([lst]))
+        build_rules(config, IllegalLists([lst.list]))
     (problem,) = e.value.problems
     assert "groups.staff.allow[0]" in problem and "refused" in problem and "'iwf'" in problem
     assert "cannot override" in problem or "can override" in problem
@@ -196,7 +201,7 @@ def test_illegal_lists_outrank_an_allow_of_a_parent_domain(tmp_path, make_config
     lst, _ = make_list(tmp_path, PLAIN)
     text = replace_once(BASE_CONFIG, "    blocked_categories: []\n",
                         ALLOW_STAFF.format(target="pages.test"))
-    rules = build_rules(make_config(text), IllegalLists([lst]))  # not refused: the parent is not listed
+    rules = build_rules(make_config(text), IllegalLists([lst.list]))  # not refused: the parent is not listed
     staff = Identity(ip="10.30.0.9", group="staff", source="subnet")
     listed = rules.policy.decide(staff, rules.classifier.classify("http://pages.test/gallery/image-1.jpg"))
     assert (listed.action, listed.illegal_list, listed.severity) == (BLOCK, "iwf", "high")

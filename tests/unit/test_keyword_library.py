@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from schoolgate.classify import Classifier
-from schoolgate.classify.library import THEMES, KeywordLibrary, load_library
+from schoolgate.events import THEMES
+from schoolgate.classify.library import KeywordLibrary, load_library
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "alerts" / "keywords"

@@ -28,10 +28,9 @@ from schoolgate import cli
 from schoolgate.sources import ut1 as listsimport
 from schoolgate.classify import Classifier, category_sources
 from schoolgate.classify.formats import ListFormat
-from schoolgate.classify.illegal import IllegalList
 from schoolgate.classify.index import ListIndex, ut1_sources
 from schoolgate.config.loader import load_config
-from schoolgate.gateway.service import _spec
+from schoolgate.sources.illegal import IllegalListSource
 from schoolgate.classify.library import load_library
 from schoolgate.sources.lists import cache_path
 from schoolgate.store.audit import read_audit
@@ -525,7 +524,7 @@ def shown_config(tmp_path: Path, config_path: Path, dest: Path, capsys) -> Path:
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     # The gateway's last good copy of iwf (digests only); ctiru was never loaded.
-    assert IllegalList(_spec(config.illegal_lists["iwf"]), config.data_dir / "illegal").refresh()
+    assert IllegalListSource(config.illegal_lists["iwf"], config.data_dir / "illegal").refresh()
     return config_path
 
 

@@ -26,7 +26,8 @@ from schoolgate.gateway.addons.problem_reports import MAX_REASON, ProblemReports
 from schoolgate.policy.blockpage import (
     REPORT_PATH, REPORT_SITE_PATH, BlockPage, open_url, report_token, seal_url,
 )
-from schoolgate.config.loader import Config, load_config
+from schoolgate.config.model import Config
+from schoolgate.config.loader import load_config
 from schoolgate.gateway.service import Gateway
 from schoolgate.sources.localpolicy import load_local_policy, local_policy_path
 from schoolgate.policy import Policy

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.config.loader import EventSettings
-from schoolgate.store import EVENT_COLUMNS, Event, EventWriter, StoreError, open_for_writing
+from schoolgate.config.model import EventSettings
+from schoolgate.store import EVENT_COLUMNS, event_row, EventWriter, StoreError, open_for_writing
+from schoolgate.events import Event
 from schoolgate.store.migrations import MIGRATIONS
 from schoolgate.reports import (
     Person,
@@ -84,7 +85,7 @@ def store(tmp_path: Path, events: list[Event]) -> Path:
         conn.executemany(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
-            [e.row() for e in events],
+            [event_row(e) for e in events],
         )
     conn.close()
     return db

@@ -13,10 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.config.loader import ConfigError
+from schoolgate.config.model import ConfigError
 from schoolgate.cli import reports as commands
-from schoolgate.reports.scheduler import ReportSchedule, ReportSettings, next_at, previous_at
-from schoolgate.store import EVENT_COLUMNS, Event, open_for_writing
+from schoolgate.reports.scheduler import ReportSchedule, next_at, previous_at
+from schoolgate.config.model import ReportSettings
+from schoolgate.store import EVENT_COLUMNS, event_row, open_for_writing
+from schoolgate.events import Event
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -46,7 +48,7 @@ def seed(db: Path) -> None:
         conn.executemany(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
-            [e.row() for e in events],
+            [event_row(e) for e in events],
         )
     conn.close()
 
@@ -101,8 +103,9 @@ def test_report_daily_email_uses_the_given_sender(school, tmp_path, monkeypatch,
     assert run(school, "report", "daily", "--date", "2026-03-02", "--email",
                send_email=lambda *a: sent.append(a)) == 2
     assert "reports.email_to lists nobody" in capsys.readouterr().err
-    monkeypatch.setattr(commands, "report_settings",
-                        lambda config: ReportSettings(email_to=("dsl@school.example",)))
+    # With the DSL named in the config's `reports.email_to`.
+    school.write_text(school.read_text(encoding="utf-8")
+                      + "reports:\n  email_to: [dsl@school.example]\n", encoding="utf-8")
     assert run(school, "report", "daily", "--date", "2026-03-02", "--email",
                send_email=lambda *a: sent.append(a)) == 0
     ((config, to, subject, text, html, attachments),) = sent
@@ -182,8 +185,9 @@ def test_purge_dry_run_then_purge(write_config, tmp_path, capsys):
         conn.executemany(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
-            [Event(ts=(now - timedelta(days=days)).timestamp(), client_ip="10.20.1.5",
-                   group="secondary", action="allow", reference=None, host=f"{days}.example").row()
+            [event_row(Event(ts=(now - timedelta(days=days)).timestamp(), client_ip="10.20.1.5",
+                             group="secondary", action="allow", reference=None,
+                             host=f"{days}.example"))
              for days in (40, 10)],
         )
     conn.close()

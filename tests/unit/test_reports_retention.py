@@ -13,8 +13,9 @@ import pytest
 
 from schoolgate.reports import RetentionPolicy, export_user, purge
 from schoolgate.reports.export import EXPORT_COLUMNS
-from schoolgate.reports.retention import KINDS
-from schoolgate.store import EVENT_COLUMNS, Event, StoreError, open_for_writing
+from schoolgate.config.model import RETENTION_KINDS as KINDS
+from schoolgate.store import EVENT_COLUMNS, event_row, StoreError, open_for_writing
+from schoolgate.events import Event
 from schoolgate.store.audit import record_change
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
@@ -41,7 +42,7 @@ def store(tmp_path: Path, events: list[Event]) -> Path:
         conn.executemany(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})",
-            [e.row() for e in events],
+            [event_row(e) for e in events],
         )
     conn.close()
     return db

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.policy.schedule import Schedule, ScheduleError, parse_window
+from schoolgate.config.model import Schedule
+from schoolgate.config.times import ScheduleError, parse_window
 
 LONDON = ZoneInfo("Europe/London")
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from schoolgate.config.loader import EventSettings
-from schoolgate.store import Event, EventWriter, StoreError, events_by_reference, open_for_writing
+from schoolgate.config.model import EventSettings
+from schoolgate.events import Event
+from schoolgate.store import EventWriter, StoreError, events_by_reference, open_for_writing
 from schoolgate.store import migrations
 from schoolgate.store.migrations import MIGRATIONS, Migration, apply_migrations
 

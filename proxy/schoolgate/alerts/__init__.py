@@ -11,20 +11,11 @@ from __future__ import annotations
 from .engine import AlertEngine, SafeguardingAlerts, dedup_key
 from .messages import Alert, AlertTemplates, TemplateError, context_command
 from .outbox import OUTCOMES, Deliverer, Outbox, OutboxRow, Round
-from .rules import (
-    ALERT_THEMES,
-    EMAIL,
-    ILLEGAL_THEME,
-    Delivery,
-    Destination,
-    Limits,
-    Routing,
-    RoutingError,
-    Rule,
-    SmtpSettings,
-    WebhookSettings,
-    load_routing,
+from ..config.routing import ALERT_THEMES, RoutingError, load_routing
+from ..config.model import (
+    EMAIL, Delivery, Destination, Limits, Routing, Rule, SmtpSettings, WebhookSettings,
 )
+from ..events import ILLEGAL_THEME
 from .senders import DeliveryError, Sender, SmtpSender, WebhookSender, senders_for, webhook_payload
 
 __all__ = [

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..store import Event
+from ..events import Event
 from .messages import (
     Alert,
     AlertTemplates,
@@ -30,7 +30,8 @@ from .messages import (
     template_kind,
 )
 from .outbox import Deliverer
-from .rules import ILLEGAL_THEME, SEVERITIES, Destination, Routing
+from ..events import ILLEGAL_THEME, SEVERITIES
+from ..config.model import Destination, Routing
 from .senders import Sender, senders_for
 
 __all__ = ["AlertEngine", "SafeguardingAlerts", "dedup_key"]

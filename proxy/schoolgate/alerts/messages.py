@@ -17,9 +17,10 @@ from typing import Any
 
 import jinja2
 
-from ..classify.library import THEME_TITLES as _LIBRARY_THEME_TITLES
-from ..store import Event
-from .rules import ILLEGAL_THEME, Destination
+from ..events import THEME_TITLES as _LIBRARY_THEME_TITLES
+from ..events import Event
+from ..events import ILLEGAL_THEME
+from ..config.model import Destination
 
 __all__ = [
     "Alert",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..store import open_for_writing
 from .messages import Alert
-from .rules import Delivery
+from ..config.model import Delivery
 from .senders import DeliveryError, Sender
 
 __all__ = ["Deliverer", "Outbox", "OutboxRow", "Round", "OUTCOMES"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosmtplib
 
-from .rules import EMAIL, Routing, SmtpSettings, WebhookSettings
+from ..config.model import EMAIL, Routing, SmtpSettings, WebhookSettings
 
 if TYPE_CHECKING:
     from .outbox import OutboxRow

@@ -20,15 +20,14 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
-from ..config.loader import Config
+from ..config.model import CheckSettings, Config, RunTime
 
 __all__ = [
     "ADDRESS_FILE",
@@ -134,62 +133,6 @@ _TITLES = {"google": "Google", "bing": "Bing", "duckduckgo": "DuckDuckGo", "yout
 
 # ---------------------------------------------------------------------------------------------
 # Settings (the config's `check` section)
-
-
-@dataclass(frozen=True, slots=True)
-class RunTime:
-    """When the gateway runs the check by itself: some days of the week at a school time."""
-
-    days: frozenset[int]
-    """Monday 0 ... Sunday 6."""
-    at: dtime
-    text: str
-    """As written, such as `Mon 07:00`."""
-
-
-def parse_run_time(text: str) -> RunTime:
-    """Read `DAYS HH:MM` (DAYS as in schedules: `Mon`, `Mon-Fri`, `Mon,Thu`, `daily`,
-    `weekdays`, `weekends`). Raises ValueError saying what is wrong."""
-    from ..policy.schedule import ScheduleError, parse_window
-
-    parts = text.split()
-    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", parts[1]) if len(parts) == 2 else None
-    if m is None:
-        raise ValueError(f"{text!r} is not DAYS HH:MM, such as 'Mon 07:00' or 'weekdays 06:45'")
-    try:
-        days = parse_window(f"{parts[0]} 00:00-24:00").days
-    except ScheduleError as e:
-        raise ValueError(str(e).replace(" 00:00-24:00", "")) from None
-    return RunTime(days, dtime(int(m[1]), int(m[2])), text)
-
-
-def canary_problem(url: str) -> str | None:
-    """What is wrong with a canary URL, or None: it must be http(s) with a host name."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as e:
-        return f"{url!r} is not a URL: {e}"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{url!r} is not an http:// or https:// URL with a host name"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class CheckSettings:
-    """The config's `check` section. Every canary has a default; these replace them."""
-
-    schedule: tuple[RunTime, ...] = ()
-    """When the gateway runs the check by itself (school time); empty: only by command."""
-    illegal: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Illegal list name -> test URLs its provider gives for checking (never a real entry).
-    Default: the shipped made-up test entries, when the list holds them."""
-    categories: Mapping[str, str] = field(default_factory=dict)
-    """Category -> the URL to test it with. Default: the first usable domain of its lists."""
-    education: str | None = None
-    """A page every group must be able to open. Default: a domain of the `education` category."""
-    outside_garden: str | None = None
-    """For walled gardens, a page outside their open categories. Default: `OUTSIDE_GARDEN`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -941,10 +884,8 @@ def render_summary(run: CheckRun, group_titles: Mapping[str, str]) -> str:
 def summary_path(config: Config, run: CheckRun) -> Path:
     """`<reports folder>/filter-check-YYYY-MM-DD.html` (school date); a later run that day
     replaces it, so the folder holds each day's last check."""
-    from ..reports.scheduler import reports_dir
-
     day = datetime.fromtimestamp(run.ts, ZoneInfo(run.timezone)).date()
-    return reports_dir(config) / f"filter-check-{day.isoformat()}.html"
+    return config.reports_dir / f"filter-check-{day.isoformat()}.html"
 
 
 def write_summary(config: Config, run: CheckRun, path: Path | None = None) -> Path:

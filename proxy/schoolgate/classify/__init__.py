@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.loader import Config
+from ..config.model import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
 from .index import ListIndex, ListSource, ut1_sources
@@ -186,7 +186,7 @@ class Classifier:
             host=host,
             matches=tuple(found),
             path=path,
-            illegal=IllegalMatch(lst.spec.name, lst.spec.kind) if lst is not None else None,
+            illegal=IllegalMatch(lst.name, lst.kind) if lst is not None else None,
             canonical_url=c.url,
             expressions=expressions,
             keywords=keywords,

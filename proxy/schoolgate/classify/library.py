@@ -24,6 +24,7 @@ from .keywords import (
     MODES, SEVERITIES, KeywordMatch, KeywordSet, Mode, Phrase, Severity, normalise_text,
 )
 from ..config.yamltree import describe as _kind
+from ..events import THEMES
 
 __all__ = [
     "THEMES",
@@ -37,35 +38,6 @@ __all__ = [
     "ThemeInfo",
     "load_library",
 ]
-
-THEMES: tuple[str, ...] = (
-    "suicide_selfharm",
-    "eating_disorders",
-    "extremism_radicalisation",
-    "cse_grooming",
-    "drugs",
-    "weapons_violence",
-    "bullying",
-    "hate",
-    "adult",
-    "circumvention",
-)
-"""The safeguarding themes. Fixed, because alerts route on them and metrics label by them
-(labels must stay bounded); a school's own file adds phrases to one of these."""
-
-THEME_TITLES: dict[str, str] = {
-    "suicide_selfharm": "Suicide and self-harm",
-    "eating_disorders": "Eating disorders",
-    "extremism_radicalisation": "Extremism and radicalisation",
-    "cse_grooming": "Child sexual exploitation and grooming",
-    "drugs": "Drugs and substance misuse",
-    "weapons_violence": "Weapons and violence",
-    "bullying": "Bullying and cyberbullying",
-    "hate": "Hate speech and discrimination",
-    "adult": "Adult content",
-    "circumvention": "Filter bypass attempts",
-}
-"""Each theme's heading for people (alerts, reports), as the shipped theme files' `title:`."""
 
 THEME_KEYS = ("theme", "title", "description", "severity", "phrases")
 PHRASE_KEYS = ("phrase", "severity", "language", "mode", "weight", "exclude", "ignore_contexts")

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["URLError", "normalise_host", "normalise_url"]
+__all__ = ["URLError", "normalise_host", "normalise_url", "parse_target"]
 
 DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 """A canonical host that a DNS name could be: what is left after Safe Browsing canonicalisation
@@ -90,3 +90,14 @@ def normalise_url(url: str) -> tuple[str, str]:
     path = parts.path or "/"
     query = f"?{parts.query}" if parts.query else ""
     return f"{scheme}://{netloc}{path}{query}", host
+
+
+def parse_target(target: str) -> tuple[str, str | None]:
+    """The normalised host and path prefix (None for a whole domain) of an allow or block
+    target: `example.com`, `example.com/teaching/` or a whole URL (scheme, user and port are
+    dropped). Raises ValueError (a `URLError`) saying what is wrong."""
+    text = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", target.strip())
+    host_part, slash, path = text.partition("/")
+    host_part = host_part.rsplit("@", 1)[-1].split(":", 1)[0]
+    host = normalise_host(host_part)
+    return host, ("/" + path if slash and path else None)

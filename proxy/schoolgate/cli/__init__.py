@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config.loader import Config, ConfigError, load_config, parse_address
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config, parse_address
 from ..gateway.service import StartupError
+from ..sources.illegal import without_fetching
 
 DEFAULT_CONFIG = "config/schoolgate.yaml"
 log = logging.getLogger("schoolgate")
@@ -227,7 +229,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
     # Illegal lists: the gateway's last good copy (digests only) if there is one, else a local
     # source file. A URL source is never fetched here: `why` must answer at once.
-    rules = build_rules(config, _illegal_lists(config))
+    rules = build_rules(config, without_fetching(config))
     when = _school_time(args.at, config, "--at").timestamp() if args.at else None
     classifier, policy = rules.classifier, rules.policy
     for problem in classifier.problems:
@@ -408,22 +410,6 @@ def _scope(args: argparse.Namespace, config: Config) -> list[str]:
     return list(dict.fromkeys(args.group))
 
 
-def _illegal_lists(config: Config):
-    """The illegal lists as `why` sees them: the last good copy, else a local source file."""
-    from ..classify.illegal import IllegalList, IllegalLists
-    from ..gateway.service import _spec
-
-    lists = []
-    for spec in map(_spec, config.illegal_lists.values()):
-        lst = IllegalList(spec, config.data_dir / "illegal")
-        if not lst.restore() and not spec.source.startswith(("http://", "https://")):
-            lst.refresh()
-        if lst.entries == 0:
-            log.warning("illegal list %s is not loaded here; its matches are not shown", spec.name)
-        lists.append(lst)
-    return IllegalLists(lists)
-
-
 def cmd_change(args: argparse.Namespace) -> int:
     import time
 
@@ -460,7 +446,7 @@ def change_policy(config: Config, verb: str, target: str, scopes: list[str], *, 
     import time
 
     from ..classify import URLError
-    from ..config.loader import parse_target
+    from ..classify.urls import parse_target
     from ..sources.localpolicy import (
         ALL_GROUPS, LocalEntry, change_local_policy, local_policy_path, next_id,
     )
@@ -476,7 +462,7 @@ def change_policy(config: Config, verb: str, target: str, scopes: list[str], *, 
             from ..classify import Classifier
 
             classifier = Classifier()
-            classifier.illegal = _illegal_lists(config)
+            classifier.illegal = without_fetching(config)
         match = classifier.illegal_match(f"http://{host}{path or '/'}")
         if match is not None:
             record_change(config.database_path, actor=by, action="allow", outcome="refused",

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..check import ADDRESS_FILE, TOKEN_FILE
-from ..config.loader import Config, ConfigError, load_config
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config
 
 __all__ = ["register"]
 
@@ -86,7 +87,7 @@ def _gateway(config: Config) -> tuple[tuple[str, int], str]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..check import record_run, run_check, write_summary
-    from . import _illegal_lists
+    from ..sources.illegal import without_fetching
     from ..gateway.service import build_rules
     from ..store import StoreError
 
@@ -106,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     # The canaries are chosen from the same config and lists the gateway reads; the illegal lists
     # from the gateway's last good copy (digests only), to find their test addresses.
-    rules = build_rules(config, _illegal_lists(config))
+    rules = build_rules(config, without_fetching(config))
     run = run_check(config, rules, address, token, groups=groups or None, timeout=args.timeout)
     try:
         run_id = record_run(config.database_path, run)

@@ -20,7 +20,9 @@ from typing import Any, TextIO
 
 from ..classify.formats import ListFormat, detect_format, read_list
 from ..classify.index import ut1_sources
-from ..config.loader import Config, ConfigError, load_config
+from ..sources.illegal import sources_for
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config
 from ..sources.ut1 import (
     KIND, SHOWN_PROBLEMS, CategoryCounts, ImportFailed, ImportRefused, ImportResult, import_ut1,
     read_manifest, shown_source,
@@ -117,12 +119,9 @@ def _file_report(path: Path, fmt: ListFormat | None, summaries: dict[str, Any], 
 def _illegal_report(config: Config, now: float) -> list[dict[str, Any]]:
     """From the gateway's last good copy (digests only): how many entries, how old. Never an
     entry, and never the source address, which may carry the licence holder's token."""
-    from ..classify.illegal import IllegalList
-    from ..gateway.service import _spec
-
     out = []
-    for c in config.illegal_lists.values():
-        lst = IllegalList(_spec(c), config.data_dir / "illegal")
+    for lst in sources_for(config):
+        c = lst.config
         restored = lst.restore()
         age = lst.age(now) if restored else None
         out.append({

@@ -16,14 +16,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ..config.loader import Config, ConfigError, load_config
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config
 from ..store import StoreError
 from ..reports.context import context_around, context_for_reference, format_context
 from ..reports.daily import build_daily, email_parts, write_daily
 from ..reports.export import export_user
 from ..reports.reading import Person, local_midnight
-from ..reports.retention import KINDS, RetentionPolicy, purge
-from ..reports.scheduler import report_settings, reports_dir, retention_policy
+from ..reports.retention import purge
+from ..config.model import RETENTION_KINDS
 from ..reports.weekly import build_weekly, weekly_email_parts, week_start, write_weekly
 
 __all__ = ["SendEmailNow", "register"]
@@ -164,7 +165,7 @@ def _today(config: Config) -> date:
 def cmd_daily(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     day = _day(args.date, "--date") if args.date else _today(config) - timedelta(days=1)
-    out = Path(args.out) if args.out else reports_dir(config)
+    out = Path(args.out) if args.out else config.reports_dir
     report = build_daily(config.database_path, day, config.timezone, config.school_name)
     html_path, csv_path = write_daily(report, out)
     if report.is_empty:
@@ -173,7 +174,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         print(f"{report.incidents} flagged searches by {len(report.people)} people on {day}; "
               f"wrote {html_path} and {csv_path}")
     if args.email:
-        return _send(args, config, report_settings(config).email_to, "reports.email_to",
+        return _send(args, config, config.reports.email_to, "reports.email_to",
                      email_parts(report), csv_path)
     return 0
 
@@ -184,13 +185,13 @@ def cmd_weekly(args: argparse.Namespace) -> int:
         week_of = _day(args.week_of, "--week-of")
     else:
         week_of = week_start(_today(config)) - timedelta(days=7)
-    out = Path(args.out) if args.out else reports_dir(config)
+    out = Path(args.out) if args.out else config.reports_dir
     summary = build_weekly(config.database_path, week_of, config.timezone, config.school_name)
     html_path, csv_path = write_weekly(summary, out)
     print(f"{summary.total.this_week} safeguarding concerns in the week of {summary.week_start} "
           f"(last week {summary.total.last_week}); wrote {html_path} and {csv_path}")
     if args.email:
-        return _send(args, config, report_settings(config).weekly_email_to,
+        return _send(args, config, config.reports.weekly_email_to,
                      "reports.weekly_email_to", weekly_email_parts(summary), csv_path)
     return 0
 
@@ -252,7 +253,7 @@ def cmd_export_user(args: argparse.Namespace) -> int:
     since = (local_midnight(_day(args.since, "--since"), ZoneInfo(config.timezone))
              if args.since else None)
     out = Path(args.out) if args.out else config.data_dir / "exports"
-    policy = retention_policy(config)
+    policy = config.reports.retention
     done = export_user(
         config.database_path, args.name, out, tz=config.timezone,
         school_name=config.school_name, since=since,
@@ -271,10 +272,10 @@ def cmd_export_user(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
-    policy = retention_policy(config)
+    policy = config.reports.retention
     counts = purge(config.database_path, policy, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
-    for kind in KINDS:
+    for kind in RETENTION_KINDS:
         print(f"{kind:13} kept {policy.period(kind).days:>4} days   {verb} {counts[kind]:,}")
     print(f"{'requests':13} kept {policy.blocked.days:>4} days   {verb} {counts['requests']:,}"
           "   (decided problem reports)")

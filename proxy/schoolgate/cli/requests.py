@@ -18,7 +18,8 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ..config.loader import Config, ConfigError, load_config
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config
 from ..store import StoreError
 from ..store.problem_reports import ProblemReport
 
@@ -153,12 +154,12 @@ def _hide_listed(config: Config, rows: list[ProblemReport]) -> list[ProblemRepor
     import dataclasses
 
     from ..classify import Classifier, URLError
-    from . import _illegal_lists
+    from ..sources.illegal import without_fetching
 
     if not config.illegal_lists or all(r.url is None for r in rows):
         return rows
     classifier = Classifier()
-    classifier.illegal = _illegal_lists(config)
+    classifier.illegal = without_fetching(config)
     out = []
     for r in rows:
         try:
@@ -185,9 +186,10 @@ def _printable(text: str) -> str:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from . import _apply_now, _illegal_lists, _school_time, change_policy
+    from . import _apply_now, _school_time, change_policy
+    from ..sources.illegal import without_fetching
     from ..classify import Classifier, URLError
-    from ..config.loader import parse_target
+    from ..classify.urls import parse_target
     from ..store.audit import record_change
     from ..store.problem_reports import decide_report, reopen_report
 
@@ -211,7 +213,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     scope_text = _scope_text(scopes)
 
     classifier = Classifier()
-    classifier.illegal = _illegal_lists(config)
+    classifier.illegal = without_fetching(config)
     assert report.url is not None  # _open_report refuses a redacted one
     try:
         page = classifier.classify(report.url)
@@ -274,7 +276,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
-    from . import _illegal_lists
+    from ..sources.illegal import without_fetching
     from ..classify import Classifier
     from ..store.audit import record_change
     from ..store.problem_reports import decide_report, reopen_report
@@ -287,7 +289,7 @@ def cmd_deny(args: argparse.Namespace) -> int:
         return 1
     n = report.id
     classifier = Classifier()
-    classifier.illegal = _illegal_lists(config)
+    classifier.illegal = without_fetching(config)
     assert report.url is not None
     listed = classifier.illegal_match(report.url)
     if not decide_report(db, n, status="denied", by=args.by, note=args.note,

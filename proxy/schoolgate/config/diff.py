@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .loader import Category, Config, Group, Override
+from .model import Category, Config, Group, Override
 
 __all__ = ["config_diff"]
 

@@ -13,273 +13,33 @@ import ipaddress
 import os.path
 import re
 import zoneinfo
-from dataclasses import dataclass
+from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
+from ..classify.shapes import CIRCUMVENTION_CATEGORIES
+from ..classify.urls import URLError, normalise_host, parse_target
+from .model import (
+    BLOCK_OR_LOG, HTTPS_MODES, ILLEGAL_LIST_FORMS, ILLEGAL_LIST_KINDS, RETENTION_KINDS,
+    SAFE_SEARCH_LEVELS, Address, Category, CheckSettings, CircumventionSettings, Config,
+    ConfigError, EventSettings, Group, IdentityConfig, IllegalListConfig, LdapSettings, Network,
+    Override, PushSettings, ReportSettings, RetentionPolicy, RunTime, Schedule,
+    ScheduledBlock, TlsSettings,
+)
+from .routing import RoutingError, load_routing
+from .times import ScheduleError, parse_run_time, parse_window
 from .yamltree import Node as _Value
 from .yamltree import YamlChecker
 from .yamltree import describe as _kind
 
-__all__ = [
-    "Address",
-    "Category",
-    "Config",
-    "ConfigError",
-    "EventSettings",
-    "Group",
-    "IllegalListConfig",
-    "Override",
-    "ScheduledBlock",
-    "TlsSettings",
-    "load_config",
-    "parse_address",
-]
+__all__ = ["load_config", "parse_address"]
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MODES = ("regular", "transparent")
 UT1_FILES = ("domains", "urls", "expressions")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-class ConfigError(Exception):
-    """The configuration file cannot be used. `problems` holds one line per problem, each naming
-    the file, line and key; fix them and start again (nothing was started)."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A host and TCP port to listen on. Port 0 asks the operating system for a free port."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Category:
-    """A named set of sites, such as `gambling`."""
-
-    name: str
-    """Machine name, used in group policies, events and metric labels."""
-    title: str
-    """What people read on the block page, such as "Gambling"."""
-    lists: tuple[Path, ...]
-    """List files or UT1 category folders (absolute paths); file formats are detected."""
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """A group's local allow or block entry: it beats the categories, never the illegal lists."""
-
-    target: str
-    """As written: a domain (`example.com`) or a URL prefix (`example.com/teaching/`)."""
-    host: str
-    """Normalised host; the entry covers it and every name under it."""
-    path: str | None
-    """Path prefix for URL entries (starts with `/`); None for a whole domain."""
-    reason: str
-    where: str
-    """`file:line: key`, for messages that refuse or explain the entry."""
-
-
-SAFE_SEARCH_LEVELS = ("strict", "moderate", "off")
-HTTPS_MODES = ("decrypt", "sni-only")
-BLOCK_OR_LOG = ("block", "log")
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduledBlock:
-    """Categories a group blocks only while a named schedule is active."""
-
-    schedule: str
-    categories: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """People or devices that share one filtering policy, such as `ks3` or `staff`."""
-
-    name: str
-    title: str
-    subnets: tuple[Network, ...]
-    """Client networks in this group. Nested networks are allowed: the most specific one wins."""
-    blocked_categories: frozenset[str]
-    """Blocked at all times."""
-    allow: tuple[Override, ...] = ()
-    block: tuple[Override, ...] = ()
-    blocked_during: tuple[ScheduledBlock, ...] = ()
-    """Blocked only while a schedule is active (social networks in lessons)."""
-    walled_garden: bool = False
-    """Allow-only: nothing is allowed but `allowed_categories` and the group's `allow` entries."""
-    allowed_categories: frozenset[str] = frozenset()
-    """With `walled_garden`, the categories that are open (such as `education`)."""
-    safe_search: str = "strict"
-    """Search engines' safe mode: `strict`, `moderate` or `off`."""
-    youtube: str = "strict"
-    """YouTube Restricted Mode: `strict`, `moderate` or `off`."""
-    keyword_threshold: float = 10.0
-    """Sum of phrase weights in a page or search above which it is blocked and flagged."""
-    https: str = "decrypt"
-    """`decrypt` (full URL seen), or `sni-only` for devices without the school's certificate:
-    the host name in the TLS handshake decides, and the connection is never decrypted."""
-    no_sni: str = "block"
-    """A TLS handshake without a host name, or a CONNECT to a bare IP address: `block` or
-    `log` (let through and record)."""
-    circumvention: str = "block"
-    """VPNs, proxies, DNS-over-HTTPS and tunnels to unusual ports: `block` or `log`."""
-
-
-@dataclass(frozen=True, slots=True)
-class PushSettings:
-    """The local HTTP endpoint network systems feed the IP -> user map through."""
-
-    listen: Address
-    token_file: Path
-    """File holding the bearer token (at least 16 characters); keep it readable by the gateway
-    and the feeding system only."""
-    default_ttl: float = 8 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityConfig:
-    """Where users, devices and their groups come from (see `schoolgate.directory`)."""
-
-    htpasswd: Path | None = None
-    """Basic proxy logins checked against an Apache htpasswd file."""
-    ldap: Any = None
-    """`schoolgate.directory.LdapSettings`: proxy logins checked by an LDAP bind, and directory
-    groups mapped to Schoolgate groups."""
-    login_required: frozenset[str] = frozenset()
-    """Groups (chosen by subnet) whose devices must log in to the proxy (407 until they do)."""
-    ip_map: Path | None = None
-    """CSV `ip,user[,ttl_seconds]` loaded at start and reload."""
-    push: PushSettings | None = None
-    devices: Path | None = None
-    """CSV `key,device`: an IP or MAC address and the device's name."""
-    user_groups: Path | None = None
-    """CSV `user,group`."""
-
-    @property
-    def proxy_auth(self) -> bool:
-        return self.htpasswd is not None or self.ldap is not None
-
-
-@dataclass(frozen=True, slots=True)
-class TlsSettings:
-    """What is never decrypted: banking, health and government sites, by host name."""
-
-    do_not_decrypt: tuple[Path, ...] = ()
-    """Domain list files; an entry covers the name and every name under it."""
-    do_not_decrypt_hosts: tuple[str, ...] = ()
-    """Further domains written in the config itself, normalised."""
-
-
-@dataclass(frozen=True, slots=True)
-class CircumventionSettings:
-    """What counts as getting round the filter."""
-
-    categories: frozenset[str] = frozenset()
-    """Categories whose sites are circumvention tools (UT1 vpn, redirector, doh, ...)."""
-    allowed_ports: tuple[tuple[int, int], ...] = ((443, 443),)
-    """Port ranges (first, last) a CONNECT may reach; any other is a circumvention attempt
-    (tunnels to SSH, VPNs, proxies)."""
-
-    def port_allowed(self, port: int) -> bool:
-        return any(lo <= port <= hi for lo, hi in self.allowed_ports)
-
-    @property
-    def ports_text(self) -> str:
-        return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.allowed_ports)
-
-
-@dataclass(frozen=True, slots=True)
-class IllegalListConfig:
-    """An illegal-content list (IWF, CTIRU). See `schoolgate.classify.illegal`."""
-
-    name: str
-    title: str
-    kind: str
-    source: str
-    """Absolute file path, or an http(s) URL."""
-    form: str
-    refresh_seconds: float
-    stale_after_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class EventSettings:
-    """How decisions are written to the store: hooks enqueue, one writer drains in batches."""
-
-    queue_size: int = 100_000
-    """Events held in memory at most; beyond it events are dropped and counted."""
-    batch_size: int = 500
-    """Events written in one transaction at most."""
-    flush_interval: float = 1.0
-    """Seconds a queued event may wait for its batch to fill before it is written anyway."""
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Everything Schoolgate needs to start, already checked. Paths are absolute."""
-
-    path: Path
-    school_name: str
-    timezone: str
-    listen: Address
-    mode: str
-    ca_dir: Path
-    data_dir: Path
-    upstream_trusted_ca: Path | None
-    """Extra CA bundle the gateway trusts for origin servers (a school's internal CA, or tests)."""
-    metrics: Address
-    events: EventSettings
-    categories: dict[str, Category]
-    groups: dict[str, Group]
-    default_group: str
-    illegal_lists: dict[str, IllegalListConfig] = dataclasses.field(default_factory=dict)
-    schedules: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Named time windows (`schoolgate.schedule.Schedule`), in the school's time zone."""
-    tls: TlsSettings = TlsSettings()
-    block_search_engines: tuple[str, ...] | None = None
-    """Search engines with no safe mode that can be locked, blocked for groups with safe search
-    on; None for the built-in list (`schoolgate.safesearch.NO_SAFE_MODE_ENGINES`)."""
-    circumvention: CircumventionSettings = CircumventionSettings()
-    identity: IdentityConfig = IdentityConfig()
-    alert_routing: Any = None
-    """`schoolgate.alerts.Routing` (checked), or None: no alerts are sent."""
-    reports: Any = None
-    """`schoolgate.reports.scheduler.ReportSettings`: when the daily report and weekly summary
-    are written and e-mailed, and the nightly purge; None for the defaults."""
-    retention: Any = None
-    """`schoolgate.reports.retention.RetentionPolicy`; None for the defaults."""
-    keyword_library: Path | None = None
-    """Folder of keyword library files (`alerts/keywords` format): searches and addresses are
-    matched against it; None: no keyword monitoring."""
-    check: Any = None
-    """`schoolgate.check.CheckSettings`: when the gateway runs `schoolgate check` itself, and the
-    canaries that replace the defaults; None for the defaults (no schedule)."""
-
-    @property
-    def database_path(self) -> Path:
-        return self.data_dir / "schoolgate.sqlite3"
-
-    @property
-    def ca_cert_path(self) -> Path:
-        """The public CA certificate that managed devices must trust (PEM)."""
-        return self.ca_dir / "mitmproxy-ca-cert.pem"
-
-    def replace(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes)
 
 
 def parse_address(text: str, what: str) -> Address:
@@ -474,7 +234,7 @@ class _Checker(YamlChecker):
         categories: dict[str, Category] = {}
         if (v := self.required(top, root, "categories")) is not None:
             categories = self.categories(v)
-        schedules: dict[str, Any] = {}
+        schedules: dict[str, Schedule] = {}
         if "schedules" in top:
             schedules = self.schedules(top["schedules"], timezone)
         groups: dict[str, Group] = {}
@@ -496,15 +256,12 @@ class _Checker(YamlChecker):
         if "alerts" in top and (am := self.mapping(top["alerts"], ("routing",))):
             if "routing" in am and (rp := self.path(am["routing"], must_be="file",
                                                     what="alert routing file")) is not None:
-                from ..alerts import RoutingError, load_routing
-
                 try:
                     routing = load_routing(rp, known_groups=set(groups))
                 except RoutingError as e:
                     self.problems.extend(e.problems)
-        reports = self.reports(top["reports"], data_dir) if "reports" in top else None
-        retention = self.retention(top["retention"]) if "retention" in top else None
-        if reports is not None and retention is not None:
+        reports = (self.reports(top["reports"]) if "reports" in top else None) or ReportSettings()
+        if "retention" in top and (retention := self.retention(top["retention"])) is not None:
             reports = dataclasses.replace(reports, retention=retention)
         library: Path | None = None
         if "keywords" in top and (km := self.mapping(top["keywords"], ("library",))):
@@ -517,7 +274,8 @@ class _Checker(YamlChecker):
         illegal: dict[str, IllegalListConfig] = {}
         if "illegal_lists" in top:
             illegal = self.illegal_lists(top["illegal_lists"])
-        check = self.check(top["check"], illegal, categories) if "check" in top else None
+        check = (self.check(top["check"], illegal, categories) if "check" in top
+                 else None) or CheckSettings()
         default_group = ""
         if (v := self.required(top, root, "default_group")) is not None:
             default_group = self.text(v) or ""
@@ -549,21 +307,19 @@ class _Checker(YamlChecker):
             keyword_library=library,
             alert_routing=routing,
             reports=reports,
-            retention=retention,
             check=check,
         )
 
     CHECK_KEYS = ("schedule", "canaries")
     CANARY_KEYS = ("illegal", "categories", "education", "outside_garden")
 
-    def check(self, v: _Value, illegal: dict[str, Any], categories: dict[str, Category]) -> Any:
-        """The `check` section (`schoolgate.check.CheckSettings`)."""
-        from ..check import CheckSettings, canary_problem, parse_run_time
-
+    def check(self, v: _Value, illegal: dict[str, IllegalListConfig],
+              categories: dict[str, Category]) -> CheckSettings | None:
+        """The `check` section."""
         m = self.mapping(v, self.CHECK_KEYS) if v.data is not None else {}
         if m is None:
             return None
-        times = []
+        times: list[RunTime] = []
         sv = m.get("schedule")
         for item in ([sv] if sv is not None and isinstance(sv.data, str)
                      else (self.sequence(sv) or []) if sv is not None else []):
@@ -646,9 +402,7 @@ class _Checker(YamlChecker):
             user_groups=file("user_groups"),
         )
 
-    def ldap(self, v: _Value, groups: dict[str, Group]) -> Any:
-        from ..sources.ldap import LdapSettings
-
+    def ldap(self, v: _Value, groups: dict[str, Group]) -> LdapSettings | None:
         m = self.mapping(v, self.LDAP_KEYS)
         if m is None:
             return None
@@ -689,10 +443,8 @@ class _Checker(YamlChecker):
                 self.bad(v, problem)
             return None
 
-    def schedules(self, v: _Value, timezone: str) -> dict[str, Any]:
-        from ..policy.schedule import Schedule, ScheduleError, parse_window
-
-        out: dict[str, Any] = {}
+    def schedules(self, v: _Value, timezone: str) -> dict[str, Schedule]:
+        out: dict[str, Schedule] = {}
         for name, sv in (self.mapping(v, None) or {}).items():
             if not self.name(sv, name, "schedule"):
                 continue
@@ -728,8 +480,6 @@ class _Checker(YamlChecker):
         return TlsSettings(tuple(files), hosts)
 
     def hosts(self, v: _Value) -> tuple[str, ...]:
-        from ..classify.urls import URLError, normalise_host
-
         out = []
         for item in self.sequence(v) or []:
             text = self.text(item)
@@ -744,8 +494,6 @@ class _Checker(YamlChecker):
     def circumvention(
         self, v: _Value | None, categories: dict[str, Category]
     ) -> CircumventionSettings:
-        from ..classify.shapes import CIRCUMVENTION_CATEGORIES
-
         # By default every configured category that UT1 files under circumvention.
         cats = frozenset(c for c in CIRCUMVENTION_CATEGORIES if c in categories)
         ports: tuple[tuple[int, int], ...] = ((443, 443),)
@@ -853,7 +601,7 @@ class _Checker(YamlChecker):
     )
 
     def groups(
-        self, v: _Value, categories: dict[str, Category], schedules: dict[str, Any]
+        self, v: _Value, categories: dict[str, Category], schedules: dict[str, Schedule]
     ) -> dict[str, Group]:
         m = self.mapping(v, None)
         out: dict[str, Group] = {}
@@ -955,8 +703,6 @@ class _Checker(YamlChecker):
         return tuple(out)
 
     def illegal_lists(self, v: _Value) -> dict[str, IllegalListConfig]:
-        from ..classify.illegal import FORMS, KINDS
-
         m = self.mapping(v, None)
         out: dict[str, IllegalListConfig] = {}
         for name, lv in (m or {}).items():
@@ -965,8 +711,8 @@ class _Checker(YamlChecker):
             lm = self.mapping(lv, ("title", "kind", "source", "form", "refresh", "stale_after"))
             if lm is None:
                 continue
-            kind = self.choice(lm["kind"], KINDS) if "kind" in lm else "other"
-            form = self.choice(lm["form"], FORMS) if "form" in lm else "plain"
+            kind = self.choice(lm["kind"], ILLEGAL_LIST_KINDS) if "kind" in lm else "other"
+            form = self.choice(lm["form"], ILLEGAL_LIST_FORMS) if "form" in lm else "plain"
             title = (self.text(lm["title"]) or name) if "title" in lm else name
             refresh = self.duration(lm["refresh"]) if "refresh" in lm else 12 * 3600.0
             stale = self.duration(lm["stale_after"]) if "stale_after" in lm else None
@@ -1010,17 +756,13 @@ class _Checker(YamlChecker):
     REPORT_KEYS = ("daily_at", "weekly_on", "weekly_at", "purge_at", "out_dir", "email_to",
                    "weekly_email_to")
 
-    def reports(self, v: _Value, data_dir: Path) -> Any:
-        from datetime import time as dtime
-
-        from ..reports.scheduler import ReportSettings
-
+    def reports(self, v: _Value) -> ReportSettings | None:
         m = self.mapping(v, self.REPORT_KEYS)
         if m is None:
             return None
         d = ReportSettings()
 
-        def clock(key: str, default: dtime) -> dtime:
+        def clock(key: str, default: time) -> time:
             if key not in m:
                 return default
             text = m[key].data
@@ -1030,7 +772,7 @@ class _Checker(YamlChecker):
                 self.bad(m[key], f"must be a time of day HH:MM such as \"07:00\" (quoted), not "
                          f"{_kind(text)}")
                 return default
-            return dtime(int(t[1]), int(t[2]))
+            return time(int(t[1]), int(t[2]))
 
         days = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
         weekly_on = d.weekly_on
@@ -1057,16 +799,12 @@ class _Checker(YamlChecker):
             weekly_email_to=addresses("weekly_email_to"),
         )
 
-    def retention(self, v: _Value) -> Any:
-        from datetime import timedelta
-
-        from ..reports.retention import KINDS, RetentionPolicy
-
-        m = self.mapping(v, tuple(KINDS))
+    def retention(self, v: _Value) -> RetentionPolicy | None:
+        m = self.mapping(v, RETENTION_KINDS)
         if m is None:
             return None
         values = {}
-        for kind in KINDS:
+        for kind in RETENTION_KINDS:
             if kind in m and (seconds := self.duration(m[kind])) is not None:
                 if seconds < 86400:
                     self.bad(m[kind], "must be at least 1d")
@@ -1092,19 +830,6 @@ class _Checker(YamlChecker):
             return None
 
 
-def parse_target(target: str) -> tuple[str, str | None]:
-    """The normalised host and path prefix (None for a whole domain) of an allow or block
-    target: `example.com`, `example.com/teaching/` or a whole URL (scheme, user and port are
-    dropped). Raises ValueError (a `URLError`) saying what is wrong."""
-    from ..classify.urls import normalise_host
-
-    text = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", target.strip())
-    host_part, slash, path = text.partition("/")
-    host_part = host_part.rsplit("@", 1)[-1].split(":", 1)[0]
-    host = normalise_host(host_part)
-    return host, ("/" + path if slash and path else None)
-
-
 def _address_problem(host: str, port: int) -> str | None:
     if not 0 <= port <= 65535:
         return f"port must be from 0 to 65535, not {port}"
@@ -1116,3 +841,14 @@ def _address_problem(host: str, port: int) -> str | None:
         return f"host {host!r} must be an IP address such as 127.0.0.1 or 0.0.0.0 (all addresses)"
     return None
 
+
+def canary_problem(url: str) -> str | None:
+    """What is wrong with a canary URL, or None: it must be http(s) with a host name."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as e:
+        return f"{url!r} is not a URL: {e}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// URL with a host name"
+    return None

@@ -8,7 +8,7 @@ exist only at scrape time (queue depth) come from a collector. Tests pass their 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -19,7 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..config.loader import Address, Config
+from ..sources.illegal import IllegalListSource
+from ..config.model import Address, Config
 from ..policy import ALLOW, BLOCK, ERROR
 
 __all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
@@ -54,8 +55,8 @@ def block_reason(verdict) -> str:
 class _ListCollector(Collector):
     """Entries and age of each illegal-content list, by list name only."""
 
-    def __init__(self, illegal):
-        self._illegal = illegal
+    def __init__(self, sources: Sequence[IllegalListSource]):
+        self._sources = sources
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         entries = GaugeMetricFamily(
@@ -66,10 +67,10 @@ class _ListCollector(Collector):
             "Seconds since the list was last loaded successfully (+Inf: never).",
             labels=["list"],
         )
-        for lst in self._illegal.lists:
-            entries.add_metric([lst.spec.name], lst.entries)
-            a = lst.age()
-            age.add_metric([lst.spec.name], float("inf") if a is None else a)
+        for source in self._sources:
+            entries.add_metric([source.name], source.entries)
+            a = source.age()
+            age.add_metric([source.name], float("inf") if a is None else a)
         yield entries
         yield age
 
@@ -201,7 +202,7 @@ class GatewayMetrics:
             ["theme", "severity", "group"],
             registry=r,
         )
-        from ..classify.library import SEVERITIES, THEMES
+        from ..events import SEVERITIES, THEMES
 
         for theme in THEMES:
             for severity in SEVERITIES:
@@ -264,8 +265,8 @@ class GatewayMetrics:
         for action in (ALLOW, BLOCK, ERROR, "refused"):
             self.check_requests.labels(action)
 
-    def watch_lists(self, illegal) -> None:
-        self.registry.register(_ListCollector(illegal))
+    def watch_lists(self, sources: Sequence[IllegalListSource]) -> None:
+        self.registry.register(_ListCollector(sources))
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         self.registry.register(_QueueCollector(depth))

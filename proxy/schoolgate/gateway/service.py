@@ -23,9 +23,11 @@ from prometheus_client import CollectorRegistry
 
 from ..policy.blockpage import BlockPage
 from ..classify import Classifier
-from ..classify.illegal import IllegalList, IllegalLists, IllegalListSpec
-from ..config.loader import Address, Config, ConfigError, IllegalListConfig, load_config
+from ..classify.illegal import IllegalLists
+from ..config.model import Address, Config, ConfigError
+from ..config.loader import load_config
 from ..identify import Identity, SubnetGroups
+from ..sources.illegal import load_at_start, sources_for
 from .metrics import GatewayMetrics
 from ..policy import Policy
 from ..store import EventWriter, open_for_writing
@@ -173,7 +175,7 @@ def build_rules(
     kept = []
     for entry in local:
         if entry.action == "allow" and entry.active(now):
-            from ..config.loader import parse_target
+            from ..classify.urls import parse_target
 
             host, path = parse_target(entry.target)
             if classifier.illegal_match(f"http://{host}{path or '/'}") is not None:
@@ -213,8 +215,6 @@ class Gateway:
         config: Config,
         *,
         registry: CollectorRegistry | None = None,
-        classifier: Classifier | None = None,
-        illegal: IllegalLists | None = None,
     ):
         self.config = config
         self.metrics = GatewayMetrics(config, registry)
@@ -230,21 +230,9 @@ class Gateway:
         self.push_server = None
         self.reports = None
         self._group_lookups: set[str] = set()
-        self.illegal = illegal if illegal is not None else IllegalLists(
-            [IllegalList(_spec(c), config.data_dir / "illegal") for c in config.illegal_lists.values()]
-        )
-        if classifier is not None:
-            from ..sources.identity import build_identity
-
-            classifier.illegal = self.illegal
-            library = load_keywords(config)
-            if library is not None:
-                classifier.keyword_sets = (library.keyword_set,)
-            self.rules = Rules(config, SubnetGroups(config), classifier, Policy(config),
-                               BlockPage(config), identity=build_identity(config, self.ip_users),
-                               library=library)
-        else:
-            self.rules = build_rules(config, self.illegal, cache=True, ip_users=self.ip_users)
+        self.illegal_sources = sources_for(config)
+        self.illegal = IllegalLists([s.list for s in self.illegal_sources])
+        self.rules = build_rules(config, self.illegal, cache=True, ip_users=self.ip_users)
         self.failures = FailureLog()
         self.writer = EventWriter(
             config.database_path,
@@ -270,7 +258,7 @@ class Gateway:
             except Exception as e:  # noqa: BLE001 - TemplateError and the like: what to fix
                 raise StartupError(f"alerts: {e}") from None
         self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
-        self.metrics.watch_lists(self.illegal)
+        self.metrics.watch_lists(self.illegal_sources)
         self.metrics.watch_checks(config.database_path)
         self.metrics_address: Address | None = None
         self._started = False
@@ -319,27 +307,15 @@ class Gateway:
     # -- illegal lists ---------------------------------------------------------------------
 
     def load_illegal_lists(self) -> None:
-        """Start-up (blocking): the last good copy first, then the source. A list with neither
-        stops start-up: the gateway must never run without a configured illegal list."""
-        missing = []
-        for lst in self.illegal.lists:
-            lst.restore()
-            if not lst.refresh() and lst.entries == 0:
-                missing.append(f"illegal list {lst.spec.name}: {lst.last_error}")
+        """Start-up (blocking): each list from its last good copy, or from its source when there
+        is none. A list with neither stops start-up: the gateway must never run without a
+        configured illegal list. A copy older than its interval is refreshed once running."""
+        missing = load_at_start(self.illegal_sources)
         if missing:
             raise StartupError("; ".join(missing) + " (and no last good copy to fall back on)")
         if self.illegal:
             # Re-check overrides now the lists are loaded.
             refuse_illegal_allows(self.config, self.classifier)
-
-    async def _refresh_illegal(self, lst: IllegalList) -> None:
-        while True:
-            await asyncio.sleep(lst.spec.refresh_seconds)
-            try:
-                await asyncio.to_thread(lst.refresh)
-            except Exception:  # noqa: BLE001 - the refresher must outlive any one failure
-                log.exception("illegal list %s refresh crashed; keeping the last good list",
-                              lst.spec.name)
 
     # -- reload ----------------------------------------------------------------------------
 
@@ -478,13 +454,10 @@ class Gateway:
     def _start_reports(self) -> None:
         """The daily report, weekly summary and retention purge on their schedule (school time),
         written under the reports folder and e-mailed through the alert routing's SMTP server."""
-        from ..reports.scheduler import report_settings, reports_dir
         from ..reports.scheduler import ReportSchedule
 
         c = self.config
-        settings = report_settings(c)
-        if c.retention is not None:
-            settings = dataclasses.replace(settings, retention=c.retention)
+        settings = c.reports
         send = None
         routing = c.alert_routing
         if routing is not None and routing.smtp is not None:
@@ -492,7 +465,7 @@ class Gateway:
 
             send = functools.partial(send_report_mail, routing.smtp)
         self.reports = ReportSchedule(c.database_path, c.school_name, c.timezone, settings,
-                                      reports_dir(c), send_email=send)
+                                      c.reports_dir, send_email=send)
         self.reports.start()
 
     # -- identity --------------------------------------------------------------------------
@@ -549,9 +522,9 @@ class Gateway:
         if serve_metrics:
             self.metrics_address = self.metrics.serve(self.config.metrics)
         self._fingerprint = await asyncio.to_thread(self._stat_all, self._watched_files(self.config))
-        for lst in self.illegal.lists:
-            self._tasks.append(asyncio.create_task(self._refresh_illegal(lst),
-                                                   name=f"refresh {lst.spec.name}"))
+        for source in self.illegal_sources:
+            self._tasks.append(asyncio.create_task(source.keep_fresh(),
+                                                   name=f"refresh {source.name}"))
         if watch_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_files(watch_interval),
                                                    name="watch list files"))
@@ -592,11 +565,6 @@ class Gateway:
 
 class StartupError(Exception):
     """The gateway could not start; the message says what to fix."""
-
-
-def _spec(c: IllegalListConfig) -> IllegalListSpec:
-    return IllegalListSpec(c.name, c.kind, c.source, c.form, c.refresh_seconds,
-                           c.stale_after_seconds)
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..config.loader import Config
+from ..config.model import Config
 
 __all__ = ["Identity", "SubnetGroups", "normalise_ip"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..classify.shapes import doh_request
 from ..classify import Classification
 from ..classify.canonical import canonicalize
-from ..config.loader import Config, Override
+from ..config.model import Config, Override
 from ..identify import Identity
 from .safesearch import (
     NO_SAFE_MODE_ENGINES, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ..config.loader import Config
+from ..config.model import Config
 from . import ERROR, Verdict
 
 __all__ = ["REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "RenderedPage", "open_url",

@@ -17,7 +17,8 @@ from .daily import (
 )
 from .export import export_user
 from .reading import Person, local_day_range
-from .retention import RetentionPolicy, purge
+from ..config.model import RetentionPolicy
+from .retention import purge
 from .weekly import WeeklySummary, build_weekly, render_weekly_html, weekly_email_parts
 
 __all__ = [

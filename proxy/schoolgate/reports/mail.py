@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from ..config.loader import Config
+from ..config.model import Config
 
 __all__ = ["ReportMailError", "send_configured", "send_report_mail"]
 

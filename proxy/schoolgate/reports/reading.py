@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ..classify.library import THEME_TITLES as _LIBRARY_THEME_TITLES
+from ..events import THEME_TITLES as _LIBRARY_THEME_TITLES
 from ..store import StoreError
 
 __all__ = [

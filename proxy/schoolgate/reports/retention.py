@@ -11,18 +11,17 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ..config.model import RETENTION_KINDS, RetentionPolicy
 from ..store import StoreError
 from .reading import iso_utc
 
-__all__ = ["KINDS", "RetentionPolicy", "purge"]
+__all__ = ["purge"]
 
 log = logging.getLogger("schoolgate.reports.retention")
 
-KINDS = ("allowed", "blocked", "safeguarding", "alerts")
 
 _SAFEGUARDING = "(theme IS NOT NULL OR coalesce(reason, '') LIKE 'illegal:%')"
 # Every event is exactly one kind: a safeguarding event is kept for its own period whatever
@@ -37,29 +36,6 @@ _EVENT_KINDS = {
 ALERT_TABLE, ALERT_TIME = "alert_outbox", "created"
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    """How long each kind of record is kept. The defaults follow common UK school practice; a
-    school sets its own in its data protection policy."""
-
-    allowed: timedelta = timedelta(days=30)
-    """Allowed browsing (neither blocked nor flagged)."""
-    blocked: timedelta = timedelta(days=365)
-    """Blocks and filtering errors that were not safeguarding concerns."""
-    safeguarding: timedelta = timedelta(days=730)
-    """Flagged searches and pages (any event with a theme) and illegal-list hits."""
-    alerts: timedelta = timedelta(days=730)
-    """Alerts sent to the DSL (the alert outbox)."""
-
-    def __post_init__(self) -> None:
-        for kind in KINDS:
-            if getattr(self, kind) <= timedelta(0):
-                raise ValueError(f"retention for {kind} must be longer than zero")
-
-    def period(self, kind: str) -> timedelta:
-        return getattr(self, kind)
-
-
 def purge(
     db_path: Path,
     policy: RetentionPolicy,
@@ -71,8 +47,8 @@ def purge(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, int]:
     """Delete every record older than its kind's period at `now`; return rows deleted (or, with
-    `dry_run`, that would be) per kind, in `KINDS` order. `pause` seconds between batches give
-    the gateway's writer room on a slow disk."""
+    `dry_run`, that would be) per kind, in `RETENTION_KINDS` order. `pause` seconds between batches
+    give the gateway's writer room on a slow disk."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if not db_path.exists():
@@ -107,7 +83,7 @@ def purge(
         raise StoreError(f"purging the event store {db_path} failed: {e}") from None
     finally:
         conn.close()
-    for kind in KINDS:
+    for kind in RETENTION_KINDS:
         if counts[kind] and not dry_run:
             log.info("retention: deleted %d %s records older than %s", counts[kind], kind,
                      _days(policy.period(kind)))

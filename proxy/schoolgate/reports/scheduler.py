@@ -12,58 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .daily import build_daily, daily_paths, email_parts, write_daily
-from .retention import RetentionPolicy, purge
+from ..config.model import ReportSettings
+from .retention import purge
 from .weekly import build_weekly, week_start, weekly_email_parts, weekly_paths, write_weekly
 
-if TYPE_CHECKING:
-    from ..config.loader import Config
-
-__all__ = ["ReportSchedule", "ReportSettings", "SendEmail", "next_at", "previous_at"]
+__all__ = ["ReportSchedule", "SendEmail", "next_at", "previous_at"]
 
 log = logging.getLogger("schoolgate.reports")
 
 SendEmail = Callable[[tuple[str, ...], str, str, str, tuple[Path, ...]], Awaitable[None]]
 """(to, subject, text, html, attachments): delivers one e-mail (the alert senders' SMTP)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReportSettings:
-    """When reports are made, where they go, and who gets them."""
-
-    daily_at: time = time(7, 0)
-    """School time at which the previous day's report is written (and e-mailed)."""
-    weekly_on: int = 0
-    """Weekday of the weekly summary (0 Monday ... 6 Sunday); it covers the week before."""
-    weekly_at: time = time(7, 30)
-    purge_at: time = time(2, 30)
-    """School time of the nightly retention purge (a quiet hour)."""
-    out_dir: Path | None = None
-    """Where report files are written; None for `<data_dir>/reports`."""
-    email_to: tuple[str, ...] = ()
-    """The DSL and deputies: they get the daily report. Empty: files only."""
-    weekly_email_to: tuple[str, ...] = ()
-    """Leaders and governors: they get the weekly summary (no names in it)."""
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-
-
-def report_settings(config: Config) -> ReportSettings:
-    """The config's `reports` settings, or the defaults while the config has none."""
-    return getattr(config, "reports", None) or ReportSettings()
-
-
-def retention_policy(config: Config) -> RetentionPolicy:
-    return getattr(config, "retention", None) or report_settings(config).retention
-
-
-def reports_dir(config: Config) -> Path:
-    return report_settings(config).out_dir or config.data_dir / "reports"
 
 
 def next_at(after: datetime, at: time, tz: ZoneInfo, weekday: int | None = None) -> datetime:

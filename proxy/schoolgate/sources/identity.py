@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..config.loader import Config
+from ..config.model import Config
 from ..identify.maps import DeviceMap, IpUserMap, UserGroups
 from ..identify.passwords import HtpasswdUsers
 from ..identify.tables import IdentityFileError
@@ -58,7 +58,7 @@ class IdentitySources:
 def build_identity(config: Config, ip_users: IpUserMap | None) -> IdentitySources:
     """Load every identity file of `config` (blocking I/O). A file that cannot be used at all
     raises ConfigError naming it; bad lines are logged with file and line and skipped."""
-    from ..config.loader import ConfigError
+    from ..config.model import ConfigError
 
     ic = config.identity
     subnets = SubnetGroups(config)

@@ -16,7 +16,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,97 +28,20 @@ with warnings.catch_warnings():
     from ldap3.utils.conv import escape_filter_chars
     from ldap3.utils.dn import escape_rdn
 
+from ..config.model import LdapSettings
 from ..identify.names import normalise_user
 from ..identify.passwords import CredentialCache
 
-__all__ = ["DEFAULT_GROUP_FILTER", "DirectoryUnavailable", "LdapDirectory", "LdapSettings"]
+__all__ = ["DirectoryUnavailable", "LdapDirectory"]
 
 log = logging.getLogger("schoolgate.ldap")
 
 Clock = Callable[[], float]
 
-#: Groups that list the user: by DN (groupOfNames, groupOfUniqueNames, Active Directory groups)
-#: or by username (posixGroup's memberUid).
-DEFAULT_GROUP_FILTER = (
-    "(|(&(objectClass=groupOfNames)(member={dn}))"
-    "(&(objectClass=groupOfUniqueNames)(uniqueMember={dn}))"
-    "(&(objectClass=group)(member={dn}))"
-    "(&(objectClass=posixGroup)(memberUid={user})))"
-)
-
 
 class DirectoryUnavailable(Exception):
     """The directory server could not be asked (down, unreachable, TLS or service-account
     failure). Nothing was cached; the question is asked again next time. The message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class LdapSettings:
-    """How to reach the directory and find users and their groups. Give either
-    `user_dn_template` or `user_search_base`."""
-
-    url: str
-    """``ldap://host[:port]`` or ``ldaps://host[:port]``. Passwords cross the network: use ldaps
-    or `start_tls`, and the server's DNS name as it appears in its certificate."""
-    user_dn_template: str | None = None
-    """Bind straight as this DN, ``{user}`` replaced by the (escaped) username, such as
-    ``uid={user},ou=people,dc=school,dc=example``; or ``{user}@school.local`` for an Active
-    Directory UPN bind (then set `group_search_base` or a service account is not needed)."""
-    user_search_base: str | None = None
-    """Find the user's DN by searching below this DN with `user_filter` (needs a service account
-    where anonymous search is off, as it is in Active Directory)."""
-    user_filter: str = "(uid={user})"
-    """Search filter for the user; ``{user}`` is replaced, escaped. Active Directory:
-    ``(sAMAccountName={user})``."""
-    service_dn: str | None = None
-    """A read-only account that searches for users and groups. Without one, searches run as the
-    user just bound (logins) or anonymously (users known only from the IP map)."""
-    service_password: str | None = field(default=None, repr=False)
-    group_search_base: str | None = None
-    """Search for groups below this DN with `group_filter`. None: read the user's own `memberOf`
-    attribute (Active Directory; OpenLDAP with the memberof overlay)."""
-    group_filter: str = DEFAULT_GROUP_FILTER
-    """``{dn}`` and ``{user}`` are replaced, escaped. Active Directory with nested groups:
-    ``(member:1.2.840.113556.1.4.1941:={dn})``."""
-    group_mapping: tuple[tuple[str, str], ...] = ()
-    """``(directory group, Schoolgate group)`` pairs, in priority order: the first pair whose
-    directory group the user is in decides. A directory group is a full DN or a bare ``cn``;
-    both compare without regard to case."""
-    start_tls: bool = False
-    """Upgrade an ``ldap://`` connection with StartTLS before binding."""
-    ca_file: Path | None = None
-    """CA certificate(s) that signed the server's certificate; None: the system's CAs."""
-    timeout: float = 5.0
-    """Seconds to connect, and to wait for each answer."""
-    cache_seconds: float = 300.0
-    """How long a successful login and a user's groups are remembered."""
-    cache_size: int = 10_000
-    """Logins and users remembered at most; the oldest are forgotten first."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.url.lower().startswith(("ldap://", "ldaps://")):
-            problems.append(f"url: {self.url!r} must start with ldap:// or ldaps://")
-        if (self.user_dn_template is None) == (self.user_search_base is None):
-            problems.append("give exactly one of user_dn_template and user_search_base")
-        if self.user_dn_template is not None and "{user}" not in self.user_dn_template:
-            problems.append("user_dn_template: must contain {user}")
-        if "{user}" not in self.user_filter:
-            problems.append("user_filter: must contain {user}")
-        if self.group_search_base is not None and not (
-                "{dn}" in self.group_filter or "{user}" in self.group_filter):
-            problems.append("group_filter: must contain {dn} or {user}")
-        if (self.service_dn is None) != (self.service_password is None):
-            problems.append("service_dn and service_password go together")
-        if self.start_tls and self.url.lower().startswith("ldaps://"):
-            problems.append("start_tls: not with ldaps:// (already encrypted)")
-        if not 0 < self.timeout <= 60:
-            problems.append(f"timeout: must be from 0 to 60 seconds, not {self.timeout}")
-        for ldap_group, group in self.group_mapping:
-            if not ldap_group.strip() or not group.strip():
-                problems.append(f"group_mapping: ({ldap_group!r}, {group!r}) has an empty name")
-        if problems:
-            raise ValueError("; ".join(problems))
 
 
 def normalise_dn(dn: str) -> str:

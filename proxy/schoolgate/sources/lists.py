@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..classify import category_sources
 from ..classify.index import ListIndex
-from ..config.loader import Config, ConfigError, load_config
+from ..config.model import Config, ConfigError
+from ..config.loader import load_config
 
 
 def cache_path(config: Config) -> Path:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config.loader import Config, Override, parse_target
+from ..config.model import Config, Override
+from ..classify.urls import parse_target
 
 __all__ = [
     "ALL_GROUPS",

@@ -11,18 +11,18 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosqlite
 
-from ..config.loader import EventSettings
+from ..config.model import EventSettings
+from ..events import Event
 from .migrations import MIGRATIONS, apply_migrations
 
 __all__ = [
     "EVENT_COLUMNS",
-    "Event",
+    "event_row",
     "EventWriter",
     "MIGRATIONS",
     "StoreError",
@@ -36,60 +36,6 @@ log = logging.getLogger("schoolgate.store")
 class StoreError(Exception):
     """The database cannot be opened or brought up to date; the message says which file and why.
     Fix the file's permissions or disk space, or restore a backup, and start again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One decision, with the fields the DfE asks schools to log. None means unknown."""
-
-    ts: float
-    """When, as a Unix time (UTC)."""
-    client_ip: str
-    group: str
-    action: str
-    reference: str | None
-    user: str | None = None
-    device: str | None = None
-    method: str | None = None
-    scheme: str | None = None
-    host: str | None = None
-    url: str | None = None
-    search_term: str | None = None
-    categories: tuple[str, ...] = ()
-    matched_rule: str | None = None
-    severity: str | None = None
-    reason: str | None = None
-    """The verdict's short code: `category`, `override`, `illegal:<list>`, `circumvention`, ..."""
-    theme: str | None = None
-    """Safeguarding theme (`circumvention`, `suicide_selfharm`, ...), for alerts and reports."""
-    engine: str | None = None
-    """Search engine, for a search."""
-    search_normalised: str | None = None
-    matched_phrase: str | None = None
-
-    def row(self) -> tuple:
-        return (
-            _iso(self.ts),
-            self.user,
-            self.device,
-            self.client_ip,
-            self.group,
-            self.method,
-            self.scheme,
-            self.host,
-            self.url,
-            self.search_term,
-            ",".join(self.categories) or None,
-            self.matched_rule,
-            self.action,
-            self.severity,
-            self.reference,
-            self.reason,
-            self.theme,
-            self.engine,
-            self.search_normalised,
-            self.matched_phrase,
-        )
 
 
 EVENT_COLUMNS = (
@@ -118,6 +64,32 @@ _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
+
+
+def event_row(event: Event) -> tuple:
+    """The `events` table row for `event`, in `EVENT_COLUMNS` order."""
+    return (
+        _iso(event.ts),
+        event.user,
+        event.device,
+        event.client_ip,
+        event.group,
+        event.method,
+        event.scheme,
+        event.host,
+        event.url,
+        event.search_term,
+        ",".join(event.categories) or None,
+        event.matched_rule,
+        event.action,
+        event.severity,
+        event.reference,
+        event.reason,
+        event.theme,
+        event.engine,
+        event.search_normalised,
+        event.matched_phrase,
+    )
 
 
 def _iso(ts: float) -> str:
@@ -266,7 +238,7 @@ class EventWriter:
         rows = []
         for event in batch:
             try:
-                rows.append(event.row())
+                rows.append(event_row(event))
             except Exception:  # noqa: BLE001 - one malformed event must not cost the batch
                 log.exception("dropping an event that cannot be stored: %r", event)
                 self._count_dropped(1)

@@ -27,7 +27,7 @@ from ...policy.blockpage import REPORT_PATH, REPORT_SITE_PATH, open_url, report_
 from ...classify import URLError
 from ..service import Gateway
 from ...policy import BLOCK, new_reference
-from ...store import Event
+from ...events import Event
 from ...store.problem_reports import NewReport, add_report
 from . import IDENTITY, OWN_PAGE, needs_decision
 

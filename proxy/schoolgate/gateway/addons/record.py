@@ -11,7 +11,7 @@ import logging
 from mitmproxy import http
 
 from ..service import Gateway
-from ...store import Event
+from ...events import Event
 from . import BODY_PENDING, IDENTITY, RECORDED, VERDICT
 
 log = logging.getLogger("schoolgate.record")

@@ -28,7 +28,7 @@ from ..service import Gateway, Rules
 from ...identify import Identity
 from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
 from ...policy import ALLOW, BLOCK, Verdict, new_reference
-from ...store import Event
+from ...events import Event
 from . import identify_client
 
 log = logging.getLogger("schoolgate.tls")

@@ -1,8 +1,7 @@
-"""The alert routing file (`alerts/routing.yaml`): who hears about which concern, through which
-channel, and the limits on how often. Validated once at start-up; every problem is reported as
-``file:line: key: what is wrong (what is allowed)`` and all of them are raised together.
-
-Pure code: no I/O after loading, so `Routing.route` is safe on the event loop.
+"""Load the alert routing file (`alerts/routing.yaml`): who hears about which concern, through
+which channel, and the limits on how often, as a checked `Routing` (`schoolgate.config.model`).
+Every problem is reported as ``file:line: key: what is wrong (what is allowed)`` and all of them
+are raised together.
 """
 
 from __future__ import annotations
@@ -10,43 +9,23 @@ from __future__ import annotations
 import difflib
 import os.path
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from ..classify.library import THEMES
-from ..config.yamltree import Node as _Value
-from ..config.yamltree import YamlChecker
-from ..config.yamltree import describe as _kind
+from ..events import ILLEGAL_THEME, SEVERITIES, THEMES
+from .model import (
+    ABOUT, EMAIL, WEBHOOK_FORMATS, Delivery, Destination, Limits, Routing, Rule,
+    SmtpSettings, WebhookSettings,
+)
+from .yamltree import Node as _Value
+from .yamltree import YamlChecker
+from .yamltree import describe as _kind
 
-__all__ = [
-    "ABOUT",
-    "ALERT_THEMES",
-    "EMAIL",
-    "ILLEGAL_THEME",
-    "SEVERITIES",
-    "Delivery",
-    "Destination",
-    "Limits",
-    "Routing",
-    "RoutingError",
-    "Rule",
-    "SmtpSettings",
-    "WebhookSettings",
-    "WEBHOOK_FORMATS",
-    "load_routing",
-]
+__all__ = ["ALERT_THEMES", "RoutingError", "load_routing"]
 
-EMAIL = "email"
-"""The channel name of e-mail; every other channel is a webhook named in the routing file."""
-ILLEGAL_THEME = "illegal"
-"""The theme an illegal-list hit (IWF, CTIRU) alerts under; always severity high."""
 ALERT_THEMES: tuple[str, ...] = (*THEMES, ILLEGAL_THEME)
-SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
-ABOUT = ("pupils", "staff", "anyone")
-WEBHOOK_FORMATS = ("json", "teams", "slack")
+"""Every theme a routing rule can name: the library's themes and illegal-list hits."""
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$|^[^@\s<>,;\"]+@localhost$")
 
@@ -58,153 +37,6 @@ class RoutingError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpSettings:
-    """The mail server alerts are sent through."""
-
-    host: str
-    port: int = 25
-    sender: str = "schoolgate@localhost"
-    """The From address (`from:` in the file)."""
-    starttls: bool = False
-    """Upgrade the connection with STARTTLS, and refuse to send if the server cannot (port 587)."""
-    implicit_tls: bool = False
-    """TLS from the first byte (port 465). Cannot be combined with `starttls`."""
-    username: str | None = None
-    password_file: Path | None = None
-    """Read at every send, so a changed password needs no restart. Never logged."""
-    ca_file: Path | None = None
-    """CA bundle to check the server's certificate against (default: the system's)."""
-    timeout: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    """A messaging channel (Teams, Slack or any HTTP endpoint) alerts are POSTed to as JSON."""
-
-    name: str
-    url: str = field(repr=False)
-    """May carry a secret (Teams and Slack put one in the path): never logged or shown."""
-    format: str = "json"
-    """`json` (Schoolgate's own), `teams` (Adaptive Card message) or `slack` (blocks)."""
-    token_file: Path | None = None
-    """Bearer token sent in the Authorization header, read at every send. Never logged."""
-    ca_file: Path | None = None
-    timeout: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    """Where one alert goes: a channel and, for e-mail, the addresses."""
-
-    channel: str
-    recipients: tuple[str, ...] = ()
-    rule: str = ""
-    """The rule that chose it (its name, or `rules[2]`), or `fallback.pupils` / `fallback.staff`."""
-
-    @property
-    def key(self) -> str:
-        """What rate limits count by: the channel and its recipients."""
-        return f"{self.channel}:{','.join(self.recipients)}"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One routing rule. An empty `themes` or `groups` matches any."""
-
-    name: str
-    themes: frozenset[str]
-    min_severity: str
-    groups: frozenset[str]
-    about: str
-    """`pupils` (everyone outside `staff_groups`, guests included), `staff` or `anyone`."""
-    destination: Destination
-    continue_: bool = False
-    """True: later rules are checked too (to add a webhook beside an e-mail, say)."""
-    where: str = ""
-    """`file:line` of the rule."""
-
-    def matches(self, theme: str, severity: str, group: str, is_staff: bool) -> bool:
-        if self.themes and theme not in self.themes:
-            return False
-        if SEVERITY_RANK[severity] < SEVERITY_RANK[self.min_severity]:
-            return False
-        if self.groups and group not in self.groups:
-            return False
-        if self.about == "pupils" and is_staff:
-            return False
-        if self.about == "staff" and not is_staff:
-            return False
-        return True
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """How often alerts may go out."""
-
-    dedup_window: float = 30 * 60
-    """Seconds: the same person and theme alert once in this window; later ones are counted
-    and reported in the next alert after the window."""
-    max_alerts: int = 20
-    """Alerts one destination may receive in `per` seconds before alerts to it pause."""
-    per: float = 10 * 60
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """How hard the outbox tries."""
-
-    first_retry: float = 30.0
-    """Seconds before the second attempt; it doubles after each failure..."""
-    longest_retry: float = 30 * 60
-    """...up to this."""
-    max_attempts: int = 12
-    give_up_after: float = 24 * 3600
-    """Seconds after the alert was made; whichever bound comes first marks it failed."""
-    keep: float = 30 * 86400
-    """Sent, failed and held rows are deleted this long after they were made (they hold
-    personal data; the events themselves stay in the store under its own retention)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Routing:
-    """The routing file, checked."""
-
-    path: Path
-    staff_groups: frozenset[str]
-    rules: tuple[Rule, ...]
-    fallback_pupils: Destination
-    fallback_staff: Destination
-    smtp: SmtpSettings | None
-    webhooks: dict[str, WebhookSettings]
-    limits: Limits = Limits()
-    delivery: Delivery = Delivery()
-    templates: Path | None = None
-    """Folder of the e-mail templates (`alert.txt`, `alert.html`, ...)."""
-
-    def is_staff(self, group: str) -> bool:
-        return group in self.staff_groups
-
-    def route(self, theme: str, severity: str, group: str, *, must_alert: bool) -> list[Destination]:
-        """Destinations for a concern, in rule order, without duplicates. With `must_alert`
-        (illegal-list hits, high severity) the fallback applies when no rule matched."""
-        staff = self.is_staff(group)
-        out: list[Destination] = []
-        for rule in self.rules:
-            if rule.matches(theme, severity, group, staff):
-                if all(d.key != rule.destination.key for d in out):
-                    out.append(rule.destination)
-                if not rule.continue_:
-                    break
-        if not out and must_alert:
-            out.append(self.fallback_staff if staff else self.fallback_pupils)
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
 
 
 def load_routing(

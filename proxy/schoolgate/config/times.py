@@ -1,17 +1,16 @@
-"""Named time windows in the school's time zone ("Mon-Fri 08:30-15:30"), for policies that
-change with the school day: social networks blocked for pupils in lessons, allowed for staff after
-16:00. Pure code: the caller passes the time, so tests and `why --at` can choose it.
+"""The config's time syntax: schedule windows (`Mon-Fri 08:30-15:30`) and the days and times the
+gateway runs the filter check (`Mon 07:00`). Each parser raises `ScheduleError` (a ValueError)
+whose message shows the right form; the loader reports it at the file and line.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import time
 
-__all__ = ["DAYS", "Schedule", "ScheduleError", "Window", "parse_window"]
+from .model import RunTime, Window
+
+__all__ = ["DAYS", "ScheduleError", "parse_run_time", "parse_window"]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -25,52 +24,6 @@ _TIME = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
 
 class ScheduleError(ValueError):
     """A window that cannot be read; the message says what is wrong and shows the right form."""
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """Some days of the week and a time of day range, start included and end excluded."""
-
-    days: frozenset[int]
-    """Days the window starts on, Monday 0 to Sunday 6."""
-    start: int
-    """Seconds after local midnight."""
-    end: int
-    """Seconds after local midnight (86400 for 24:00). Before `start`, the window runs past
-    midnight into the next day: "Fri 22:00-06:00" covers Saturday until 06:00."""
-    text: str
-    """The window as written in the config."""
-
-    def covers(self, weekday: int, second: int) -> bool:
-        if self.start < self.end:
-            return weekday in self.days and self.start <= second < self.end
-        # Overnight: the evening part on a listed day, the morning part on the day after one.
-        return (weekday in self.days and second >= self.start) or (
-            (weekday - 1) % 7 in self.days and second < self.end
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """A named set of windows, such as `school_day`."""
-
-    name: str
-    title: str
-    windows: tuple[Window, ...]
-    timezone: str = "Europe/London"
-    """IANA zone the windows are read in: the school's, so lessons start at 08:30 on the clock
-    on the wall in winter and in summer alike."""
-
-    def active(self, when: float) -> bool:
-        """Whether `when` (a Unix time) falls in one of the windows."""
-        local = datetime.fromtimestamp(when, _zone(self.timezone))
-        second = local.hour * 3600 + local.minute * 60 + local.second
-        weekday = local.weekday()
-        return any(w.covers(weekday, second) for w in self.windows)
-
-
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)  # ZoneInfo caches instances by key itself
 
 
 def parse_window(text: str) -> Window:
@@ -126,5 +79,16 @@ def _seconds(text: str) -> int:
     return int(m[1]) * 3600 + int(m[2]) * 60
 
 
-def any_active(schedules: Iterable[Schedule], when: float) -> bool:
-    return any(s.active(when) for s in schedules)
+def parse_run_time(text: str) -> RunTime:
+    """Read `DAYS HH:MM` (DAYS as in schedules: `Mon`, `Mon-Fri`, `Mon,Thu`, `daily`,
+    `weekdays`, `weekends`). Raises ValueError saying what is wrong."""
+    parts = text.split()
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", parts[1]) if len(parts) == 2 else None
+    if m is None:
+        raise ValueError(f"{text!r} is not DAYS HH:MM, such as 'Mon 07:00' or 'weekdays 06:45'")
+    try:
+        days = parse_window(f"{parts[0]} 00:00-24:00").days
+    except ScheduleError as e:
+        raise ValueError(str(e).replace(" 00:00-24:00", "")) from None
+    return RunTime(days, time(int(m[1]), int(m[2])), text)
+
