@@ -103,8 +103,9 @@ def main() -> None:
         from mitmproxy.test import taddons, tflow
     from prometheus_client import CollectorRegistry
 
-    from schoolgate.gateway.addons import ordered
-    from schoolgate.gateway.addons.metrics import COUNTED, Metrics
+    from schoolgate.gateway.addons import decision_of
+    from schoolgate.gateway.addons.metrics import Metrics
+    from schoolgate.gateway.bootstrap import ordered
     from schoolgate.config.loader import load_config
     from schoolgate.gateway.service import Gateway
 
@@ -162,7 +163,7 @@ def main() -> None:
                 invoke(metrics_addon, HttpRequestHeadersHook(f))
             managed = time.thread_time() - t0
             for f, _ in chunk:
-                f.metadata.pop(COUNTED)
+                decision_of(f).counted = False
             t0 = time.thread_time()
             for f, _ in chunk:
                 metrics_addon.requestheaders(f)

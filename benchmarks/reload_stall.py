@@ -57,7 +57,8 @@ async def _measure(action) -> tuple[float, float, float]:
 
 async def main_async() -> None:
     from schoolgate.config.loader import load_config
-    from schoolgate.gateway.service import Gateway, build_rules
+    from schoolgate.gateway.rules import build_rules
+    from schoolgate.gateway.service import Gateway
 
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
@@ -68,7 +69,7 @@ async def main_async() -> None:
 
         async def child_reload():
             os.utime(extra, ns=(time.time_ns(), time.time_ns()))  # force a rebuild
-            assert await gateway.reload("benchmark")
+            assert await gateway.reloader.reload("benchmark")
 
         async def thread_reload():
             os.utime(extra, ns=(time.time_ns(), time.time_ns()))
@@ -76,7 +77,7 @@ async def main_async() -> None:
 
         rows = [("gateway reload (child process)", await _measure(child_reload)),
                 ("baseline: rebuild in a thread", await _measure(thread_reload))]
-        entries = len(gateway.classifier.index.domains)
+        entries = len(gateway.rules.classifier.index.domains)
     print(f"\nReload of the full UT1 set ({entries:,} domains), event-loop stall")
     print(f"{'':34} {'reload s':>9} {'max stall ms':>13} {'p99 stall ms':>13}")
     for name, (took, worst, p99) in rows:

@@ -1,22 +1,21 @@
 """Load Schoolgate into a stock mitmproxy: ``mitmdump -s proxy/entry.py --set schoolgate_config=PATH``.
 
-`schoolgate run` is the supported way to start the gateway (it creates the school-named CA and
-sets safe defaults such as lazy upstream connections); this shim exists for people who already
-run mitmproxy with their own options and addons.
+`schoolgate run` is the supported way to start the gateway; this shim is for people who already
+run mitmproxy with their own options and addons. Both start Schoolgate through the same bootstrap
+(`schoolgate.gateway.bootstrap`): the illegal lists are loaded before the first request, or
+mitmproxy stops with the reason; the school's CA and lazy upstream connections are set here too.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from schoolgate.gateway.addons import ordered
-from schoolgate.config.model import ConfigError
 from schoolgate.config.loader import load_config
-from schoolgate.gateway.service import Gateway
-
-log = logging.getLogger("schoolgate")
+from schoolgate.config.model import ConfigError
+from schoolgate.gateway import bootstrap
+from schoolgate.gateway.service import Gateway, StartupError
 
 
 class Schoolgate:
@@ -25,7 +24,7 @@ class Schoolgate:
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
 
-    def load(self, loader) -> None:
+    def load(self, loader: Any) -> None:
         loader.add_option(
             "schoolgate_config",
             str,
@@ -33,16 +32,19 @@ class Schoolgate:
             "Path to Schoolgate's YAML configuration file.",
         )
 
-    def configure(self, updated) -> None:
+    def configure(self, updated: set[str]) -> None:
         if "schoolgate_config" not in updated or self.gateway is not None:
             return
         try:
             config = load_config(ctx.options.schoolgate_config)
+            gateway = bootstrap.build(config)
         except ConfigError as e:
             raise exceptions.OptionsError("\n".join(e.problems)) from None
-        self.gateway = Gateway(config)
-        self.gateway.log_lists()
-        ctx.master.addons.add(*ordered(self.gateway))
+        except StartupError as e:
+            raise exceptions.OptionsError(str(e)) from None
+        self.gateway = gateway
+        ctx.options.update(**bootstrap.proxy_options(config))
+        ctx.master.addons.add(*bootstrap.ordered(gateway))
 
 
 addons = [Schoolgate()]

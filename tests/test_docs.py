@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from schoolgate.cli.why import WHY_KEYS
 from schoolgate import cli
 from schoolgate.config.loader import _Checker, load_config
 
@@ -22,7 +23,7 @@ def test_readme_opens_with_the_two_commands():
 
 
 def _subcommands() -> list[str]:
-    parser = cli._parser()
+    parser = cli.parser()
     (sub,) = [a for a in parser._actions if a.dest == "command"]
     return sorted(sub.choices)
 
@@ -34,7 +35,7 @@ def test_every_command_has_a_readme_section(command):
     )
 
 
-@pytest.mark.parametrize("key", cli.WHY_KEYS)
+@pytest.mark.parametrize("key", WHY_KEYS)
 def test_every_why_json_key_is_documented(key):
     assert re.search(rf"^\| `{key}` \|", README, re.M), f"README.md does not document why key {key!r}"
 

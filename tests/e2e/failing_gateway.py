@@ -21,10 +21,10 @@ _classify = Classifier.classify
 _getaddrinfo = socket.getaddrinfo
 
 
-def classify(self: Classifier, url):  # noqa: ANN001, ANN201
+def classify(self: Classifier, url, **request):  # noqa: ANN001, ANN003, ANN201
     if "explode" in str(url).split("/")[2]:  # the host part of the URL
         raise RuntimeError("injected classifier failure (e2e test)")
-    return _classify(self, url)
+    return _classify(self, url, **request)
 
 
 def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN201

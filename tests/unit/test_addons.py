@@ -1,5 +1,4 @@
-"""The mitmproxy addons, run in their real order over test flows: block pages, verdicts in
-flow.metadata, queued events and metrics, and fail-closed behaviour when any stage breaks."""
+"""The mitmproxy addons, run in their real order over test flows: block pages, the flow's decision, queued events and metrics, and fail-closed behaviour when any stage breaks."""
 
 from __future__ import annotations
 
@@ -13,9 +12,13 @@ from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
-from schoolgate.gateway.addons import CLASSIFICATION, IDENTITY, VERDICT, ordered
+import dataclasses
+
+from schoolgate.gateway.addons import begin, decision_of
+from schoolgate.gateway.bootstrap import ordered
 from schoolgate.config.model import Config
-from schoolgate.gateway.service import FailureLog, Gateway
+from schoolgate.gateway.failures import FailureLog
+from schoolgate.gateway.service import Gateway
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy
 from schoolgate.store import events_by_reference
 
@@ -123,9 +126,9 @@ def addon_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_decision_per_group(proxy, registry, client, url, status, action, category, group):
     flow = proxy.browse(flow_to(url, client))
 
-    verdict = flow.metadata[VERDICT]
+    verdict = decision_of(flow).verdict
     assert (verdict.action, verdict.category, verdict.group) == (action, category, group)
-    assert flow.metadata[IDENTITY].group == group
+    assert decision_of(flow).identity.group == group
     if status is None:
         assert flow.response is None
     else:
@@ -137,7 +140,7 @@ def test_decision_per_group(proxy, registry, client, url, status, action, catego
 def test_blocked_request_gets_the_block_page(proxy, registry):
     flow = proxy.requestheaders(flow_to("http://www.bet365.com/casino"))
 
-    verdict = flow.metadata[VERDICT]
+    verdict = decision_of(flow).verdict
     assert verdict.rule == "group secondary blocks gambling"
     assert flow.response.status_code == 403
     assert flow.response.headers["Content-Type"] == "text/html; charset=utf-8"
@@ -163,8 +166,8 @@ def test_allowed_request_passes_both_hooks_untouched_and_is_counted_once(proxy, 
     proxy.request(flow)  # a hook seen twice must not count or record twice
 
     assert flow.response is None
-    assert flow.metadata[VERDICT].action == ALLOW
-    assert flow.metadata[CLASSIFICATION].categories == ("education",)
+    assert decision_of(flow).verdict.action == ALLOW
+    assert decision_of(flow).classification.categories == ("education",)
     assert requests_total(registry, ALLOW, "education", "primary") == 1
     assert proxy.gateway.writer.depth == 1
     assert registry.get_sample_value("schoolgate_decision_seconds_count") == 1
@@ -174,7 +177,7 @@ def test_classification_uses_the_connection_host_not_a_forged_host_header(proxy)
     flow = flow_to("http://www.bet365.com/")
     flow.request.headers["Host"] = "www.bbc.co.uk"
     proxy.requestheaders(flow)
-    assert flow.metadata[VERDICT].action == BLOCK
+    assert decision_of(flow).verdict.action == BLOCK
     assert flow.response.status_code == 403
 
 
@@ -212,7 +215,7 @@ def test_flows_that_need_no_decision_are_left_alone(proxy, registry, make_flow):
     proxy.requestheaders(flow)
     proxy.request(flow)
     assert flow.response is response_before
-    assert VERDICT not in flow.metadata
+    assert decision_of(flow) is None or decision_of(flow).verdict is None
     assert proxy.gateway.writer.depth == 0
     assert registry.get_sample_value("schoolgate_decision_seconds_count") == 0
 
@@ -232,7 +235,7 @@ async def test_decisions_reach_the_store(config, registry):
 
     assert gateway.writer.written == 2
     assert registry.get_sample_value("schoolgate_events_written_total") == 2
-    reference = blocked.metadata[VERDICT].reference
+    reference = decision_of(blocked).verdict.reference
     (row,) = events_by_reference(config.database_path, reference)
     assert {k: row[k] for k in ("client_ip", "group_name", "action", "method", "scheme", "host",
                                 "url", "categories", "matched_rule", "reference")} == {
@@ -266,11 +269,17 @@ class Broken:
     identify = classify = classify_host = decide = render = must_log_in = _fail
 
 
+def _break(part: str):
+    def apply(g: Gateway) -> None:
+        g.rules = dataclasses.replace(g.rules, **{part: Broken()})
+    return apply
+
+
 BREAK = {
     # stage: how to break it on a gateway
-    "identify": lambda g: g._replace(identity=Broken()),
-    "classify": lambda g: setattr(g, "classifier", Broken()),
-    "enforce": lambda g: setattr(g, "policy", Broken()),
+    "identify": _break("identity"),
+    "classify": _break("classifier"),
+    "enforce": _break("policy"),
 }
 
 
@@ -292,7 +301,7 @@ def test_broken_stage_fails_closed(proxy, registry, caplog, stage, client, group
     flow = proxy.browse(flow_to("https://www.example.org/", client))
     assert flow.response.status_code == 503
     assert "Filtering error" in flow.response.get_text()
-    verdict = flow.metadata[VERDICT]
+    verdict = decision_of(flow).verdict
     assert (verdict.action, verdict.group) == (ERROR, group)
     assert verdict.reason == f"filtering-error:{stage}"
     assert flow.response.headers["X-Schoolgate-Reference"] == verdict.reference
@@ -317,10 +326,10 @@ def test_broken_stage_fails_closed(proxy, registry, caplog, stage, client, group
 
 
 def test_broken_classifier_fails_closed_after_one_request(proxy, registry):
-    proxy.gateway.classifier = Broken()
+    proxy.gateway.rules = dataclasses.replace(proxy.gateway.rules, classifier=Broken())
     flow = proxy.requestheaders(flow_to("http://www.bbc.co.uk/"))
     assert flow.response.status_code == 503
-    assert flow.metadata[VERDICT].action == ERROR
+    assert decision_of(flow).verdict.action == ERROR
     assert fail_closed_total(registry, "classify") == 1
     assert requests_total(registry, ERROR, "none", "secondary") == 1
 
@@ -346,7 +355,7 @@ def test_a_malformed_host_is_a_bad_request_not_a_filtering_error(proxy, registry
     proxy.browse(flow)
     assert flow.response.status_code == 400
     assert b"Bad request" in flow.response.content
-    verdict = flow.metadata[VERDICT]
+    verdict = decision_of(flow).verdict
     assert (verdict.action, verdict.reason) == (BLOCK, "bad-request")
     assert fail_closed_total(registry, "classify") == 0
     assert proxy.gateway.writer.depth == 1
@@ -356,7 +365,7 @@ def test_a_malformed_host_is_a_bad_request_not_a_filtering_error(proxy, registry
 class BrokenElsewhere:
     """A second, different bug: another exception type raised from another line."""
 
-    def classify(self, url):
+    def classify(self, url, **request):
         raise KeyError(url)
 
 
@@ -365,7 +374,7 @@ def test_different_failures_are_each_logged_once(proxy, caplog):
     # The same bug with different messages (a message often holds the host) is one failure;
     # a bug elsewhere is another.
     for classifier in (Broken("first host"), Broken("second host"), BrokenElsewhere(), Broken("x")):
-        proxy.gateway.classifier = classifier
+        proxy.gateway.rules = dataclasses.replace(proxy.gateway.rules, classifier=classifier)
         proxy.browse(flow_to("http://www.example.org/"))
     logged = [m for r in caplog.records if (m := r.getMessage()).startswith("filtering error")]
     assert len(logged) == 2
@@ -373,12 +382,13 @@ def test_different_failures_are_each_logged_once(proxy, caplog):
 
 
 def test_broken_block_page_still_blocks_with_plain_text(proxy, registry, caplog):
-    proxy.gateway.block_page = Broken("template missing")
+    proxy.gateway.rules = dataclasses.replace(proxy.gateway.rules,
+                                              block_page=Broken("template missing"))
     flow = proxy.browse(flow_to("http://www.bet365.com/"))
     assert flow.response.status_code == 503
     assert flow.response.get_text() == "Filtering error: this request was blocked."
     assert flow.response.headers["Content-Type"] == "text/plain"
-    assert flow.metadata[VERDICT].action == ERROR
+    assert decision_of(flow).verdict.action == ERROR
     assert fail_closed_total(registry, "enforce") == 1
     assert addon_errors(caplog) == []
 
@@ -390,7 +400,7 @@ def test_unknown_client_address_fails_closed_and_the_loss_of_its_event_is_counte
     flow.client_conn.peername = None  # no address at all: no identity, no IP to record
     proxy.browse(flow)
     assert flow.response.status_code == 503
-    assert flow.metadata[VERDICT].reason == "filtering-error:identify"
+    assert decision_of(flow).verdict.reason == "filtering-error:identify"
     assert fail_closed_total(registry, "identify") == 1
     # Record could not build the event: counted as dropped, logged, and the block still stands.
     assert proxy.gateway.writer.depth == 0
@@ -408,9 +418,10 @@ def test_unknown_client_address_fails_closed_and_the_loss_of_its_event_is_counte
     "prepare",
     [
         # requestheaders never ran our addons (a future code path, another addon interfering).
-        lambda f: None,
+        lambda gateway, f: None,
         # A verdict that is not "allow", but whose block page was removed by someone else.
-        lambda f: f.metadata.__setitem__(VERDICT, Policy.failed("guest", "classify")),
+        lambda gateway, f: setattr(begin(gateway, f), "verdict",
+                                   Policy.failed("guest", "classify")),
     ],
     ids=["no-verdict", "non-allow-verdict-without-response"],
 )
@@ -418,12 +429,12 @@ def test_request_without_an_allow_verdict_is_blocked_at_the_request_hook(
     proxy, registry, caplog, prepare
 ):
     flow = flow_to("http://www.bbc.co.uk/", client="10.30.0.9")
-    prepare(flow)
+    prepare(proxy.gateway, flow)
     proxy.request(flow)
 
     assert flow.response.status_code == 503
     assert "Filtering error" in flow.response.get_text()
-    verdict = flow.metadata[VERDICT]
+    verdict = decision_of(flow).verdict
     assert (verdict.action, verdict.reason) == (ERROR, "filtering-error:enforce")
     # No identity was made, so the default group is recorded.
     assert verdict.group == "guest"
@@ -446,7 +457,7 @@ def test_request_hook_leaves_allowed_flows_alone(proxy, registry):
 
 def test_failure_log_repeats_as_a_count_after_the_interval(monkeypatch, caplog):
     now = [1000.0]
-    monkeypatch.setattr("schoolgate.gateway.service.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("schoolgate.gateway.failures.time.monotonic", lambda: now[0])
     failures = FailureLog(repeat_every=60)
     caplog.set_level(logging.ERROR, logger="schoolgate")
     error = RuntimeError("disk on fire")

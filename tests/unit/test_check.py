@@ -26,8 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sample_school import REPO, replace_once
 
 from schoolgate import check
-from schoolgate.gateway.addons import IDENTITY, VERDICT, ordered
-from schoolgate.gateway.addons.check import CHECK, CheckMode
+from schoolgate.gateway.addons import decision_of
+from schoolgate.gateway.addons.check import CheckMode
+from schoolgate.gateway.bootstrap import ordered
 from schoolgate.check import (
     CHECK_HEADER, FAIL, PASS, SKIP, WARN, Canary, CheckRun, Observation, Result, answer_headers,
     build_suite, evaluate, format_table, latest_run, next_run, observation_from,
@@ -37,7 +38,8 @@ from schoolgate.config.times import parse_run_time
 from schoolgate.classify.illegal import IllegalLists
 from schoolgate.config.model import ConfigError
 from schoolgate.config.loader import load_config
-from schoolgate.gateway.service import Gateway, build_rules
+from schoolgate.gateway.rules import build_rules
+from schoolgate.gateway.service import Gateway
 from schoolgate.sources.illegal import sources_for
 from schoolgate.policy import ALLOW, BLOCK, Verdict
 
@@ -470,6 +472,11 @@ def flow_to(url: str, header: str | None = None, client: str = "10.20.1.2") -> h
     return f
 
 
+def check_connections(gateway: Gateway) -> list:
+    """The client connections the gateway treats as `schoolgate check` connections."""
+    return [state for state in gateway.clients.values() if state.check is not None]
+
+
 def sample(gateway: Gateway, name: str, **labels) -> float:
     text = generate_latest(gateway.metrics.registry).decode()
     for family in text_string_to_metric_families(text):
@@ -484,7 +491,7 @@ def test_an_allowed_check_request_is_answered_by_the_gateway_with_its_verdict(pr
     f = proxy.browse(flow_to("http://www.bing.com/search?q=a&adlt=off",
                              f"{proxy.mode.token} group=staff"))
     assert CHECK_HEADER not in f.request.headers
-    assert f.metadata[IDENTITY].group == "staff" and f.metadata[IDENTITY].source == "check"
+    assert decision_of(f).identity.group == "staff" and decision_of(f).identity.source == "check"
     r = f.response
     assert r is not None and r.status_code == 200
     assert b"nothing was fetched" in r.content
@@ -538,14 +545,15 @@ def test_a_wrong_token_is_refused_without_check_mode(proxy, header, status):
     f = proxy.browse(flow_to("http://thenational.academy/", header))
     assert f.response.status_code == status
     assert CHECK_HEADER not in f.request.headers
-    assert CHECK not in f.metadata and VERDICT not in f.metadata
-    assert not proxy.gateway.checks
+    assert decision_of(f) is None or (decision_of(f).check is None
+                                       and decision_of(f).verdict is None)
+    assert not check_connections(proxy.gateway)
     assert sample(proxy.gateway, "schoolgate_filter_check_requests_total", action="refused") == 1
 
 
 def test_the_token_for_an_unknown_group_is_refused(proxy):
     f = proxy.browse(flow_to("http://thenational.academy/", f"{proxy.mode.token} group=nobody"))
-    assert f.response.status_code == 400 and not proxy.gateway.checks
+    assert f.response.status_code == 400 and not check_connections(proxy.gateway)
 
 
 def test_a_header_given_twice_is_refused(proxy):
@@ -558,7 +566,7 @@ def test_a_header_given_twice_is_refused(proxy):
 
 def test_real_traffic_is_untouched_and_a_check_connection_never_reaches_a_server(proxy):
     pupil = proxy.browse(flow_to("http://thenational.academy/"))
-    assert pupil.response is None and pupil.metadata[IDENTITY].source != "check"
+    assert pupil.response is None and decision_of(pupil).identity.source != "check"
     assert proxy.gateway.writer.depth == 1  # an event, as for any browsing
     checked = flow_to("http://thenational.academy/", f"{proxy.mode.token} group=pupils")
     proxy.browse(checked)
@@ -584,7 +592,7 @@ def test_the_connect_of_a_check_opens_check_mode_for_the_tunnel(proxy):
     inside.client_conn = connect.client_conn
     inside.request.url = "https://thenational.academy/"
     proxy.browse(inside)
-    assert inside.response.status_code == 200 and inside.metadata[IDENTITY].group == "byod"
+    assert inside.response.status_code == 200 and decision_of(inside).identity.group == "byod"
     assert proxy.gateway.writer.depth == 0
 
 

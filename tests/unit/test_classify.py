@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from schoolgate.sources.lists import build_classifier
 from schoolgate.classify import (
     CategoryMatch,
     Classification,
@@ -355,7 +356,7 @@ def test_idn_entries_match_what_browsers_send(tmp_path):
 
 
 def test_classifier_from_config_loads_every_list(config, tmp_path):
-    c = Classifier.from_config(config)
+    c = build_classifier(config)
     assert [s.path for s in c.summaries] == [
         str(tmp_path / "lists" / name) for name in ("gambling", "social_networks", "education")
     ]
@@ -373,7 +374,7 @@ def test_bad_lines_are_skipped_and_reported_but_the_rest_of_the_file_loads(make_
         "social_networks": "facebook.com\n",
         "education": "bbc.co.uk\n",
     })
-    c = Classifier.from_config(config)
+    c = build_classifier(config)
     (problem,) = c.problems
     assert (Path(problem.path).name, problem.line) == ("gambling", 2)
     assert c.classify_host("williamhill.com").categories == ("gambling",)

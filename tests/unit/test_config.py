@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from schoolgate.cli.why import WHY_KEYS
 from schoolgate import cli
 from schoolgate.config.model import Address, ConfigError, EventSettings
 from schoolgate.config.loader import load_config, parse_address
@@ -564,7 +565,7 @@ def test_cli_why_explains_a_verdict_as_json(write_config, capsys):
     out, err = capsys.readouterr()
     assert status == 0, err
     first, second = (json.loads(line) for line in out.splitlines())
-    assert list(first) == list(cli.WHY_KEYS)
+    assert list(first) == list(WHY_KEYS)
     assert first["normalised_url"] == "https://www.bet365.com/casino"
     assert (first["group"], first["group_source"]) == ("sixth_form", "subnet")
     assert first["ip"] == "10.20.50.3"

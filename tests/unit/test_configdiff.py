@@ -249,19 +249,19 @@ async def test_reload_records_a_config_change_once_and_nothing_else(write_config
     config = load_config(path)
     gw = _gateway(config)
 
-    assert await gw.reload("nothing changed")
+    assert await gw.reloader.reload("nothing changed")
     assert _rows(config) == []
 
     path.write_text(edited("    blocked_categories: []\n  guest:",
                            "    blocked_categories: [gambling]\n  guest:"), encoding="utf-8")
-    assert await gw.reload("changed: schoolgate.yaml")
+    assert await gw.reloader.reload("changed: schoolgate.yaml")
     (row,) = _rows(config)
     assert (row.actor, row.action, row.outcome, row.reason) == (
         "reload", "config", "done", "changed: schoolgate.yaml")
     assert row.detail == {"diff": ["group staff: blocked_categories added gambling"]}
 
     # Compared with the config now in force: a second reload of the same file adds nothing.
-    assert await gw.reload("SIGHUP")
+    assert await gw.reloader.reload("SIGHUP")
     assert len(_rows(config)) == 1
 
 
@@ -271,7 +271,7 @@ async def test_command_line_entries_are_not_recorded_again_as_config(write_confi
     gw = _gateway(config)
     change_local_policy(local_policy_path(config), lambda entries: [
         LocalEntry(1, "block", "games.example.com", "*", "Emergency", "J Smith", time.time())])
-    assert await gw.reload("changed: local-policy.json")
+    assert await gw.reloader.reload("changed: local-policy.json")
     assert any(o.target == "games.example.com" for o in gw.rules.config.groups["staff"].block)
     assert _rows(config) == []
 
@@ -283,14 +283,14 @@ async def test_a_refused_reload_is_recorded_as_refused(write_config):
     gw = _gateway(config)
     path.write_text(edited("blocked_categories: []", "blocked_categories: [gamblin]"),
                     encoding="utf-8")
-    assert not await gw.reload("SIGHUP")
+    assert not await gw.reloader.reload("SIGHUP")
     (row,) = _rows(config)
     assert (row.actor, row.outcome, row.reason) == ("reload", "refused", "SIGHUP")
     assert "unknown category 'gamblin'" in row.detail["refused"]
     assert row.detail["problems"] and all(str(path) in p for p in row.detail["problems"])
     # The running rules stayed: a later good reload is compared with them.
     path.write_text(BASE_CONFIG, encoding="utf-8")
-    assert await gw.reload("fixed")
+    assert await gw.reloader.reload("fixed")
     assert [r.outcome for r in _rows(config)] == ["refused"]
     status = json.loads((config.data_dir / "reload-status.json").read_text())
     assert status["ok"] is True

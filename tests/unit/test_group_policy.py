@@ -10,7 +10,7 @@ import pytest
 
 from sample_school import BASE_CONFIG, BASE_LISTS, line_of, replace_once
 
-from schoolgate.classify import Classifier
+from schoolgate.sources.lists import build_classifier
 from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
@@ -79,7 +79,7 @@ def school(make_config):
     config = make_config(_text(), LISTS)
     now = [at("2026-11-23 10:00:00")]  # a Monday, mid-morning
     policy = Policy(config, clock=lambda: now[0])
-    classifier = Classifier.from_config(config)
+    classifier = build_classifier(config)
 
     def decide(group: str, url: str, when: str | None = None):
         if when is not None:

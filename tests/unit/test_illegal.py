@@ -10,10 +10,11 @@ import pytest
 
 from sample_school import BASE_CONFIG, replace_once
 
+from schoolgate.sources.lists import build_classifier
 from schoolgate.classify import Classifier
 from schoolgate.classify.illegal import IllegalLists, digest_key, parse_entries
 from schoolgate.config.model import ConfigError, IllegalListConfig
-from schoolgate.gateway.service import build_rules
+from schoolgate.gateway.rules import build_rules
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
 from schoolgate.sources.illegal import IllegalListSource
@@ -211,7 +212,7 @@ def test_illegal_lists_outrank_an_allow_of_a_parent_domain(tmp_path, make_config
 
 
 def test_policy_without_illegal_lists_is_unchanged(config):
-    c = Classifier.from_config(config)
+    c = build_classifier(config)
     v = Policy(config).decide(Identity("10.20.1.2", "secondary", "subnet"),
                               c.classify("https://www.bet365.com/"))
     assert (v.action, v.category, v.illegal_list) == (BLOCK, "gambling", None)

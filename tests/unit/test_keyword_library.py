@@ -289,8 +289,7 @@ def test_flag_fields(library):
 
 
 def test_the_classifier_runs_the_library_as_one_keyword_set(library):
-    classifier = Classifier()
-    classifier.keyword_sets = (library.keyword_set,)
+    classifier = Classifier(library=library)
     c = classifier.classify("https://www.google.com/search?q=how+to+k%31ll+myself&hl=en")
     findings = library.findings(c.keywords)
     assert [(f.theme, f.phrase) for f in findings.flags] == [("suicide_selfharm", "kill myself")]

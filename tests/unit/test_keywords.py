@@ -504,12 +504,11 @@ def test_large_set_finds_planted_phrases(large_set):
 
 def test_classifier_runs_keyword_sets_over_the_decoded_url_and_handed_text():
     from schoolgate.classify import Classifier
+    from schoolgate.classify.library import KeywordLibrary
 
-    c = Classifier()
-    c.keyword_sets = (
-        KeywordSet([P("kill myself", theme="suicide_selfharm", severity="high", weight=10)]),
-        KeywordSet([P("porn", theme="adult", severity="medium", mode="substring")]),
-    )
+    phrases = [P("kill myself", theme="suicide_selfharm", severity="high", weight=10),
+               P("porn", theme="adult", severity="medium", mode="substring")]
+    c = Classifier(library=KeywordLibrary((p, "test", {}) for p in phrases))
     found = c.classify("https://www.google.com/search?q=how+to+k%31ll+mys3lf&oq=x").keywords
     assert [(m.phrase.text, m.phrase.theme) for m in found] == [("kill myself", "suicide_selfharm")]
     assert [m.phrase.theme for m in c.classify("http://x.test/free-PORNvideos").keywords] == ["adult"]

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
+from schoolgate.sources.lists import build_classifier
 from schoolgate import cli
 from schoolgate.sources import ut1 as listsimport
-from schoolgate.classify import Classifier, category_sources
+from schoolgate.sources.lists import category_sources
 from schoolgate.classify.formats import ListFormat
 from schoolgate.classify.index import ListIndex, ut1_sources
 from schoolgate.config.loader import load_config
@@ -488,7 +489,7 @@ def test_the_printed_snippet_puts_the_import_into_the_config(tmp_path, config_pa
                         f"    title: Gambling\n    lists: [lists/gambling, {dest / 'gambling'}]\n")
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
-    c = Classifier.from_config(config)
+    c = build_classifier(config)
     assert c.classify("http://www.chat.example/").categories == ("chat",)
     assert c.classify("http://casino.example/").categories == ("gambling",)
 

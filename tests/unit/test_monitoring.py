@@ -9,11 +9,10 @@ import pytest
 
 from sample_school import BASE_CONFIG, replace_once
 
-from schoolgate.classify import Classifier
+from schoolgate.sources.lists import build_classifier
 from schoolgate.identify import Identity
 from schoolgate.classify.library import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
-from schoolgate.classify.search import extract_search
 
 LIBRARY = Path(__file__).resolve().parents[2] / "alerts" / "keywords"
 
@@ -31,19 +30,11 @@ def school(make_config, library):
     text = replace_once(BASE_CONFIG, "    blocked_categories: []\n",
                         "    blocked_categories: []\n    keyword_threshold: 20\n")
     config = make_config(text)
-    policy, classifier = Policy(config), Classifier.from_config(config)
-    classifier.keyword_sets = (library.keyword_set,)
+    policy, classifier = Policy(config), build_classifier(config, library=library)
 
     def decide(group: str, url: str):
-        c = classifier.classify(url)
-        verdict = policy.decide(Identity("10.0.0.1", group, "subnet"), c)
-        host, _, rest = url.partition("://")[2].partition("/")
-        search = extract_search("GET", host, "/" + rest)
-        if search is not None:
-            flags = library.match(search.normalised, normalised=True)
-        else:
-            flags = list(library.findings(c.keywords).flags)
-        return policy.assess_keywords(verdict, search, flags)
+        # The gateway's own path: classify (search, flags) then one decision.
+        return policy.decide(Identity("10.0.0.1", group, "subnet"), classifier.classify(url))
 
     return decide
 

@@ -7,7 +7,7 @@ import pytest
 
 from sample_school import BASE_CONFIG, line_of, replace_once
 
-from schoolgate.classify import Classifier
+from schoolgate.sources.lists import build_classifier
 from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
@@ -30,7 +30,7 @@ OVERRIDES = """\
 def decide(make_config):
     text = replace_once(BASE_CONFIG, "    blocked_categories: [gambling]\n", OVERRIDES)  # sixth form
     config = make_config(text)
-    classifier, policy = Classifier.from_config(config), Policy(config)
+    classifier, policy = build_classifier(config), Policy(config)
     sixth = Identity("10.20.50.3", "sixth_form", "subnet")
 
     def run(url: str):
@@ -71,7 +71,7 @@ def test_other_groups_are_not_affected(make_config):
     text = replace_once(BASE_CONFIG, "    blocked_categories: [gambling]\n", OVERRIDES)
     config = make_config(text)
     v = Policy(config).decide(Identity("10.20.1.2", "secondary", "subnet"),
-                              Classifier.from_config(config).classify("https://www.bet365.com/responsible-gambling"))
+                              build_classifier(config).classify("https://www.bet365.com/responsible-gambling"))
     assert (v.action, v.reason) == (BLOCK, "category")
 
 
@@ -104,7 +104,7 @@ def test_override_paths_are_compared_in_canonical_form(make_config):
       - {target: "img.example/a/./b//c/", reason: Folder}
 """)
     config = make_config(text)
-    classifier, policy = Classifier.from_config(config), Policy(config)
+    classifier, policy = build_classifier(config), Policy(config)
     sixth = Identity("10.20.50.3", "sixth_form", "subnet")
     for url in ("http://img.example/~john/pic.jpg", "http://img.example/%7Ejohn/pic%2Ejpg",
                 "http://img.example/a/b/c/page.html"):

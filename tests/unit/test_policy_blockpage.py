@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from schoolgate.sources.lists import build_classifier
 from schoolgate.policy.blockpage import BlockPage
-from schoolgate.classify import CategoryMatch, Classification, Classifier
+from schoolgate.classify import CategoryMatch, Classification
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference
 
@@ -55,14 +56,14 @@ def matches(*pairs: tuple[str, str]) -> Classification:
     ],
 )
 def test_decide_by_group(config, host, group, action, category):
-    classification = Classifier.from_config(config).classify_host(host)
+    classification = build_classifier(config).classify_host(host)
     verdict = Policy(config).decide(who(group), classification)
     assert (verdict.action, verdict.group, verdict.category) == (action, group, category)
     assert REFERENCE.match(verdict.reference)
 
 
 def test_block_verdict_explains_itself(config, tmp_path):
-    classification = Classifier.from_config(config).classify_host("www.bet365.com")
+    classification = build_classifier(config).classify_host("www.bet365.com")
     verdict = Policy(config).decide(who("secondary"), classification)
     assert verdict == Verdict(
         action=BLOCK,
@@ -79,7 +80,7 @@ def test_block_verdict_explains_itself(config, tmp_path):
 
 
 def test_allow_verdict_names_the_closest_category(config):
-    classification = Classifier.from_config(config).classify_host("m.facebook.com")
+    classification = build_classifier(config).classify_host("m.facebook.com")
     verdict = Policy(config).decide(who("sixth_form"), classification)
     assert verdict.action == ALLOW
     assert verdict.rule == "group sixth_form allows social_networks"

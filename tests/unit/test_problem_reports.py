@@ -21,7 +21,8 @@ from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
 from schoolgate import cli
-from schoolgate.gateway.addons import OWN_PAGE, VERDICT, ordered
+from schoolgate.gateway.addons import decision_of
+from schoolgate.gateway.bootstrap import ordered
 from schoolgate.gateway.addons.problem_reports import MAX_REASON, ProblemReports, RateLimit
 from schoolgate.policy.blockpage import (
     REPORT_PATH, REPORT_SITE_PATH, BlockPage, open_url, report_token, seal_url,
@@ -184,7 +185,7 @@ async def test_block_page_has_a_report_form_sealed_for_its_reference_and_url(pro
     assert (form["action"], form["method"]) == (REPORT_PATH, "post")
     assert set(fields) == {"reason", "ref", "t", "u"}
     assert fields["ref"] == flow.response.headers["X-Schoolgate-Reference"]
-    key = gateway.block_page.report_key
+    key = gateway.rules.block_page.report_key
     assert open_url(key, fields["ref"], fields["t"], fields["u"]) == BLOCKED
     # The page holds the URL sealed only: never the path or query (the words of a search).
     assert "casino" not in flow.response.text
@@ -203,7 +204,7 @@ async def test_illegal_list_and_error_pages_have_no_form(proxy, gateway):
 
     from datetime import UTC, datetime
 
-    error = gateway.block_page.render(Policy.failed("guest", "classify"), "x.example",
+    error = gateway.rules.block_page.render(Policy.failed("guest", "classify"), "x.example",
                                       datetime.now(UTC), url="http://x.example/")
     assert error.status == 503 and b"<form" not in error.body
 
@@ -218,7 +219,7 @@ def test_block_page_without_a_usable_key_has_no_form(config, caplog):
     assert "report-key" in caplog.text and "delete it" in caplog.text
     verdict = Policy(config).decide(
         page_identity("secondary"),
-        Gateway(config, registry=CollectorRegistry()).classifier.classify(BLOCKED))
+        Gateway(config, registry=CollectorRegistry()).rules.classifier.classify(BLOCKED))
     body = page.render(verdict, "www.bet365.com", datetime.now(UTC), url=BLOCKED).body
     assert b"<form" not in body and b"This page is blocked" in body
 
@@ -243,7 +244,7 @@ async def test_long_addresses(proxy, url, form):
     flow = await proxy.send(flow_to(url))
     found = forms(flow.response.text).forms
     assert flow.response.status_code == 403
-    key = proxy.gateway.block_page.report_key
+    key = proxy.gateway.rules.block_page.report_key
     assert (open_url(key, *(found[0]["fields"][k] for k in ("ref", "t", "u"))) if found
             else None) == form
 
@@ -266,7 +267,7 @@ async def test_a_report_is_stored_with_who_sent_it_and_never_leaves_the_gateway(
     assert flow.response.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in flow.response.headers["Content-Security-Policy"]
     # Answered by the gateway: never classified, never decided, never recorded as browsing.
-    assert flow.metadata[OWN_PAGE] and VERDICT not in flow.metadata
+    assert decision_of(flow).own_page and decision_of(flow).verdict is None
     assert gateway.writer.depth == events_before
     assert failed_closed(gateway) == 0
     (row,) = stored(config)
@@ -339,7 +340,7 @@ async def test_refusals(proxy, gateway, config, what, change, status):
     form = await block_page_form(proxy)
     fields = {**form["fields"], "reason": change.get("reason", "homework"),
               **change.get("fields", {})}
-    key = gateway.block_page.report_key
+    key = gateway.rules.block_page.report_key
     if "age" in change:
         fields["t"] = str(int(fields["t"]) - change["age"])
         fields["u"] = seal_url(key, fields["ref"], fields["t"], BLOCKED)
@@ -358,7 +359,7 @@ async def test_refusals(proxy, gateway, config, what, change, status):
     assert flow.response.status_code == status, flow.response.text
     assert flow.response.headers["Content-Type"] == "text/html; charset=utf-8"
     assert stored(config) == []
-    assert VERDICT not in flow.metadata  # answered by the gateway, never sent on
+    assert decision_of(flow).verdict is None  # answered by the gateway, never sent on
     assert failed_closed(gateway) == 0
 
 
@@ -398,7 +399,7 @@ async def test_a_page_on_an_illegal_list_is_never_reported(proxy, gateway, confi
     events = []
     monkeypatch.setattr(gateway, "record", events.append)
     # A validly signed form for a listed page (as if a list gained it after the page was shown).
-    key = gateway.block_page.report_key
+    key = gateway.rules.block_page.report_key
     url = f"https://www.{ILLEGAL_HOST}/a/page"
     fields = {"ref": "7KQ2M-9XDPA", "t": str(int(proxy.reports.clock())), "reason": "homework"}
     fields["u"] = seal_url(key, fields["ref"], fields["t"], url)
@@ -428,11 +429,11 @@ async def test_a_page_on_an_illegal_list_is_never_reported(proxy, gateway, confi
 async def test_the_should_be_blocked_form(proxy, config):
     # Served by the gateway on any host, even a blocked one; never a block page, never an event.
     page = await proxy.send(flow_to(f"http://www.bet365.com{REPORT_SITE_PATH}"))
-    assert page.response.status_code == 200 and VERDICT not in page.metadata
+    assert page.response.status_code == 200 and decision_of(page).verdict is None
     (form,) = forms(page.response.text).forms
     assert form["action"] == REPORT_SITE_PATH and set(form["fields"]) == {
         "url", "reason", "t", "token"}
-    key = proxy.gateway.block_page.report_key
+    key = proxy.gateway.rules.block_page.report_key
     assert form["fields"]["token"] == report_token(key, "report-site", form["fields"]["t"])
     forged = await submit(proxy, "http://www.bet365.com/", form, url="bad-site.example",
                           reason="x", token="0" * 32)

@@ -385,7 +385,7 @@ class _Picker:
 
     def domains(self, category: str) -> list[str]:
         if category not in self._domains:
-            from ..classify import category_sources
+            from ..sources.lists import category_sources
             from ..classify.formats import ListFormat
 
             found: list[str] = []

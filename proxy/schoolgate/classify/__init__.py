@@ -1,29 +1,32 @@
 """What a request is: its canonical URL checked against the illegal-content lists and the
-category lists (domains, URL prefixes, expressions).
+category lists (domains, URL prefixes, expressions), the search it makes, the keyword library's
+flags in that search or in the address, and what its shape gives away (DNS-over-HTTPS).
 
-Pure code with no mitmproxy or store import, so the CLI (`schoolgate why`) and the benchmarks use
-exactly what the gateway uses. Domains match by label suffix, as in squidGuard: the entry
-`example.com` covers `example.com` and every name under it, never `badexample.com`.
+Pure code with no mitmproxy, store, YAML or network import, so the CLI (`schoolgate why`) and the
+benchmarks use exactly what the gateway uses. Domains match by label suffix, as in squidGuard: the
+entry `example.com` covers `example.com` and every name under it, never `badexample.com`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from ..config.model import Config
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
-from .index import ListIndex, ListSource, ut1_sources
-from .keywords import KeywordMatch, KeywordSet, _words, decode_url_text, normalise_text
+from .index import ListIndex, ListSource
+from .keywords import KeywordMatch, _words, decode_url_text, normalise_text
+from .library import Flag, KeywordLibrary
 from .lists import ListProblem, ListSummary
+from .search import SearchQuery, extract_search, needs_body
+from .shapes import doh_request
 from .urls import DNS_HOST, URLError, normalise_host, normalise_url
 
-log = logging.getLogger("schoolgate.lists")
-
 __all__ = [
+    "NO_DECRYPT",
     "CategoryMatch",
     "Classification",
     "Classifier",
@@ -34,6 +37,10 @@ __all__ = [
     "normalise_host",
     "normalise_url",
 ]
+
+NO_DECRYPT = "@do-not-decrypt"
+"""The index category of the do-not-decrypt lists (banking, health, government). No configured
+category can be named so (names start with a letter or digit), so it never shows as one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +68,8 @@ class IllegalMatch:
 
 @dataclass(frozen=True, slots=True)
 class Classification:
-    """Everything the lists say about one request, most specific entry first."""
+    """Everything the lists, the keyword library and the request's shape say about one request,
+    most specific list entry first. `Policy.decide` turns it into the verdict."""
 
     host: str
     matches: tuple[CategoryMatch, ...]
@@ -73,7 +81,19 @@ class Classification:
     expressions: tuple[str, ...] = ()
     """The host-suffix x path-prefix lookup expressions, most specific first."""
     keywords: tuple[KeywordMatch, ...] = ()
-    """Keyword phrases found in the decoded path and query, from every keyword set."""
+    """Keyword phrases found in the decoded path and query (the library's own matches)."""
+    no_decrypt: bool = False
+    """The host is on a do-not-decrypt list: its HTTPS is passed through undecrypted."""
+    search: SearchQuery | None = None
+    """The search the request makes, when it is one."""
+    search_in_body: bool = False
+    """The request is a search whose term is in its body, not yet read (`Classifier.with_body`
+    classifies it again once the body is here)."""
+    flags: tuple[Flag, ...] = ()
+    """The keyword library's flags: in the search term for a search (what the person typed),
+    else in the decoded path and query."""
+    doh: str | None = None
+    """Why the request is DNS-over-HTTPS by its shape (`shapes.DOH_WIRE`, `DOH_JSON`), if it is."""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -83,54 +103,25 @@ class Classification:
         return tuple(seen)
 
 
-def category_sources(config: Config) -> list[ListSource]:
-    """Every list file the config's categories name, with its category. A folder is a UT1
-    category folder (`domains`, `domains.N`, `urls`, `expressions`, `usage`)."""
-    sources: list[ListSource] = []
-    for category in config.categories.values():
-        for path in category.lists:
-            if path.is_dir():
-                sources.extend(
-                    ListSource(category.name, s.path, s.format)
-                    for s in ut1_sources(path.parent, categories=[path.name])
-                )
-            else:
-                sources.append(ListSource(category.name, path))
-    return sources
-
-
 class Classifier:
-    """The category lists (one compact `ListIndex`), the illegal-content lists and the URL
-    canonicaliser, composed: `classify(url)` is the whole decision input for one request.
+    """The category lists (one compact `ListIndex`), the illegal-content lists, the keyword
+    library and the URL canonicaliser, composed: `classify` is the whole decision input for one
+    request.
 
-    Immutable once built, apart from `illegal`, whose lists refresh themselves in place; the
-    gateway swaps whole classifiers on reload.
+    Immutable once built, apart from `illegal`, whose lists the loader refreshes in place; the
+    gateway swaps whole classifiers on reload. `schoolgate.sources.lists.build_classifier` builds
+    one from the config.
     """
 
-    def __init__(self, index: ListIndex | None = None) -> None:
+    def __init__(self, index: ListIndex | None = None, *, illegal: IllegalLists | None = None,
+                 library: KeywordLibrary | None = None) -> None:
         self._sources: list[ListSource] = []
         self.index = index if index is not None else ListIndex.build([])
-        self.illegal = IllegalLists()
-        """Set by the gateway: the live illegal-content lists (refreshed on their own schedule)."""
-        self.keyword_sets: tuple[KeywordSet, ...] = ()
-        """Keyword sets run over each URL's decoded path and query (one automaton each)."""
+        self.illegal = illegal if illegal is not None else IllegalLists()
+        """The live illegal-content lists (refreshed on their own schedule)."""
+        self.library = library
+        """The keyword library searches and addresses are matched against, or None."""
         self.loaded_from_cache = False
-
-    @classmethod
-    def from_config(cls, config: Config, cache: Path | None = None) -> Classifier:
-        """Build from the config's lists; with `cache`, load the compiled index from it when it
-        was built from these very files, else build and save it there."""
-        sources = category_sources(config)
-        if cache is None:
-            c = cls(ListIndex.build(sources))
-        else:
-            loaded = ListIndex.load_or_build(sources, cache)
-            c = cls(loaded.index)
-            c.loaded_from_cache = loaded.from_cache
-            if loaded.note:
-                log.info("list cache %s: %s", cache, loaded.note)
-        c._sources = sources
-        return c
 
     def add_list(self, category: str, path: Path) -> ListSummary:
         """Add one list file and rebuild (for small, hand-made setups and tests)."""
@@ -147,8 +138,12 @@ class Classifier:
         for s in self.summaries:
             yield from s.problems
 
-    def classify(self, url: str | CanonicalURL) -> Classification:
-        """Classify a whole URL: canonicalise once, then illegal lists, then category lists.
+    def classify(self, url: str | CanonicalURL, *, method: str = "GET", host: str | None = None,
+                 path: str | None = None, headers: Mapping[str, str] | None = None
+                 ) -> Classification:
+        """Classify a request: canonicalise its URL once, then illegal lists, category lists,
+        the search it makes and the keyword library's flags, and its shape. `host` and `path`
+        are the request's as sent (the search is read from them; default: taken from `url`).
         Raises `URLError` for a URL that cannot be canonicalised."""
         c = url if isinstance(url, CanonicalURL) else canonicalize(url)
         if not (c.host.startswith("[") or DNS_HOST.fullmatch(c.host)):
@@ -156,46 +151,83 @@ class Classifier:
             raise URLError(f"{c.host!r} is not a valid host name")
         expressions = tuple(lookup_expressions(c))
         lst = self.illegal.match(expressions) if self.illegal else None
-        host = c.host[1:-1] if c.host.startswith("[") else c.host
-        path = c.path + (f"?{c.query}" if c.query else "")
+        name = c.host[1:-1] if c.host.startswith("[") else c.host
+        canonical_path = c.path + (f"?{c.query}" if c.query else "")
         index, lists = self.index, self.index.lists
         found: list[CategoryMatch] = []
         # Most specific first: URL-prefix entries, then domains (longest suffix first), then
         # expressions; adblock `@@` exceptions remove their category.
         allowed: set[str] = set()
-        for entry_host, prefix, tag, line in index.lookup_url(host, path):
+        for entry_host, prefix, tag, line in index.lookup_url(name, canonical_path):
             info = lists[tag]
             if info.allow:
                 allowed.add(info.category)
             else:
-                found.append(CategoryMatch(info.category, entry_host + prefix, info.path, line, "url"))
-        self._domain_matches(host, found, allowed)
+                found.append(CategoryMatch(info.category, entry_host + prefix, info.path, line,
+                                           "url"))
+        no_decrypt = self._domain_matches(name, found, allowed)
         if index.expressions:
-            for pattern, tag, line in index.match_expressions(f"{host}{path}"):
+            for pattern, tag, line in index.match_expressions(f"{name}{canonical_path}"):
                 info = lists[tag]
                 found.append(CategoryMatch(info.category, pattern, info.path, line, "expression"))
         if allowed:
             found = [m for m in found if m.category not in allowed]
         keywords: tuple[KeywordMatch, ...] = ()
-        if self.keyword_sets and len(path) > 1:
+        library = self.library
+        if library is not None and len(canonical_path) > 1:
             # `match` caps repeated letters itself, so the text needs only the rest of
             # `normalise_text`: capping twice cost a microsecond per URL.
-            text = _words(decode_url_text(path))
-            keywords = tuple(m for ks in self.keyword_sets for m in ks.match(text, normalised=True))
+            text = _words(decode_url_text(canonical_path))
+            keywords = tuple(library.keyword_set.match(text, normalised=True))
+        if host is None or path is None:  # not from the proxy: read them from the URL
+            parts = urlsplit(url if isinstance(url, str) else c.url)
+            if host is None:
+                host = parts.hostname or name
+            if path is None:
+                path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        in_body = needs_body(method, host, path)
+        search = None if in_body else extract_search(method, host, path)
         return Classification(
-            host=host,
+            host=name,
             matches=tuple(found),
-            path=path,
+            path=canonical_path,
             illegal=IllegalMatch(lst.name, lst.kind) if lst is not None else None,
             canonical_url=c.url,
             expressions=expressions,
             keywords=keywords,
+            no_decrypt=no_decrypt,
+            search=search,
+            search_in_body=in_body,
+            flags=self._flags(search, keywords),
+            doh=doh_request(method, path, headers or {}),
         )
 
+    def with_body(self, classification: Classification, method: str, host: str, path: str,
+                  body: bytes | None, content_type: str | None) -> Classification:
+        """`classification` of a request whose search is in its body, now the body is here:
+        the search and its flags read from the body (no other part changes)."""
+        if not classification.search_in_body:
+            return classification
+        search = extract_search(method, host, path, body, content_type)
+        return dataclasses.replace(classification, search=search, search_in_body=False,
+                                   flags=self._flags(search, classification.keywords)
+                                   if search is not None else classification.flags)
+
+    def _flags(self, search: SearchQuery | None,
+               keywords: tuple[KeywordMatch, ...]) -> tuple[Flag, ...]:
+        library = self.library
+        if library is None:
+            return ()
+        if search is not None:
+            return tuple(library.match(search.normalised, normalised=True)
+                         if search.normalised else ())
+        return library.findings(keywords).flags if keywords else ()
+
     def match_text(self, text: str) -> tuple[KeywordMatch, ...]:
-        """Keyword phrases in any text handed over (a search term, page text)."""
-        normalised = normalise_text(text)
-        return tuple(m for ks in self.keyword_sets for m in ks.match(normalised, normalised=True))
+        """The keyword library's phrases in any text handed over (a search term, page text)."""
+        if self.library is None:
+            return ()
+        return tuple(self.library.keyword_set.match(normalise_text(text), normalised=True))
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal
@@ -204,20 +236,26 @@ class Classifier:
         """Classify an already normalised host name by the domain lists alone."""
         found: list[CategoryMatch] = []
         allowed: set[str] = set()
-        self._domain_matches(host, found, allowed)
-        return Classification(host, tuple(m for m in found if m.category not in allowed))
+        no_decrypt = self._domain_matches(host, found, allowed)
+        return Classification(host, tuple(m for m in found if m.category not in allowed),
+                              no_decrypt=no_decrypt)
 
-    def _domain_matches(self, host: str, found: list[CategoryMatch], allowed: set[str]) -> None:
-        """Append the domain-list matches for `host`; note categories an `@@` entry allows."""
+    def no_decrypt(self, host: str) -> bool:
+        """Whether normalised `host` is on a do-not-decrypt list (its HTTPS is never decrypted)."""
         lists = self.index.lists
+        return any(lists[tag].category == NO_DECRYPT for _, tag, _ in self.index.lookup_host(host))
+
+    def _domain_matches(self, host: str, found: list[CategoryMatch], allowed: set[str]) -> bool:
+        """Append the domain-list matches for `host`; note categories an `@@` entry allows.
+        Returns whether a do-not-decrypt list covers the host."""
+        lists = self.index.lists
+        no_decrypt = False
         for suffix, tag, line in self.index.lookup_host(host):
             info = lists[tag]
-            if info.allow:
+            if info.category == NO_DECRYPT:
+                no_decrypt = True
+            elif info.allow:
                 allowed.add(info.category)
             else:
                 found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
-
-
-def _is_ip(host: str) -> bool:
-    # Normalised hosts are IPv4 dotted quads, bracket-free IPv6 (has ':'), or names with a letter.
-    return ":" in host or host.replace(".", "").isdigit()
+        return no_decrypt

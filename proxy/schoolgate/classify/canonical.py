@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from .urls import URLError
+from .urls import URLError, _to_ascii, parse_ipv4
 
 if TYPE_CHECKING:  # tldextract (and requests under it) load only when a PSL lookup needs them.
     import tldextract
@@ -27,7 +27,6 @@ __all__ = [
     "lookup_expressions",
     "lookup_hosts",
     "lookup_paths",
-    "parse_ipv4",
     "registrable_domain",
     "suffix_list",
 ]
@@ -43,13 +42,9 @@ _ESCAPE_TABLE = [
 ]
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 _TAB_CR_LF = {ord("\t"): None, ord("\r"): None, ord("\n"): None}
-_ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DIGITS = "0123456789"
 _NOT_PLAIN_START = frozenset("[.0123456789")
-# Go client (and old Windows resolvers): "10.192.95.89 xy" is the address 10.192.95.89 when the
-# whole host is at most 15 characters. Bounded repeats, anchored: no backtracking blow-up.
-_WINDOWS_IPV4 = re.compile(r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}[ \t\n\r\f]")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # A few passes of urllib's unquote cover real URLs; past that the input is crafted
 # ("%252525..."), and the one-pass rewrite below keeps the cost linear.
@@ -375,101 +370,6 @@ def _ipv6_text(h: str) -> str:
     if ip in _NAT64:
         return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return f"[{ip.compressed}]"
-
-
-@functools.lru_cache(maxsize=4096)
-def idn_to_ascii(name: str) -> str:
-    """A Unicode host name in the punycode form requests are matched in (see `canonical_host`),
-    so that a list entry `faß.de` is the `xn--fa-hia.de` a browser sends, not IDNA 2003's
-    `fass.de`. Raises `URLError` for a label no IDNA version accepts."""
-    return _to_ascii(name.encode("utf-8").decode("latin-1"))
-
-
-def _to_ascii(h: str) -> str:
-    raw = h.encode("latin-1")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Not UTF-8, so not a name any browser sends: keep the bytes (they are escaped later) and
-        # lowercase only ASCII, as the Go client does for "http://\x01\x80.com/".
-        return raw.translate(_ASCII_LOWER).decode("latin-1")
-    import idna  # third-party but always present (a tldextract dependency); rare path
-
-    try:
-        # May map characters to '.', such as the ideographic full stop, so split afterwards.
-        text = idna.uts46_remap(text, std3_rules=False, transitional=False)
-    except idna.IDNAError:
-        pass
-    labels = []
-    for label in text.split("."):
-        if not label:
-            continue
-        if label.isascii():
-            labels.append(label.lower())
-            continue
-        try:
-            labels.append(idna.alabel(label).decode("ascii"))
-        except (idna.IDNAError, UnicodeError):
-            try:
-                # IDNA 2003 still accepts symbols such as '❤' that browsers send as punycode.
-                labels.append(label.encode("idna").decode("ascii"))
-            except UnicodeError as e:
-                raise URLError(
-                    f"label {label!r} is not a valid international domain name ({e})"
-                ) from None
-    return ".".join(labels)
-
-
-def parse_ipv4(host: str) -> str | None:
-    """The dotted quad `host` stands for as an IPv4 address, or None when it is not one.
-
-    Each of 1 to 4 dot-separated numbers may be decimal, octal (leading 0) or hex (0x); the last
-    fills the remaining bytes (`1.2.3` is 1.2.0.3, `3279880203` is 195.127.0.11). As in the Go
-    reference client, earlier numbers keep their low byte (`276.2.3` is 20.2.0.3), every number
-    must fit in 32 bits, and a quad followed by whitespace within 15 characters
-    (`10.192.95.89 xy`) is that quad, as Windows resolvers read it.
-    """
-    if not host or host[0] not in _DIGITS:
-        return None  # every number form starts with a digit: the fast exit for names
-    if len(host) <= 15:
-        m = _WINDOWS_IPV4.match(host)
-        if m:
-            host = m[0][:-1]
-    parts = host.split(".")
-    count = len(parts)
-    if count > 4:
-        return None
-    octets: list[int] = []
-    for i, part in enumerate(parts):
-        value = _ipv4_number(part)
-        if value is None:
-            return None
-        if i < count - 1:
-            octets.append(value & 0xFF)
-        else:
-            for shift in range(8 * (4 - count), -1, -8):
-                octets.append((value >> shift) & 0xFF)
-    return f"{octets[0]}.{octets[1]}.{octets[2]}.{octets[3]}"
-
-
-def _ipv4_number(part: str) -> int | None:
-    if not part.isascii():
-        return None
-    try:
-        if part[:2] in ("0x", "0X"):
-            digits = part[2:]
-            value = int(digits, 16) if digits.isalnum() else None
-        elif not part.isdigit():
-            value = None
-        elif part[0] == "0" and len(part) > 1:
-            value = int(part[1:], 8)
-        else:
-            value = int(part)
-    except ValueError:  # a non-hex letter, 8 or 9 in octal, or thousands of digits
-        return None
-    if value is None or value > 0xFFFFFFFF:
-        return None
-    return value
 
 
 # ---------------------------------------------------------------------------------------------

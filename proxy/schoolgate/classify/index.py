@@ -24,7 +24,9 @@ from urllib.parse import unquote_to_bytes
 import re2
 
 from .formats import (
+    DomainEntries,
     ListFormat,
+    ParsedList,
     UT1Category,
     Usage,
     expression_options,
@@ -32,7 +34,9 @@ from .formats import (
     read_ut1_folder,
     strip_url_host_prefix,
 )
+from ..files import replacing
 from .lists import ListProblem, ListSummary
+from .urls import parent_domains
 
 __all__ = [
     "FORMAT_VERSION",
@@ -251,17 +255,14 @@ class DomainIndex:
         """Every entry covering normalised `host`, most specific first, as
         `(matched suffix, tag, line)`; `[]` when none does."""
         found: list[tuple[str, int, int]] = []
-        name = host.encode()
-        if not name:
+        if not host:
             return found
         table = self._table
         bitmap, mask, offsets, hashes = table.bitmap, table.mask, table.offsets, table.hashes
         shift = table.shift
         template = _BLAKE2B_8
-        # IP addresses match exactly; so does a name whose last label is all digits: no DNS name
-        # has a numeric top-level label, so `10.192.0.2.10` must not reach entry `192.0.2.10`.
-        only_exact = ":" in host or (host[-1].isdigit() and host.rpartition(".")[2].isdigit())
-        while True:
+        for suffix in parent_domains(host):
+            name = suffix.encode()
             c = _crc32(name) & mask
             if bitmap[c >> 3] >> (c & 7) & 1:
                 hasher = template.copy()
@@ -271,12 +272,9 @@ class DomainIndex:
                 end = offsets[b + 1]
                 i = bisect_left(hashes, h, offsets[b], end)
                 while i < end and hashes[i] == h:
-                    found.append((name.decode("ascii", "replace"), self._tags[i], self._lines[i]))
+                    found.append((suffix, self._tags[i], self._lines[i]))
                     i += 1
-            dot = name.find(b".")
-            if dot < 0 or only_exact:
-                return found
-            name = name[dot + 1 :]
+        return found
 
     def _arrays(self, prefix: str) -> list[tuple[str, array | bytes]]:
         return self._table.arrays(prefix) + [
@@ -558,12 +556,16 @@ class ExpressionMatcher:
 
 @dataclass(frozen=True, slots=True)
 class ListSource:
-    """One list file to index and the category its entries belong to."""
+    """One list file to index and the category its entries belong to, or domains written
+    elsewhere (`entries`, such as the config's `tls.do_not_decrypt_hosts`)."""
 
     category: str
     path: Path
+    """The list file; for `entries`, the file they are written in (for messages)."""
     format: ListFormat | None = None
     """None: decided by `formats.detect_format`."""
+    entries: tuple[str, ...] = ()
+    """Normalised domains given directly; when set, `path` is not read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,7 +606,7 @@ def sources_fingerprint(sources: Sequence[ListSource]) -> str:
             state = [st.st_size, st.st_mtime_ns]
         except OSError as e:
             state = ["unreadable", e.errno]
-        record = [source.category, str(source.format or ""), path, *state]
+        record = [source.category, str(source.format or ""), path, *state, *source.entries]
         digest.update(json.dumps(record).encode() + b"\n")
     return digest.hexdigest()
 
@@ -685,7 +687,8 @@ class ListIndex:
             return len(lists) - 1
 
         for source in sources:
-            parsed = read_list(Path(source.path), source.format)
+            parsed = _inline(source) if source.entries else read_list(Path(source.path),
+                                                                      source.format)
             summaries.append(parsed.summary)
             if parsed.block is not None:
                 domain_parts.append(
@@ -768,22 +771,13 @@ class ListIndex:
             ],
         }
         encoded = json.dumps(header, separators=(",", ":")).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "wb") as f:
-                f.write(_MAGIC + struct.pack("<I", len(encoded)) + encoded)
-                for _, data in arrays:
-                    if isinstance(data, bytes):
-                        f.write(data)
-                    else:
-                        data.tofile(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        with replacing(path, mode=0o644, durable=True) as f:
+            f.write(_MAGIC + struct.pack("<I", len(encoded)) + encoded)
+            for _, data in arrays:
+                if isinstance(data, bytes):
+                    f.write(data)
+                else:
+                    data.tofile(f)
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> ListIndex:
@@ -866,3 +860,13 @@ class ListIndex:
         except OSError as e:
             return IndexLoad(index, False, f"{reason}; rebuilt, but the cache was not written: {e}")
         return IndexLoad(index, False, f"{reason}; rebuilt from the list files")
+
+
+def _inline(source: ListSource) -> ParsedList:
+    """Domains given in `source.entries` (already normalised), as if read from a list file:
+    entry N is "line" N of the list."""
+    where = str(source.path)
+    block = DomainEntries(where, [e.encode("ascii") for e in source.entries],
+                          array("I", range(1, len(source.entries) + 1)))
+    summary = ListSummary(where, len(block))
+    return ParsedList(ListFormat.DOMAINS, where, summary, block=block)

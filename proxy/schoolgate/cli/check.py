@@ -1,6 +1,6 @@
 """`schoolgate check`: run the filter check (`schoolgate.check`) through the running gateway, print
 the table, record the run and write the governors' HTML summary. `register` adds the command to
-the main parser (cli.py calls it).
+the main parser.
 
 Exit status: 0 every test passed (warnings allowed); 1 a test failed; 2 no running gateway, its
 check token cannot be read, or a usage or configuration problem, printed as one line.
@@ -88,7 +88,7 @@ def _gateway(config: Config) -> tuple[tuple[str, int], str]:
 def cmd_check(args: argparse.Namespace) -> int:
     from ..check import record_run, run_check, write_summary
     from ..sources.illegal import without_fetching
-    from ..gateway.service import build_rules
+    from ..gateway.rules import build_rules
     from ..store import StoreError
 
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")

@@ -1,6 +1,6 @@
 """`schoolgate lists import ut1 SOURCE` and `schoolgate lists show`: bring UT1 category lists
 in (`listsimport` does the work), record it in the audit log and make the running gateway use
-them; show what every configured list holds. `register` adds both to the CLI (cli.py calls it).
+them; show what every configured list holds. `register` adds both to the CLI.
 
 Exit status as for every command: 0 done; 1 the source could not be fetched or read, or the audit
 log not written; 2 a usage or configuration problem, or a refused (unsafe or non-UT1) source.
@@ -19,14 +19,33 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..classify.formats import ListFormat, detect_format, read_list
-from ..classify.index import ut1_sources
-from ..sources.illegal import sources_for
-from ..config.model import Config, ConfigError
-from ..config.loader import load_config
-from ..sources.ut1 import (
-    KIND, SHOWN_PROBLEMS, CategoryCounts, ImportFailed, ImportRefused, ImportResult, import_ut1,
-    read_manifest, shown_source,
+from ..classify.index import (
+    IndexCacheError,
+    ListIndex,
+    ListSource,
+    sources_fingerprint,
+    ut1_sources,
 )
+from ..classify.library import load_library
+from ..classify.lists import read_domain_list
+from ..config.loader import load_config
+from ..config.model import Config, ConfigError
+from ..sources.illegal import sources_for
+from ..sources.lists import cache_path, category_sources
+from ..sources.ut1 import (
+    KIND,
+    SHOWN_PROBLEMS,
+    CategoryCounts,
+    ImportFailed,
+    ImportRefused,
+    ImportResult,
+    import_ut1,
+    read_manifest,
+    shown_source,
+)
+from ..store import StoreError
+from ..store.audit import record_change
+from .common import apply_now
 
 __all__ = ["lists_report", "print_report", "register"]
 
@@ -39,9 +58,6 @@ def lists_report(config: Config, now: float | None = None) -> dict[str, Any]:
     (entries by kind, bad lines, age), whether the compiled cache is current, the illegal lists
     (size and age of the last good copy; never an entry), the do-not-decrypt lists and the
     keyword library."""
-    from ..classify import category_sources
-    from ..classify.index import IndexCacheError, ListIndex, ListSource, sources_fingerprint
-    from ..sources.lists import cache_path
 
     now = time.time() if now is None else now
     cache = cache_path(config)
@@ -93,7 +109,6 @@ def _file_report(path: Path, fmt: ListFormat | None, summaries: dict[str, Any], 
     try:
         st = os.stat(path)
         if domain_list:
-            from ..classify.lists import read_domain_list
 
             _, summary = read_domain_list(path)
             fmt = ListFormat.DOMAINS
@@ -140,7 +155,6 @@ def _illegal_report(config: Config, now: float) -> list[dict[str, Any]]:
 def _library_report(config: Config) -> dict[str, Any] | None:
     if config.keyword_library is None:
         return None
-    from ..classify.library import load_library
 
     summary = load_library(config.keyword_library).summary()
     return {"folder": str(config.keyword_library), "phrases": summary.phrases,
@@ -305,8 +319,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..store import StoreError
-    from ..store.audit import record_change
 
     config = load_config(args.config)
     dest = (Path(os.path.abspath(os.path.expanduser(args.dest))) if args.dest
@@ -366,9 +378,8 @@ def cmd_import(args: argparse.Namespace) -> int:
               "the running rules are unchanged)")
         return 0
     print(f"in use by the config: {', '.join(in_use)} (recorded in the audit log)")
-    from . import _apply_now
 
-    return _apply_now(config, args.timeout)
+    return apply_now(config, args.timeout)
 
 
 def _print_table(result: ImportResult) -> None:

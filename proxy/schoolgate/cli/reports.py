@@ -1,5 +1,5 @@
 """The report commands: `schoolgate report daily|weekly|context`, `schoolgate export user` and
-`schoolgate purge`. `register` adds them to the main parser (cli.py calls it).
+`schoolgate purge`. `register` adds them to the main parser.
 
 Exit status as for every command: 0 done; 1 the store could not be read or written, or nothing
 matched; 2 a usage or configuration problem, printed as one line.

@@ -1,7 +1,7 @@
 """`schoolgate requests list|approve|deny`: the problems people report from the block page ("this
 should not be blocked") and its small form ("this should be blocked"). Approving one makes the
 allow or block entry `schoolgate allow/block` would, audited, in force in the running gateway
-within 5 seconds; denying one is audited too. `register` adds the command (cli.py calls it).
+within 5 seconds; denying one is audited too. `register` adds the command.
 
 Exit status: 0 done; 1 no such request, already decided, the store could not be read, or the
 gateway did not confirm; 2 a usage or configuration problem, or a refusal (an illegal-list page).
@@ -10,6 +10,7 @@ gateway did not confirm; 2 a usage or configuration problem, or a refusal (an il
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -18,10 +19,29 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ..config.model import Config, ConfigError
+from ..classify import Classifier, URLError
+from ..classify.urls import parse_target
 from ..config.loader import load_config
+from ..config.model import Config, ConfigError
+from ..policy import Policy
+from ..sources.illegal import without_fetching
+from ..sources.localpolicy import (
+    ALL_GROUPS,
+    apply_local_policy,
+    load_local_policy,
+    local_policy_path,
+)
 from ..store import StoreError
-from ..store.problem_reports import ProblemReport
+from ..store.audit import record_change
+from ..store.problem_reports import (
+    ProblemReport,
+    decide_report,
+    read_report,
+    read_reports,
+    reopen_report,
+)
+from .common import apply_now, school_time
+from .policy import change_policy
 
 __all__ = ["register"]
 
@@ -117,7 +137,6 @@ def _with_store(command: Command) -> Command:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..store.problem_reports import read_reports
 
     config = load_config(args.config)
     rows = read_reports(config.database_path, None if args.status == "all" else args.status)
@@ -151,10 +170,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _hide_listed(config: Config, rows: list[ProblemReport]) -> list[ProblemReport]:
     """`rows` with the address taken off any that an illegal-content list has gained since it
     was reported (approving or denying it removes it from the store too)."""
-    import dataclasses
 
-    from ..classify import Classifier, URLError
-    from ..sources.illegal import without_fetching
 
     if not config.illegal_lists or all(r.url is None for r in rows):
         return rows
@@ -186,12 +202,6 @@ def _printable(text: str) -> str:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from . import _apply_now, _school_time, change_policy
-    from ..sources.illegal import without_fetching
-    from ..classify import Classifier, URLError
-    from ..classify.urls import parse_target
-    from ..store.audit import record_change
-    from ..store.problem_reports import decide_report, reopen_report
 
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
@@ -207,7 +217,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
         host, path = parse_target(target)
     except (URLError, ValueError) as e:
         raise ConfigError([f"--target: {target!r} is not a domain or URL prefix: {e}"]) from None
-    until = _school_time(args.until, config, "--until").timestamp() if args.until else None
+    until = school_time(args.until, config, "--until").timestamp() if args.until else None
     if until is not None and until <= time.time():
         raise ConfigError([f"--until: {args.until} is already past"])
     scope_text = _scope_text(scopes)
@@ -272,14 +282,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
                      "(recorded in the audit log)"))
     for note in _not_decided_by_it(config, page, verb, scopes):
         print(_printable(f"schoolgate: note: {note}"), file=sys.stderr)
-    return _apply_now(config, args.timeout)
+    return apply_now(config, args.timeout)
 
 
 def cmd_deny(args: argparse.Namespace) -> int:
-    from ..sources.illegal import without_fetching
-    from ..classify import Classifier
-    from ..store.audit import record_change
-    from ..store.problem_reports import decide_report, reopen_report
 
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
@@ -315,7 +321,6 @@ def cmd_deny(args: argparse.Namespace) -> int:
 
 def _open_report(config: Config, number: int) -> ProblemReport | None:
     """Request `number` if it is open, else None after saying why."""
-    from ..store.problem_reports import read_report
 
     report = read_report(config.database_path, number)
     if report is None:
@@ -328,7 +333,6 @@ def _open_report(config: Config, number: int) -> ProblemReport | None:
 
 
 def _already_decided(config: Config, number: int, report: ProblemReport | None = None) -> int:
-    from ..store.problem_reports import read_report
 
     report = report or read_report(config.database_path, number)
     if report is None:
@@ -341,7 +345,6 @@ def _already_decided(config: Config, number: int, report: ProblemReport | None =
 
 
 def _scopes(args: argparse.Namespace, config: Config, report: ProblemReport) -> list[str]:
-    from ..sources.localpolicy import ALL_GROUPS
 
     if args.all:
         return [ALL_GROUPS]
@@ -357,7 +360,6 @@ def _scopes(args: argparse.Namespace, config: Config, report: ProblemReport) -> 
 
 
 def _scope_text(scopes: list[str]) -> str:
-    from ..sources.localpolicy import ALL_GROUPS
 
     return "all groups" if scopes == [ALL_GROUPS] else ", ".join(scopes)
 
@@ -372,10 +374,6 @@ def _default_target(report: ProblemReport) -> str:
 def _not_decided_by_it(config: Config, page, verb: str, scopes: list[str]) -> list[str]:
     """Groups for which the new entry does not decide the reported page, because a more
     specific allow or block entry does: said, so the technician can use --target."""
-    from ..sources.localpolicy import (
-        ALL_GROUPS, apply_local_policy, load_local_policy, local_policy_path,
-    )
-    from ..policy import Policy
 
     now = time.time()
     policy = Policy(apply_local_policy(config, load_local_policy(local_policy_path(config)), now))

@@ -19,9 +19,13 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..sources.illegal import IllegalListSource
+from ..alerts import OUTCOMES
+from ..check import latest_run
 from ..config.model import Address, Config
-from ..policy import ALLOW, BLOCK, ERROR
+from ..events import SEVERITIES, THEMES
+from ..policy import ALLOW, BLOCK, ERROR, Verdict
+from ..policy.safesearch import ENGINES
+from ..sources.illegal import IllegalListSource
 
 __all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
 
@@ -35,7 +39,7 @@ BLOCK_REASONS = ("illegal", "category", "schedule", "override", "walled_garden",
                  "no_safe_search", "tls", "bad_request", "error")
 
 
-def block_reason(verdict) -> str:
+def block_reason(verdict: Verdict) -> str:
     """The bounded `reason` label for a blocked verdict."""
     r = verdict.reason
     if r.startswith("illegal:"):
@@ -108,8 +112,6 @@ class _CheckCollector(Collector):
         self._database = database
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from ..check import latest_run
-
         run = latest_run(self._database)
         yield GaugeMetricFamily(
             "schoolgate_filter_check_last_run_timestamp_seconds",
@@ -177,8 +179,6 @@ class GatewayMetrics:
         )
         for mode in TLS_MODES:
             self.tls_handshakes.labels(mode)
-        from ..policy.safesearch import ENGINES
-
         self.safe_search_rewrites = Counter(
             "schoolgate_safe_search_rewrites",
             "Search and YouTube requests changed to keep safe search on, by engine.",
@@ -202,8 +202,6 @@ class GatewayMetrics:
             ["theme", "severity", "group"],
             registry=r,
         )
-        from ..events import SEVERITIES, THEMES
-
         for theme in THEMES:
             for severity in SEVERITIES:
                 for group in config.groups:
@@ -217,8 +215,6 @@ class GatewayMetrics:
         )
         routing = config.alert_routing
         if routing is not None:
-            from ..alerts import OUTCOMES
-
             for channel in ("email", *routing.webhooks):
                 for outcome in OUTCOMES:
                     self.alerts.labels(channel, outcome)
@@ -264,6 +260,16 @@ class GatewayMetrics:
         )
         for action in (ALLOW, BLOCK, ERROR, "refused"):
             self.check_requests.labels(action)
+
+    def count(self, verdict: Verdict) -> None:
+        """Count one decision: by action, deciding category and group; blocks by the kind of rule;
+        attempts to get round the filter by group."""
+        category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
+        self.requests.labels(verdict.action, category, verdict.group).inc()
+        if verdict.action != ALLOW:
+            self.blocks.labels(block_reason(verdict)).inc()
+        if verdict.theme == "circumvention":
+            self.circumvention.labels(verdict.group).inc()
 
     def watch_lists(self, sources: Sequence[IllegalListSource]) -> None:
         self.registry.register(_ListCollector(sources))

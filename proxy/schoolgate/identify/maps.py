@@ -50,6 +50,9 @@ class IpUserMap:
         self.clock = clock
         self._pushed: dict[str, _Login] = {}
         self._file: dict[str, _Login] = {}
+        self.version = 0
+        """Grows on every change to what `get` may answer: a cached answer made at an older
+        version may be out of date."""
 
     def load_csv(self, path: str | Path) -> FileSummary:
         """Replace the CSV rows with those of `path`: columns ``ip,user[,ttl_seconds]`` under a
@@ -85,6 +88,7 @@ class IpUserMap:
             first_line[ip] = number
         summary.entries = len(rows)
         self._file = rows
+        self.version += 1
         return summary
 
     def set(self, ip: str, user: str, ttl: float, *, now: float | None = None) -> None:
@@ -97,6 +101,7 @@ class IpUserMap:
         now = self.clock() if now is None else now
         self._pushed.pop(key, None)  # re-insert at the end: eviction drops the oldest first
         self._pushed[key] = _Login(name, now + ttl)
+        self.version += 1
         if len(self._pushed) > self.max_entries:
             self.purge(now)
             while len(self._pushed) > self.max_entries:
@@ -110,6 +115,7 @@ class IpUserMap:
         if entry is None or (user is not None and entry.user != normalise_user(user)):
             return False
         del self._pushed[key]
+        self.version += 1
         return True
 
     def get(self, ip: str, now: float | None = None) -> str | None:
@@ -132,7 +138,23 @@ class IpUserMap:
         expired = [k for k, e in self._pushed.items() if e.expires <= now]
         for k in expired:
             del self._pushed[k]
+        if expired:
+            self.version += 1
         return len(expired)
+
+    def expires(self, ip: str, now: float | None = None) -> float:
+        """The clock time at which the entry `get(ip)` answers from stops counting (`math.inf`
+        when there is none, or it never expires): a cached answer holds until then."""
+        try:
+            key = _ip_key(ip)
+        except ValueError:
+            return math.inf
+        now = self.clock() if now is None else now
+        for table in (self._pushed, self._file):
+            entry = table.get(key)
+            if entry is not None and now < entry.expires:
+                return entry.expires
+        return math.inf
 
     def __len__(self) -> int:
         return len(self._pushed) + len(self._file)

@@ -1,4 +1,5 @@
-"""What the group may see: turn an `Identity` and a `Classification` into a `Verdict`.
+"""What the group may see: turn an `Identity` and a `Classification` into the final `Verdict`, in
+one call that the gateway, `schoolgate why` and `schoolgate check` all make.
 
 Pure code. A group blocks whole categories; when several matching categories are blocked, the most
 specific list entry decides, so the block page names the closest reason.
@@ -9,17 +10,19 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..classify.shapes import doh_request
-from ..classify import Classification
+from ..classify import Classification, CategoryMatch
 from ..classify.canonical import canonicalize
-from ..config.model import Config, Override
+from ..classify.library import Flag
+from ..classify.search import SearchQuery
+from ..classify.urls import parent_domains
+from ..config.model import Config, Group, Override, Schedule
 from ..identify import Identity
 from .safesearch import (
-    NO_SAFE_MODE_ENGINES, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,
+    NO_SAFE_MODE_ENGINES, Rewrite, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,
 )
 
 __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
@@ -75,14 +78,13 @@ class Verdict:
     """Safeguarding theme of the request, such as `circumvention` (alerts route on it)."""
     schedule: str | None = None
     """The schedule whose window made this block, if one did."""
-    search: Any = None
-    """The search made (`schoolgate.search.SearchQuery`), when the request is one."""
-    flags: tuple = ()
-    """Keyword library flags (`schoolgate.library.Flag`) in the search term or the URL, most
-    severe first."""
+    search: SearchQuery | None = None
+    """The search made, when the request is one."""
+    flags: tuple[Flag, ...] = ()
+    """Keyword library flags in the search term or the URL, most severe first."""
 
     @property
-    def flag(self):
+    def flag(self) -> Flag | None:
         """The most severe flag, which names the theme and phrase of the event."""
         return self.flags[0] if self.flags else None
 
@@ -107,6 +109,9 @@ class Policy:
     overridable) → the group's local overrides (most specific entry; block on a tie) → the
     group's blocked categories, always or in a schedule's window (most specific list entry) →
     circumvention tools (when the group blocks them) → a walled garden's closed gate → allow.
+    An allowed request is then checked for what its shape gives away (DNS-over-HTTPS, a search
+    engine with no lockable safe mode), and the keyword library's flags add their theme and
+    severity, blocking at the group's threshold.
 
     `clock` gives the time schedules are checked against (injectable for tests).
     """
@@ -114,7 +119,7 @@ class Policy:
     def __init__(self, config: Config, clock: Callable[[], float] | None = None):
         self.clock = clock if clock is not None else (lambda: now())
         self._groups = config.groups
-        self._schedules = config.schedules
+        self._schedules: dict[str, Schedule] = config.schedules
         self._circumvention = config.circumvention.categories
         self._blocked = {name: g.blocked_categories for name, g in config.groups.items()}
         self._no_safe_mode = engine_suffixes(
@@ -125,8 +130,8 @@ class Policy:
             name: SafeSearchPolicy(g.safe_search, g.youtube) for name, g in config.groups.items()
         }
         self._ports = config.circumvention
-        # Per group: host -> (override, action, canonical path prefix) on that host, for a
-        # label-suffix walk like the lists'.
+        # Per group: host -> (override, action, canonical path prefix) on that host, for the
+        # label-suffix walk the lists use.
         self._overrides: dict[str, dict[str, list[tuple[Override, str, str | None]]]] = {}
         for name, g in config.groups.items():
             by_host: dict[str, list[tuple[Override, str, str | None]]] = {}
@@ -136,146 +141,21 @@ class Policy:
                         (o, action, _canonical_prefix(o.host, o.path)))
             self._overrides[name] = by_host
 
-    def override_for(self, group: str, host: str, path: str) -> tuple[Override, str] | None:
-        """The group's most specific local entry covering host and path, and its action."""
-        by_host = self._overrides.get(group)
-        if not by_host:
-            return None
-        best: tuple[Override, str] | None = None
-        best_key: tuple[int, int, int] = (-1, -1, -1)
-        name = host
-        while True:
-            for o, action, prefix in by_host.get(name, ()):
-                if prefix is None or path.startswith(prefix):
-                    # Longer host, then longer path, then block over allow on a tie.
-                    key = (len(o.host), len(prefix or ""), action == BLOCK)
-                    if key > best_key:
-                        best, best_key = (o, action), key
-            dot = name.find(".")
-            if dot == -1 or best is not None:
-                # The first (longest) host with a match wins over any parent domain.
-                break
-            name = name[dot + 1 :]
-        return best
-
-    def blocked_categories(self, group: str, now: float | None = None) -> frozenset[str]:
-        """The categories `group` blocks at `now` (default: the clock's time)."""
-        blocked = self._blocked.get(group, frozenset())
-        g = self._groups.get(group)
-        if g is None or not g.blocked_during:
-            return blocked
-        return blocked.union(*(sb for sb, _ in self._scheduled(g, now)))
-
-    def _scheduled(self, g, now: float | None) -> list[tuple[frozenset[str], str]]:
-        """(categories, schedule name) for each of the group's schedules active at `now`."""
-        when = self.clock() if now is None else now
-        return [
-            (sb.categories, sb.schedule)
-            for sb in g.blocked_during
-            if self._schedules[sb.schedule].active(when)
-        ]
-
-    # -- request shapes: what the URL lists cannot see -------------------------------------------
-
-    def check_request(
-        self, verdict: Verdict, method: str, host: str, path: str, headers: Mapping[str, str]
-    ) -> Verdict:
-        """An allowed request, checked for what its shape gives away: DNS-over-HTTPS on any host,
-        and a search engine with no safe mode the gateway can lock. Returns the final verdict."""
-        if verdict.action != ALLOW:
-            return verdict
-        g = self._groups[verdict.group]
-        doh = doh_request(method, path, headers)
-        if doh is not None:
-            blocked = g.circumvention == BLOCK
-            return dataclasses.replace(
-                verdict,
-                action=BLOCK if blocked else ALLOW,
-                rule=f"group {g.name} {'blocks' if blocked else 'logs'} {doh}",
-                reason="circumvention:doh",
-                theme="circumvention",
-            )
-        if g.safe_search != "off" and self._no_safe_mode:
-            engine = unsafe_engine(host, self._no_safe_mode)
-            if engine is not None:
-                return dataclasses.replace(
-                    verdict,
-                    action=BLOCK,
-                    rule=f"group {g.name} has safe search on, and {engine} has no safe mode "
-                    "that can be locked",
-                    matched_entry=engine,
-                    matched_list=None,
-                    matched_line=None,
-                    reason="no-safe-search",
-                )
-        return verdict
-
-    def safe_search(
-        self, group: str, method: str, host: str, path: str, headers: Mapping[str, str]
-    ):
-        """The `safesearch.Rewrite` that keeps the group's safe search on, or None."""
-        return enforce(method, host, path, headers, self._safe_search[group])
-
-    def connect_port(self, identity: Identity, host: str, port: int) -> Verdict | None:
-        """A CONNECT to a port other than the allowed ones (443 by default) is a tunnel to
-        something the filter cannot read: SSH, a VPN, a proxy. None when the port is fine."""
-        if self._ports.port_allowed(port):
-            return None
-        g = self._groups[identity.group]
-        blocked = g.circumvention == BLOCK
-        return Verdict(
-            action=BLOCK if blocked else ALLOW,
-            group=g.name,
-            reference=new_reference(),
-            rule=f"group {g.name} {'blocks' if blocked else 'logs'} tunnels to port {port} "
-            f"(allowed: {self._ports.ports_text})",
-            reason="circumvention:port",
-            theme="circumvention",
-        )
-
-    # -- keywords: searches and URLs -----------------------------------------------------------
-
-    def assess_keywords(self, verdict: Verdict, search: Any, flags: Sequence[Any]) -> Verdict:
-        """Add what the keyword libraries found to `verdict`: the flags (most severe first) give
-        the event its theme, severity and phrase; a score at or above the group's
-        `keyword_threshold` blocks. The score counts each distinct phrase once, its weight times
-        its severity (high 10, medium 3, low 1): with the default threshold of 10 one
-        high-severity phrase blocks, as do four medium ones."""
-        if not flags and search is None:
-            return verdict
-        ranked = tuple(sorted(flags, key=lambda f: -_SEVERITY_POINTS.get(f.severity, 0)))
-        changes: dict[str, Any] = {"search": search, "flags": ranked}
-        if ranked:
-            top = ranked[0]
-            changes.update(theme=verdict.theme or top.theme, severity=top.severity)
-            if verdict.action == ALLOW:
-                g = self._groups[verdict.group]
-                seen: dict[str, float] = {}
-                for f in ranked:
-                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
-                score = sum(seen.values())
-                what = f"the search {search.term!r}" if search is not None else "this address"
-                if score >= g.keyword_threshold:
-                    changes.update(
-                        action=BLOCK,
-                        rule=f"{what} matches {top.theme.replace('_', ' ')} phrases (score "
-                        f"{score:g}, group {g.name} blocks at {g.keyword_threshold:g})",
-                        reason="keywords",
-                    )
-                else:
-                    changes.update(reason=verdict.reason or "no-block")
-        return dataclasses.replace(verdict, **changes)
-
-    def group(self, name: str):
+    def group(self, name: str) -> Group:
         return self._groups[name]
 
-    def is_circumvention(self, classification: Classification) -> bool:
-        return any(m.category in self._circumvention for m in classification.matches)
+    # -- the verdict -----------------------------------------------------------------------------
 
     def decide(
         self, identity: Identity, classification: Classification, now: float | None = None
     ) -> Verdict:
-        group = identity.group
+        """The final verdict for a request of `identity`'s group (schedules read at `now`,
+        default the clock's time)."""
+        verdict = self._by_lists(identity.group, classification, now)
+        verdict = self._by_shape(verdict, classification)
+        return self._by_keywords(verdict, classification)
+
+    def _by_lists(self, group: str, classification: Classification, now: float | None) -> Verdict:
         categories = classification.categories
         theme = "circumvention" if self._circumvention and self.is_circumvention(
             classification) else None
@@ -313,7 +193,7 @@ class Policy:
             )
         g = self._groups[group]
         blocked = self._blocked[group]
-        scheduled = self._scheduled(g, now) if g.blocked_during and classification.matches else ()
+        scheduled = self._scheduled(g, now) if g.blocked_during and classification.matches else []
         for m in classification.matches:
             if m.category in blocked:
                 return self._category_block(group, m, categories, f"group {group} blocks "
@@ -360,8 +240,71 @@ class Policy:
             theme=theme,
         )
 
+    def _by_shape(self, verdict: Verdict, classification: Classification) -> Verdict:
+        """An allowed request, checked for what its shape gives away: DNS-over-HTTPS on any
+        host, and a search engine with no safe mode the gateway can lock."""
+        if verdict.action != ALLOW:
+            return verdict
+        g = self._groups[verdict.group]
+        if classification.doh is not None:
+            blocked = g.circumvention == BLOCK
+            return dataclasses.replace(
+                verdict,
+                action=BLOCK if blocked else ALLOW,
+                rule=f"group {g.name} {'blocks' if blocked else 'logs'} {classification.doh}",
+                reason="circumvention:doh",
+                theme="circumvention",
+            )
+        if g.safe_search != "off" and self._no_safe_mode:
+            engine = unsafe_engine(classification.host, self._no_safe_mode)
+            if engine is not None:
+                return dataclasses.replace(
+                    verdict,
+                    action=BLOCK,
+                    rule=f"group {g.name} has safe search on, and {engine} has no safe mode "
+                    "that can be locked",
+                    matched_entry=engine,
+                    matched_list=None,
+                    matched_line=None,
+                    reason="no-safe-search",
+                )
+        return verdict
+
+    def _by_keywords(self, verdict: Verdict, classification: Classification) -> Verdict:
+        """Add what the keyword library found: the flags (most severe first) give the event its
+        theme, severity and phrase; a score at or above the group's `keyword_threshold` blocks.
+        The score counts each distinct phrase once, its weight times its severity (high 10,
+        medium 3, low 1): with the default threshold of 10 one high-severity phrase blocks, as
+        do four medium ones."""
+        search, flags = classification.search, classification.flags
+        if not flags and search is None:
+            return verdict
+        ranked = tuple(sorted(flags, key=lambda f: -_SEVERITY_POINTS.get(f.severity, 0)))
+        changes: dict[str, Any] = {"search": search, "flags": ranked}
+        if ranked:
+            top = ranked[0]
+            changes.update(theme=verdict.theme or top.theme, severity=top.severity)
+            if verdict.action == ALLOW:
+                g = self._groups[verdict.group]
+                seen: dict[str, float] = {}
+                for f in ranked:
+                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
+                score = sum(seen.values())
+                what = f"the search {search.term!r}" if search is not None else "this address"
+                if score >= g.keyword_threshold:
+                    changes.update(
+                        action=BLOCK,
+                        rule=f"{what} matches {top.theme.replace('_', ' ')} phrases (score "
+                        f"{score:g}, group {g.name} blocks at {g.keyword_threshold:g})",
+                        reason="keywords",
+                    )
+                else:
+                    changes.update(reason=verdict.reason or "no-block")
+        return dataclasses.replace(verdict, **changes)
+
     @staticmethod
-    def _category_block(group, m, categories, rule, theme, schedule=None) -> Verdict:
+    def _category_block(group: str, m: CategoryMatch, categories: tuple[str, ...], rule: str,
+                        theme: str | None, schedule: str | None = None) -> Verdict:
         return Verdict(
             action=BLOCK,
             group=group,
@@ -387,4 +330,67 @@ class Policy:
             rule=f"filtering error in {stage}: blocked to be safe",
             severity="high",
             reason=f"filtering-error:{stage}",
+        )
+
+    # -- the parts, for the verdict and for explaining it ----------------------------------------
+
+    def override_for(self, group: str, host: str, path: str) -> tuple[Override, str] | None:
+        """The group's most specific local entry covering host and path, and its action."""
+        by_host = self._overrides.get(group)
+        if not by_host:
+            return None
+        best: tuple[Override, str] | None = None
+        best_key: tuple[int, int, int] = (-1, -1, -1)
+        for name in parent_domains(host):
+            for o, action, prefix in by_host.get(name, ()):
+                if prefix is None or path.startswith(prefix):
+                    # Longer host, then longer path, then block over allow on a tie.
+                    key = (len(o.host), len(prefix or ""), action == BLOCK)
+                    if key > best_key:
+                        best, best_key = (o, action), key
+            if best is not None:
+                break  # the first (longest) host with a match wins over any parent domain
+        return best
+
+    def blocked_categories(self, group: str, now: float | None = None) -> frozenset[str]:
+        """The categories `group` blocks at `now` (default: the clock's time)."""
+        blocked = self._blocked.get(group, frozenset())
+        g = self._groups.get(group)
+        if g is None or not g.blocked_during:
+            return blocked
+        return blocked.union(*(sb for sb, _ in self._scheduled(g, now)))
+
+    def _scheduled(self, g: Group, now: float | None) -> list[tuple[frozenset[str], str]]:
+        """(categories, schedule name) for each of the group's schedules active at `now`."""
+        when = self.clock() if now is None else now
+        return [
+            (sb.categories, sb.schedule)
+            for sb in g.blocked_during
+            if self._schedules[sb.schedule].active(when)
+        ]
+
+    def is_circumvention(self, classification: Classification) -> bool:
+        return any(m.category in self._circumvention for m in classification.matches)
+
+    def safe_search(
+        self, group: str, method: str, host: str, path: str, headers: Mapping[str, str]
+    ) -> Rewrite | None:
+        """The rewrite that keeps the group's safe search on, or None."""
+        return enforce(method, host, path, headers, self._safe_search[group])
+
+    def connect_port(self, identity: Identity, host: str, port: int) -> Verdict | None:
+        """A CONNECT to a port other than the allowed ones (443 by default) is a tunnel to
+        something the filter cannot read: SSH, a VPN, a proxy. None when the port is fine."""
+        if self._ports.port_allowed(port):
+            return None
+        g = self._groups[identity.group]
+        blocked = g.circumvention == BLOCK
+        return Verdict(
+            action=BLOCK if blocked else ALLOW,
+            group=g.name,
+            reference=new_reference(),
+            rule=f"group {g.name} {'blocks' if blocked else 'logs'} tunnels to port {port} "
+            f"(allowed: {self._ports.ports_text})",
+            reason="circumvention:port",
+            theme="circumvention",
         )

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from ..classify.urls import parent_domains
 from ..classify.shapes import header_value
 
 __all__ = [
@@ -475,11 +476,5 @@ def unsafe_engine(host: str, blocked: Iterable[str] = NO_SAFE_MODE_ENGINES) -> s
     name = host.lower()
     if name.endswith("."):
         name = name[:-1]
-    # Label by label, right to left in effect: at most one lookup per label of the host.
-    while True:
-        if name in entries:
-            return name
-        dot = name.find(".")
-        if dot < 0:
-            return None
-        name = name[dot + 1 :]
+    # At most one lookup per label of the host.
+    return next((suffix for suffix in parent_domains(name) if suffix in entries), None)

@@ -4,10 +4,11 @@ error), spreadsheet-safe CSV cells, and files only their owner can read."""
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import jinja2
+
+from ..files import write_atomically
 
 __all__ = ["safe_cell", "template", "write_private"]
 
@@ -41,15 +42,6 @@ def safe_cell(value: object) -> object:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` (mode 0600) by way of a temporary file, so a reader never sees half
-    a report and a re-run replaces the old one whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` (mode 0600), replacing it whole: a reader never sees half a report
+    and a re-run replaces the old one."""
+    write_atomically(path, text)

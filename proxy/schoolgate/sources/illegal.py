@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import urllib.request
 from array import array
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ..classify.illegal import IllegalList, IllegalLists, parse_entries
 from ..config.model import Config, IllegalListConfig
+from ..files import replacing
 
 __all__ = ["IllegalListSource", "load_at_start", "sources_for", "without_fetching"]
 
@@ -113,12 +113,8 @@ class IllegalListSource:
         if self._state is None:
             return
         try:
-            self._state.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
+            with replacing(self._state) as f:
                 self.list.keys.tofile(f)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self._state)
         except OSError as e:
             log.warning("illegal list %s: cannot save the last good copy: %s", self.config.name, e)
 

@@ -1,4 +1,6 @@
-"""Build the compiled list cache in a separate process: ``python -m schoolgate.sources.lists CONFIG``.
+"""The category lists a config names, compiled into one `ListIndex` and cached on disk, and the
+`Classifier` built on them. Also a child-process entry point that builds the cache:
+``python -m schoolgate.sources.lists CONFIG``.
 
 A reload of a million-entry set spends up to half a second in single C calls (sorting the hash
 arrays) that hold the GIL; in a thread of the gateway that would stall every connection for that
@@ -8,17 +10,59 @@ loads the finished arrays (about 20 ms). Exit status: 0 built or already current
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
-from ..classify import category_sources
-from ..classify.index import ListIndex
-from ..config.model import Config, ConfigError
+from ..classify import NO_DECRYPT, Classifier
+from ..classify.illegal import IllegalLists
+from ..classify.index import ListIndex, ListSource, ut1_sources
+from ..classify.library import KeywordLibrary
 from ..config.loader import load_config
+from ..config.model import Config, ConfigError
+
+__all__ = ["build_classifier", "cache_path", "category_sources"]
+
+log = logging.getLogger("schoolgate.lists")
 
 
 def cache_path(config: Config) -> Path:
     return config.data_dir / "cache" / "lists.idx"
+
+
+def category_sources(config: Config) -> list[ListSource]:
+    """Every list the config names, with its category: each category's files, and the
+    do-not-decrypt lists and hosts (category `NO_DECRYPT`). A folder is a UT1 category folder
+    (`domains`, `domains.N`, `urls`, `expressions`, `usage`)."""
+    sources: list[ListSource] = []
+    named = [(c.name, path) for c in config.categories.values() for path in c.lists]
+    named += [(NO_DECRYPT, path) for path in config.tls.do_not_decrypt]
+    for category, path in named:
+        if path.is_dir():
+            sources.extend(ListSource(category, s.path, s.format)
+                           for s in ut1_sources(path.parent, categories=[path.name]))
+        else:
+            sources.append(ListSource(category, path))
+    if config.tls.do_not_decrypt_hosts:
+        sources.append(ListSource(NO_DECRYPT, config.path,
+                                  entries=config.tls.do_not_decrypt_hosts))
+    return sources
+
+
+def build_classifier(config: Config, *, cache: bool = False, illegal: IllegalLists | None = None,
+                     library: KeywordLibrary | None = None) -> Classifier:
+    """The classifier for `config` (blocking: list files are read). With `cache`, the index
+    comes from the compiled cache in the data directory when it was built from these very
+    files, else it is built and saved there."""
+    sources = category_sources(config)
+    if not cache:
+        return Classifier(ListIndex.build(sources), illegal=illegal, library=library)
+    loaded = ListIndex.load_or_build(sources, cache_path(config))
+    if loaded.note:
+        log.info("list cache %s: %s", cache_path(config), loaded.note)
+    classifier = Classifier(loaded.index, illegal=illegal, library=library)
+    classifier.loaded_from_cache = loaded.from_cache
+    return classifier
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..files import write_atomically
 from ..config.model import Config, Override
 from ..classify.urls import parse_target
 
@@ -106,13 +106,10 @@ def change_local_policy(
     """Read, change and atomically rewrite the file under a lock; return the new entries."""
     with _locked(path):
         entries = change(load_local_policy(path))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"version": _VERSION, "entries": [dataclasses.asdict(e) for e in entries]},
-                       indent=2, ensure_ascii=False) + "\n",
-            encoding="utf-8",
-        )
-        os.replace(tmp, path)
+        # Readable by all, as before: the gateway may run as another user than the technician.
+        write_atomically(path, json.dumps(
+            {"version": _VERSION, "entries": [dataclasses.asdict(e) for e in entries]},
+            indent=2, ensure_ascii=False) + "\n", mode=0o644)
     return entries
 
 

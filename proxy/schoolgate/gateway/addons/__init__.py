@@ -1,95 +1,105 @@
 """Schoolgate's mitmproxy addons, one per module, run in one fixed order for every request:
 identify → classify → enforce → record → metrics; TLS decisions (at CONNECT and the ClientHello,
-before anything is decrypted) sit beside identify.
+before anything is decrypted) sit beside identify, and `schoolgate check`'s mode around them.
 
 Each addon decides at `requestheaders`, so a blocked request costs no upstream connection, and
-leaves its result in `flow.metadata` under the keys below so later addons never repeat work.
+fills its part of the flow's one `Decision` (`decision_of`) so later addons never repeat work.
 mitmproxy logs and swallows exceptions raised by hooks, which would let the request through;
 so every decision hook catches its own failure and calls `fail_closed`.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
-from mitmproxy import http
+from mitmproxy import connection, http
 
-from ..service import Gateway
 from ...identify import Identity
 from ...policy import BLOCK, Policy, Verdict, new_reference
-
-IDENTITY = "schoolgate.identity"
-CLASSIFICATION = "schoolgate.classification"
-VERDICT = "schoolgate.verdict"
-STARTED = "schoolgate.started"
-RECORDED = "schoolgate.recorded"
-RULES = "schoolgate.rules"  # the rule generation this request is decided by
-SEARCH = "schoolgate.search"  # the SearchQuery, when the request is a search
-BODY_PENDING = "schoolgate.body_pending"  # a search in the body: decided at `request`
-# A page the gateway answers itself (the problem-report forms): never classified, never sent to a
-# server; its addon answers it by `request`, or Enforce's last-line check fails it closed.
-OWN_PAGE = "schoolgate.own_page"
+from ..decision import Decision
+from ..rules import Rules
+from ..service import Gateway
 
 __all__ = [
-    "CLASSIFICATION",
-    "IDENTITY",
-    "VERDICT",
+    "DECISION",
+    "begin",
+    "cached_identity",
+    "decision_of",
     "fail_closed",
-    "ordered",
+    "identify_client",
+    "needs_decision",
     "refuse_bad_request",
     "serve_verdict",
 ]
 
-
-def ordered(gateway: Gateway) -> list:
-    """The addons in the order they must run."""
-    from .check import CheckMode
-    from .classify import Classify
-    from .enforce import Enforce
-    from .identify import Identify
-    from .metrics import Metrics
-    from .problem_reports import ProblemReports
-    from .record import Record
-    from .tls import TlsDecisions
-
-    # `schoolgate check`: CheckMode first (it admits check requests and strips their header
-    # before anything reads them), its answer right after Enforce (the verdict is known, and
-    # nothing has been sent anywhere).
-    check = CheckMode(gateway)
-    # ProblemReports after Identify (a report is stored with who sent it) and before Classify
-    # (the forms are answered on blocked hosts too).
-    return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
-            Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway)]
+DECISION = "schoolgate"
+"""The one `flow.metadata` key Schoolgate uses: the flow's `Decision`."""
 
 
-def identify_client(gateway: Gateway, rules, where) -> Identity:
-    """Who is behind a flow or a client connection, by the rules of generation `rules`."""
-    client = where.client_conn if isinstance(where, http.HTTPFlow) else where
-    checked = gateway.check_identity(client)
-    if checked is not None:  # a `schoolgate check` connection: the group its header named
-        return checked
-    return rules.identity.identify(client.peername[0], proxy_user=gateway.logins.get(client))
+def decision_of(flow: http.HTTPFlow) -> Decision | None:
+    """The flow's decision so far, or None before its first hook."""
+    return flow.metadata.get(DECISION)
+
+
+def begin(gateway: Gateway, flow: http.HTTPFlow) -> Decision:
+    """The flow's decision, made at its first hook with the rules in force then."""
+    d = flow.metadata.get(DECISION)
+    if d is None:
+        d = flow.metadata[DECISION] = Decision(gateway.rules, time.perf_counter())
+    return d
 
 
 def needs_decision(flow: http.HTTPFlow) -> bool:
     """Cheap guard: skip flows already answered (by us or another addon) or no longer live."""
-    return (flow.live and flow.response is None and VERDICT not in flow.metadata
-            and OWN_PAGE not in flow.metadata)
+    if not flow.live or flow.response is not None:
+        return False
+    d = flow.metadata.get(DECISION)
+    return d is None or (d.verdict is None and not d.own_page)
 
 
-def serve_verdict(gateway: Gateway, flow: http.HTTPFlow, verdict: Verdict) -> None:
+def cached_identity(gateway: Gateway, rules: Rules, client: connection.Client) -> Identity | None:
+    """The identity worked out for this connection earlier, while it still holds: made by this
+    rules generation, for the same login, with the IP map unchanged and its entry unexpired.
+    A `schoolgate check` connection is the group its check header named."""
+    state = gateway.clients.get(client)
+    if state is None:
+        return None
+    if state.check is not None:
+        return state.check
+    users = gateway.ip_users
+    if (state.identity is not None
+            and state.identity_key == (rules.generation, users.version, state.login)
+            and users.clock() < state.identity_expires):
+        return state.identity
+    return None
+
+
+def identify_client(gateway: Gateway, rules: Rules, client: connection.Client) -> Identity:
+    """Who is behind a client connection, by the rules of generation `rules`: from the
+    connection's cache, else worked out (not cached: only Identify, which also enforces the
+    login requirement, caches)."""
+    identity = cached_identity(gateway, rules, client)
+    if identity is not None:
+        return identity
+    state = gateway.clients.get(client)
+    return rules.identity.identify(client.peername[0],
+                                   proxy_user=state.login if state is not None else None)
+
+
+def serve_verdict(flow: http.HTTPFlow, rules: Rules, verdict: Verdict) -> None:
     """Answer `flow` with the block page for `verdict`. Works inside intercepted TLS too."""
     when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
     host = flow.request.host  # what was classified, not the client's Host header
-    rules = flow.metadata.get(RULES) or gateway.rules
     page = rules.block_page.render(verdict, host, when, url=flow.request.url)
     flow.response = http.Response.make(page.status, page.body, page.headers)
 
 
-def refuse_bad_request(flow: http.HTTPFlow, group: str, problem: str) -> None:
+def refuse_bad_request(flow: http.HTTPFlow, decision: Decision, group: str,
+                       problem: str) -> None:
     """Answer a request that cannot be classified because it is malformed with 400 (the client is
     at fault, not the filter). It is recorded as a block and never reaches a server."""
-    flow.metadata[VERDICT] = Verdict(
+    decision.verdict = Verdict(
         action=BLOCK,
         group=group,
         reference=new_reference(),
@@ -106,12 +116,11 @@ def refuse_bad_request(flow: http.HTTPFlow, group: str, problem: str) -> None:
 def fail_closed(gateway: Gateway, flow: http.HTTPFlow, stage: str, exc: BaseException) -> None:
     """Block `flow` with the 'filtering error' page (503), count it and log it (once)."""
     gateway.fail_closed(stage, exc)
-    identity = flow.metadata.get(IDENTITY)
-    group = identity.group if identity is not None else gateway.config.default_group
-    verdict = Policy.failed(group, stage)
-    flow.metadata[VERDICT] = verdict
+    d = begin(gateway, flow)
+    group = d.identity.group if d.identity is not None else gateway.config.default_group
+    d.verdict = Policy.failed(group, stage)
     try:
-        serve_verdict(gateway, flow, verdict)
+        serve_verdict(flow, d.rules, d.verdict)
     except Exception:  # noqa: BLE001 - the page itself failed; still never let the request out
         flow.response = http.Response.make(
             503, b"Filtering error: this request was blocked.", {"Content-Type": "text/plain"}

@@ -22,29 +22,27 @@ import asyncio
 import dataclasses
 import hmac
 import logging
-import os
 import secrets
 import time
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mitmproxy import connection, http, tls
+from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from ...check import ANSWER, CHECK_HEADER, TOKEN_FILE, answer_headers, next_run, parse_check_header
-from ..service import Gateway
+from ...check import (
+    ADDRESS_FILE, ANSWER, CHECK_HEADER, TOKEN_FILE, CheckRun, answer_headers, next_run, parse_check_header,
+    record_run, run_check, write_summary,
+)
+from ...files import write_atomically
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
-from . import RECORDED, VERDICT, serve_verdict
-from .enforce import SAFE_SEARCH
-from .metrics import COUNTED
-from .tls import TlsDecisions
+from ..decision import ClientState
+from ..service import Gateway
+from . import begin, decision_of, serve_verdict
+from .tls import host_verdict, passed_through
 
 log = logging.getLogger("schoolgate.check")
-
-CHECK = "schoolgate.check"  # flow metadata: this flow is a check request (its group)
-_ANSWERED = "schoolgate.check_answered"
 
 
 class CheckMode:
@@ -54,11 +52,6 @@ class CheckMode:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.token = secrets.token_urlsafe(32)
-        # Check connections the TLS decisions would have passed through undecrypted: decrypted
-        # instead (so nothing reaches a server), answered with the pass-through verdict.
-        self.passed_through: weakref.WeakKeyDictionary[connection.Client, Verdict] = (
-            weakref.WeakKeyDictionary()
-        )
         self.answer = CheckAnswer(self)
         self._schedule: asyncio.Task | None = None
         self._last_refusal_log = 0.0
@@ -69,8 +62,18 @@ class CheckMode:
     def token_path(self) -> Path:
         return self.gateway.config.data_dir / TOKEN_FILE
 
+    @property
+    def address_path(self) -> Path:
+        return self.gateway.config.data_dir / ADDRESS_FILE
+
     def running(self) -> None:
         write_token(self.token_path, self.token)
+        # Where `schoolgate check` finds this gateway (the real port when the config says 0).
+        address = self.listen_address()
+        if address is not None:
+            host, port = address
+            write_atomically(self.address_path,
+                             f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n")
         self._schedule = asyncio.get_running_loop().create_task(
             self._scheduled_checks(), name="schoolgate check schedule")
 
@@ -79,6 +82,7 @@ class CheckMode:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
             self._schedule = None
+        self.address_path.unlink(missing_ok=True)
         try:
             if self.token_path.read_text(encoding="ascii").strip() == self.token:
                 self.token_path.unlink()
@@ -96,7 +100,7 @@ class CheckMode:
             return
         if not self._admit(flow):
             return
-        verdict = self.passed_through.get(flow.client_conn)
+        verdict = self.gateway.client(flow.client_conn).passed_through
         if verdict is not None:
             # Decided at the handshake by host name: that decision is the answer.
             self.answer.respond(flow, verdict, "tls")
@@ -107,17 +111,16 @@ class CheckMode:
         try:
             headers = flow.request.headers
             values = headers.get_all(CHECK_HEADER)
+            state = self.gateway.clients.get(flow.client_conn)
             if values:
                 del headers[CHECK_HEADER]  # never forwarded, whatever follows
-                self._take(flow, values)
-            elif flow.client_conn not in self.gateway.checks:
+                state = self._take(flow, values)
+            if state is None or state.check is None or flow.response is not None:
                 return False
-            if flow.response is not None:
-                return False
-            flow.metadata[CHECK] = self.gateway.checks[flow.client_conn].group
+            d = begin(self.gateway, flow)
+            d.check = state.check.group
             # Not browsing: Record and Metrics skip flows already recorded and counted.
-            flow.metadata[RECORDED] = True
-            flow.metadata[COUNTED] = True
+            d.recorded = d.counted = True
             return True
         except Exception as e:  # noqa: BLE001 - fail closed: refuse, never forward
             self.gateway.fail_closed("identify", e)
@@ -126,18 +129,19 @@ class CheckMode:
                 {"Content-Type": "text/plain; charset=utf-8"})
             return False
 
-    def _take(self, flow: http.HTTPFlow, values: list[str]) -> None:
+    def _take(self, flow: http.HTTPFlow, values: list[str]) -> ClientState:
         parsed = parse_check_header(values[0]) if len(values) == 1 else None
         sent = parsed.token.encode("utf-8", "surrogateescape") if parsed is not None else b""
+        state = self.gateway.client(flow.client_conn)
         if parsed is None or not hmac.compare_digest(sent, self.token.encode()):
-            self.gateway.checks.pop(flow.client_conn, None)
+            state.check = None
             self._refuse(flow, 403, "the check token is wrong or missing")
-            return
-        if parsed.group not in self.gateway.rules.config.groups:
+        elif parsed.group not in self.gateway.rules.config.groups:
             self._refuse(flow, 400, f"there is no group {parsed.group!r}")
-            return
-        self.gateway.checks[flow.client_conn] = Identity(
-            ip=flow.client_conn.peername[0], group=parsed.group, source="check")
+        else:
+            state.check = Identity(ip=flow.client_conn.peername[0], group=parsed.group,
+                                   source="check")
+        return state
 
     def _refuse(self, flow: http.HTTPFlow, status: int, why: str) -> None:
         self.gateway.metrics.check_requests.labels("refused").inc()
@@ -153,7 +157,8 @@ class CheckMode:
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """No check connection ever reaches a server, whatever any other addon does."""
-        if data.client in self.gateway.checks:
+        state = self.gateway.clients.get(data.client)
+        if state is not None and state.check is not None:
             data.server.error = "a schoolgate check never connects to a website"
 
     # -- the timetable -----------------------------------------------------------------------
@@ -164,9 +169,7 @@ class CheckMode:
         still happens."""
         while True:
             config = self.gateway.rules.config
-            settings = getattr(config, "check", None)
-            times = settings.schedule if settings is not None else ()
-            due = next_run(datetime.now(UTC), times, config.timezone)
+            due = next_run(datetime.now(UTC), config.check.schedule, config.timezone)
             if due is None:
                 await asyncio.sleep(60)  # a reload may add a schedule
                 continue
@@ -174,15 +177,17 @@ class CheckMode:
             while (left := (due - datetime.now(UTC)).total_seconds()) > 0:
                 await asyncio.sleep(min(left, 60))
             try:
-                await asyncio.to_thread(self.run_now, "schedule", self.listen_address())
+                address = self.listen_address()
+                if address is None:
+                    log.error("the scheduled filter check cannot run: the proxy is not listening")
+                    continue
+                await asyncio.to_thread(self.run_now, "schedule", address)
             except Exception:  # noqa: BLE001 - the timetable outlives any one run
                 log.exception("the scheduled filter check failed to run")
 
-    def run_now(self, trigger: str, address: tuple[str, int]):
+    def run_now(self, trigger: str, address: tuple[str, int]) -> CheckRun:
         """Run the whole check against this gateway at `address`, record it and write the
         summary (blocking: call from a thread). Returns the `CheckRun`."""
-        from ...check import record_run, run_check, write_summary
-
         rules = self.gateway.rules
         run = run_check(rules.config, rules, address, self.token, trigger=trigger)
         run = dataclasses.replace(run, id=record_run(rules.config.database_path, run))
@@ -191,11 +196,14 @@ class CheckMode:
         log.log(level, "filter check %d (%s): %s Summary: %s", run.id, trigger, run.verdict, path)
         return run
 
-    def listen_address(self) -> tuple[str, int]:
-        from mitmproxy import ctx
-
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where this gateway's proxy listens, as a client on this machine reaches it; None
+        when no proxy server is listening."""
         proxyserver = ctx.master.addons.get("proxyserver")
-        host, port = proxyserver.listen_addrs()[0][:2]
+        addresses = proxyserver.listen_addrs() if proxyserver is not None else []
+        if not addresses:
+            return None
+        host, port = addresses[0][:2]
         if host in ("", "0.0.0.0"):
             host = "127.0.0.1"
         elif host == "::":
@@ -211,9 +219,13 @@ class CheckAnswer:
         self.mode = mode
         self.gateway = mode.gateway
 
+    def _check_identity(self, client: connection.Client) -> Identity | None:
+        state = self.gateway.clients.get(client)
+        return state.check if state is not None else None
+
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """A CONNECT refused by the TLS decisions (SNI-only groups, ports): say why."""
-        identity = self.gateway.check_identity(flow.client_conn)
+        identity = self._check_identity(flow.client_conn)
         if identity is None or flow.response is None or ANSWER + "Action" in flow.response.headers:
             return
         try:
@@ -234,7 +246,7 @@ class CheckAnswer:
         host, port = flow.request.host, flow.request.port
         verdict = rules.policy.connect_port(identity, host, port)
         if verdict is None and rules.policy.group(identity.group).https == "sni-only":
-            verdict = TlsDecisions._host_verdict(rules, identity, host)
+            verdict = host_verdict(rules, identity, host)
         if verdict is None or verdict.action == ALLOW:
             verdict = Verdict(action="block", group=identity.group, reference=new_reference(),
                               rule=f"CONNECT refused ({status})", reason="connect")
@@ -244,52 +256,52 @@ class CheckAnswer:
         """A check connection the TLS decisions pass through undecrypted would reach the site:
         decrypt it instead, and answer what is asked inside with the pass-through verdict."""
         client = data.context.client
-        identity = self.gateway.check_identity(client)
+        identity = self._check_identity(client)
         if identity is None or not data.ignore_connection:
             return
         data.ignore_connection = False
         try:
             rules = self.gateway.rules
             host = data.client_hello.sni or ""
-            verdict = TlsDecisions._host_verdict(rules, identity, host)
-            why = ("on the do-not-decrypt list" if rules.no_decrypt(host)
-                   else f"group {identity.group} is SNI-only")
-            verdict = dataclasses.replace(verdict, reason="tls:passthrough",
-                                          rule=f"passed through undecrypted: {why}")
+            verdict = passed_through(host_verdict(rules, identity, host),
+                                     rules.policy.group(identity.group),
+                                     rules.classifier.no_decrypt(host))
         except Exception as e:  # noqa: BLE001 - still never passed through; say it failed
             self.gateway.fail_closed("tls", e)
             verdict = Verdict(action=ERROR, group=identity.group, reference=new_reference(),
                               reason="filtering-error:tls")
-        self.mode.passed_through[client] = verdict
+        self.gateway.client(client).passed_through = verdict
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         # Blocked at the headers (Enforce served the block page): describe it now.
-        if CHECK in flow.metadata and flow.response is not None:
+        d = decision_of(flow)
+        if d is not None and d.check is not None and flow.response is not None:
             self._describe(flow)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if CHECK not in flow.metadata or flow.metadata.get(_ANSWERED):
+        d = decision_of(flow)
+        if d is None or d.check is None or d.check_answered:
             return
         if flow.response is not None:
             self._describe(flow)
             return
-        verdict = flow.metadata.get(VERDICT)
+        verdict = d.verdict
         if verdict is None or verdict.action != ALLOW:
             # Enforce's last-line check has already failed any such flow closed; never answer
             # one as allowed.
-            identity = self.gateway.check_identity(flow.client_conn)
-            verdict = Verdict(action=ERROR, group=identity.group if identity else "",
-                              reference=new_reference(), reason="filtering-error:check")
+            verdict = Verdict(action=ERROR, group=d.check, reference=new_reference(),
+                              reason="filtering-error:check")
         self.respond(flow, verdict, "request")
 
     def respond(self, flow: http.HTTPFlow, verdict: Verdict, stage: str) -> None:
         """Answer `flow` ourselves with the verdict (allowed: 200; otherwise the block page)."""
+        d = begin(self.gateway, flow)
         if verdict.action != ALLOW:
-            flow.metadata[VERDICT] = verdict
-            serve_verdict(self.gateway, flow, verdict)
+            d.verdict = verdict
+            serve_verdict(flow, d.rules, verdict)
             self._describe(flow, stage)
             return
-        rewrite = flow.metadata.get(SAFE_SEARCH)
+        rewrite = d.safe_search
         names = [name for name, _ in rewrite.set_headers] if rewrite is not None else []
         set_headers = [(n, v) for n in names for v in flow.request.headers.get_all(n)]
         headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
@@ -298,14 +310,15 @@ class CheckAnswer:
         flow.response = http.Response.make(
             200, b"Schoolgate check: allowed. The gateway answered; nothing was fetched.\n",
             headers)
-        flow.metadata[_ANSWERED] = True
+        d.check_answered = True
         self.gateway.metrics.check_requests.labels(ALLOW).inc()
 
     def _describe(self, flow: http.HTTPFlow, stage: str = "request") -> None:
-        if flow.metadata.get(_ANSWERED) or flow.response is None:
+        d = begin(self.gateway, flow)
+        if d.check_answered or flow.response is None:
             return
-        flow.metadata[_ANSWERED] = True
-        verdict = flow.metadata.get(VERDICT)
+        d.check_answered = True
+        verdict = d.verdict
         if verdict is None:  # answered by something that decided nothing: not a verdict
             return
         self.gateway.metrics.check_requests.labels(
@@ -315,14 +328,4 @@ class CheckAnswer:
 
 def write_token(path: Path, token: str) -> None:
     """Write the check token readable by its owner only (0600), replacing any old one whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an old file keeps its mode through O_CREAT
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(token + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, token + "\n")

@@ -1,5 +1,6 @@
-"""Classify: what the request is, from the category lists. The destination host is the one
-mitmproxy will connect to (`request.host`), not a Host header the client may have forged."""
+"""Classify: what the request is, from the lists, the keyword library and its shape. The
+destination host is the one mitmproxy will connect to (`request.host`), not a Host header the
+client may have forged."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from mitmproxy import http
 
 from ...classify import URLError
 from ..service import Gateway
-from ...classify.search import extract_search, needs_body
-from . import (
-    BODY_PENDING, CLASSIFICATION, IDENTITY, RULES, SEARCH, fail_closed, needs_decision,
-    refuse_bad_request,
-)
+from . import begin, fail_closed, needs_decision, refuse_bad_request
+
+
+class _MissingIdentity(RuntimeError):
+    pass
 
 
 class Classify:
@@ -22,23 +23,20 @@ class Classify:
         if not needs_decision(flow):
             return
         try:
-            classifier = flow.metadata[RULES].classifier
+            d = begin(self.gateway, flow)
+            if d.identity is None:
+                raise _MissingIdentity("request reached classify without an identity")
+            request = flow.request
             try:
                 # request.url is built from request.host: the destination, not the Host header.
-                classification = classifier.classify(flow.request.url)
+                # A search in the body (YouTube's in-page search, DuckDuckGo's no-JavaScript
+                # form) is read once the body has arrived, at `request` (Enforce).
+                d.classification = d.rules.classifier.classify(
+                    request.url, method=request.method, host=request.host, path=request.path,
+                    headers=request.headers)
             except URLError as e:
-                identity = flow.metadata[IDENTITY]
-                refuse_bad_request(flow, identity.group, str(e))
+                refuse_bad_request(flow, d, d.identity.group, str(e))
                 return
-            flow.metadata[CLASSIFICATION] = classification
-            request = flow.request
-            # A search in the URL is known now; one in the body (YouTube's in-page search,
-            # DuckDuckGo's no-JavaScript form) once the body has arrived, at `request`.
-            if needs_body(request.method, request.host, request.path):
-                flow.metadata[BODY_PENDING] = True
-            else:
-                search = extract_search(request.method, request.host, request.path)
-                if search is not None:
-                    flow.metadata[SEARCH] = search
+            d.body_pending = d.classification.search_in_body
         except Exception as e:  # noqa: BLE001 - fail closed on anything, bad hosts included
             fail_closed(self.gateway, flow, "classify", e)

@@ -7,11 +7,7 @@ import time
 from mitmproxy import http
 
 from ..service import Gateway
-from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
-from ...policy import ALLOW
-from . import BODY_PENDING, STARTED, VERDICT
-
-COUNTED = "schoolgate.counted"
+from . import decision_of
 
 
 class Metrics:
@@ -19,20 +15,16 @@ class Metrics:
         self.metrics = gateway.metrics
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        verdict = flow.metadata.get(VERDICT)
-        if verdict is None or flow.metadata.get(COUNTED) or flow.metadata.get(BODY_PENDING):
+        d = decision_of(flow)
+        if d is None or d.verdict is None or d.counted or d.body_pending:
             return
-        flow.metadata[COUNTED] = True
-        category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
-        self.metrics.requests.labels(verdict.action, category, verdict.group).inc()
-        if verdict.action != ALLOW:
-            self.metrics.blocks.labels(block_reason(verdict)).inc()
-        if verdict.theme == "circumvention":
-            self.metrics.circumvention.labels(verdict.group).inc()
+        d.counted = True
+        verdict = d.verdict
+        self.metrics.count(verdict)
         if verdict.search is not None and (flag := verdict.flag) is not None:
             self.metrics.flagged_searches.labels(flag.theme, flag.severity, verdict.group).inc()
-        if (started := flow.metadata.get(STARTED)) is not None:
-            self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        self.metrics.decision_seconds.observe(time.perf_counter() - d.started)
 
     # A flow blocked by Enforce's last-line check at `request` is recorded and counted there.
     request = requestheaders
+

@@ -4,7 +4,7 @@ gateway answers those paths itself (explicit and transparent mode, HTTP and inte
 stores each report with who sent it, for the technician's `schoolgate requests`.
 
 These requests are never classified and never reach a server: `requestheaders` marks them
-(`OWN_PAGE`) so Classify and Enforce pass them by, and every path through here ends in a response,
+(`Decision.own_page`) so Classify and Enforce pass them by, and every path through here ends in a response,
 a refusal on any failure; a flow left without one is failed closed by Enforce's last-line check.
 """
 
@@ -23,13 +23,14 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from ...policy.blockpage import REPORT_PATH, REPORT_SITE_PATH, open_url, report_token
 from ...classify import URLError
-from ..service import Gateway
-from ...policy import BLOCK, new_reference
-from ...events import Event
+from ...identify import Identity
+from ...policy import BLOCK, Verdict, new_reference
+from ...policy.blockpage import REPORT_PATH, REPORT_SITE_PATH, open_url, report_token
 from ...store.problem_reports import NewReport, add_report
-from . import IDENTITY, OWN_PAGE, needs_decision
+from ..decision import event_for
+from ..service import Gateway
+from . import begin, decision_of, needs_decision
 
 __all__ = ["PREFIX", "ProblemReports", "RateLimit"]
 
@@ -116,7 +117,7 @@ class ProblemReports:
         path = flow.request.path.partition("?")[0]
         if not path.startswith(PREFIX):
             return
-        flow.metadata[OWN_PAGE] = True
+        begin(self.gateway, flow).own_page = True
         try:
             self._check_headers(flow, path)
         except Exception as e:  # noqa: BLE001 - always answer: never let the request out
@@ -125,7 +126,8 @@ class ProblemReports:
     def request(self, flow: http.HTTPFlow):
         """A report's body is here: check it and store it. Returns a coroutine (which mitmproxy
         awaits before the next addon) for a report only, so every other request stays sync."""
-        if not flow.metadata.get(OWN_PAGE) or not flow.live or flow.response is not None:
+        d = decision_of(flow)
+        if d is None or not d.own_page or not flow.live or flow.response is not None:
             return None
         return self._receive_safely(flow)
 
@@ -152,7 +154,7 @@ class ProblemReports:
             self._answer(flow, 405, "Not allowed", "Reports are sent with the form.",
                          {"Allow": allowed})
             return
-        identity = flow.metadata[IDENTITY]  # set by Identify; missing is a failure
+        identity = _identity_of(flow)
         site = request.headers.get("Sec-Fetch-Site")
         if site is not None and site.strip().lower() not in ("same-origin", "none"):
             # Another site's page posting a form in the pupil's name.
@@ -192,7 +194,7 @@ class ProblemReports:
         if fields is None:
             self._answer(flow, 400, "Not sent", "Reports are sent with the form on the page.")
             return
-        identity = flow.metadata[IDENTITY]
+        identity = _identity_of(flow)
         # The live rules, not the request's snapshot: the newest illegal lists decide.
         rules = self.gateway.rules
         key = rules.block_page.report_key
@@ -242,14 +244,15 @@ class ProblemReports:
             # Never stored as a report, never logged: the URL may itself be a confidential list
             # entry. Recorded as an illegal-list event (host and list name only), as visiting
             # it would be, so naming such a page here is never a way round the DSL's alert.
-            self.gateway.record(Event(
-                ts=self.clock(), client_ip=identity.ip, group=identity.group, action=BLOCK,
-                reference=new_reference(), user=identity.user, device=identity.device,
-                method=request.method, scheme=request.scheme, host=classification.host,
-                url=None, matched_rule=f"a problem report named a page on the illegal-content "
-                f"list {listed.name} (applies to everyone, cannot be overridden)",
-                severity="high", reason=f"illegal:{listed.name}",
-            ))
+            verdict = Verdict(
+                action=BLOCK, group=identity.group, reference=new_reference(),
+                rule=f"a problem report named a page on the illegal-content list {listed.name} "
+                "(applies to everyone, cannot be overridden)",
+                severity="high", reason=f"illegal:{listed.name}", illegal_list=listed.name,
+                illegal_kind=listed.kind)
+            self.gateway.record(event_for(
+                verdict, identity, ts=self.clock(), client_ip=identity.ip, method=request.method,
+                scheme=request.scheme, host=classification.host, url=None))
             if kind == "unblock":
                 self._answer(flow, 403, "Cannot be unblocked", "This page is on a list of illegal "
                              "content that the school must block for everyone; nobody can unblock "
@@ -332,6 +335,18 @@ class ProblemReports:
             flow.response = http.Response.make(
                 503, b"Your report could not be sent.\n",
                 {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
+
+
+class _NoIdentityError(RuntimeError):
+    pass
+
+
+def _identity_of(flow: http.HTTPFlow) -> Identity:
+    """Who sent the report (Identify ran first); missing is a failure, answered as one."""
+    d = decision_of(flow)
+    if d is None or d.identity is None:
+        raise _NoIdentityError("a problem report reached its addon unidentified")
+    return d.identity
 
 
 def _parse_form(body: bytes) -> dict[str, str] | None:

@@ -14,21 +14,20 @@ the TLS ClientHello (every mode), from the host name the client announces (SNI).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import time
-import weakref
+from typing import Any
 
 from mitmproxy import connection, http, tls
 
 from ...classify import URLError
-from ...classify.canonical import parse_ipv4
-from ...classify.urls import normalise_host
-from ..service import Gateway, Rules
+from ...classify.urls import is_ip_address, normalise_host
+from ...config.model import Group
 from ...identify import Identity
-from ..metrics import ILLEGAL_CATEGORY, NO_CATEGORY, block_reason
 from ...policy import ALLOW, BLOCK, Verdict, new_reference
-from ...events import Event
+from ..decision import event_for
+from ..rules import Rules
+from ..service import Gateway
 from . import identify_client
 
 log = logging.getLogger("schoolgate.tls")
@@ -54,14 +53,6 @@ class _QuietRefusals(logging.Filter):
 class TlsDecisions:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
-        # Per client connection, dropped with it: connections to refuse at the handshake, and the
-        # CONNECT target (the host when the ClientHello names none).
-        self._refuse: weakref.WeakKeyDictionary[connection.Client, bool] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._connect_host: weakref.WeakKeyDictionary[connection.Client, str] = (
-            weakref.WeakKeyDictionary()
-        )
         self._quiet = _QuietRefusals()
         # mitmproxy's connection handler logs through this logger (mitmproxy/proxy/server.py).
         logging.getLogger("mitmproxy.proxy.server").addFilter(self._quiet)
@@ -76,20 +67,20 @@ class TlsDecisions:
             return
         rules = self.gateway.rules
         try:
-            identity = identify_client(self.gateway, rules, flow)
+            identity = identify_client(self.gateway, rules, flow.client_conn)
             host, port = flow.request.host, flow.request.port
-            self._connect_host[flow.client_conn] = host
+            self.gateway.client(flow.client_conn).connect_host = host
             policy = rules.policy
             group = policy.group(identity.group)
             verdict = policy.connect_port(identity, host, port)
-            if verdict is None and _is_ip(host):
+            if verdict is None and is_ip_address(host):
                 verdict = self._no_sni_verdict(identity, group, f"a CONNECT to the IP address {host}")
                 if verdict.action == ALLOW:
                     # Logged, not blocked: decrypted, each request inside is recorded with the
                     # address as its host; not decrypted, the ClientHello records the connection.
                     return
             if verdict is None and group.https == "sni-only":
-                verdict = self._host_verdict(rules, identity, host)
+                verdict = host_verdict(rules, identity, host)
                 if verdict.action == ALLOW:
                     return  # decided again, and logged, at the ClientHello
             if verdict is None:
@@ -113,7 +104,8 @@ class TlsDecisions:
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         client = data.context.client
-        if self._refuse.get(client):
+        state = self.gateway.client(client)
+        if state.refuse_tls:
             return
         rules = self.gateway.rules
         try:
@@ -122,38 +114,34 @@ class TlsDecisions:
             group = policy.group(identity.group)
             sni = data.client_hello.sni
             if not sni:
-                connect_host = self._connect_host.get(client)
                 verdict = self._no_sni_verdict(identity, group, "a TLS handshake with no host name")
                 if verdict.action != ALLOW:
-                    self._record(identity, verdict, connect_host, "TLS")
+                    self._record(identity, verdict, state.connect_host, "TLS")
                     self._refuse_connection(client)
                     return
                 if group.https == "sni-only":
                     # Nothing inside will be seen: this event is the only record of it.
                     data.ignore_connection = True
                     self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-                    self._record(identity, _with(verdict, reason="tls:passthrough"), connect_host,
-                                 "TLS")
+                    self._record(identity, _with(verdict, reason="tls:passthrough"),
+                                 state.connect_host, "TLS")
                 else:
                     self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
                 return
             host = normalise_host(sni)
-            pass_through = group.https == "sni-only" or rules.no_decrypt(host)
-            if not pass_through:
+            no_decrypt = rules.classifier.no_decrypt(host)
+            if group.https != "sni-only" and not no_decrypt:
                 # Decrypted: every request inside is decided and logged on its own.
                 self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
                 return
-            verdict = self._host_verdict(rules, identity, host)
+            verdict = host_verdict(rules, identity, host)
             if verdict.action != ALLOW:
                 self._record(identity, verdict, host, "TLS")
                 self._refuse_connection(client)
                 return
             data.ignore_connection = True
             self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-            why = "on the do-not-decrypt list" if rules.no_decrypt(host) else (
-                f"group {group.name} is SNI-only")
-            self._record(identity, _with(verdict, rule=f"passed through undecrypted: {why}",
-                                         reason="tls:passthrough"), host, "TLS")
+            self._record(identity, passed_through(verdict, group, no_decrypt), host, "TLS")
         except (URLError, ValueError) as e:
             # A ClientHello naming something no DNS name can be: refuse, never pass it through.
             log.info("refusing a TLS handshake with an unusable host name: %s", e)
@@ -165,29 +153,19 @@ class TlsDecisions:
     def tls_start_client(self, tls_start: tls.TlsData) -> None:
         # Runs after mitmproxy's own TlsConfig has prepared the connection: taking it away makes
         # mitmproxy close the client's connection instead of handing it a certificate.
-        if self._refuse.get(tls_start.context.client):
+        state = self.gateway.clients.get(tls_start.context.client)
+        if state is not None and state.refuse_tls:
             tls_start.ssl_conn = None
             self._quiet.pending += 1
 
     # -- helpers -------------------------------------------------------------------------------
 
     def _refuse_connection(self, client: connection.Client) -> None:
-        self._refuse[client] = True
+        self.gateway.client(client).refuse_tls = True
         self.gateway.metrics.tls_handshakes.labels("refused").inc()
 
     @staticmethod
-    def _host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
-        classification = rules.classifier.classify(f"https://{host}/")
-        verdict = rules.policy.decide(identity, classification)
-        # A search engine with no lockable safe mode is known by its host name alone.
-        verdict = rules.policy.check_request(verdict, "CONNECT", host, "/", {})
-        if verdict.action != ALLOW:
-            verdict = _with(verdict, rule=f"{verdict.rule} (decided by host name: the connection "
-                            "is not decrypted)")
-        return verdict
-
-    @staticmethod
-    def _no_sni_verdict(identity: Identity, group, what: str) -> Verdict:
+    def _no_sni_verdict(identity: Identity, group: Group, what: str) -> Verdict:
         blocked = group.no_sni == BLOCK
         return Verdict(
             action=BLOCK if blocked else ALLOW,
@@ -200,46 +178,25 @@ class TlsDecisions:
     def _record(self, identity: Identity, verdict: Verdict, host: str | None, method: str) -> None:
         if identity.source == "check":
             return  # a `schoolgate check` canary is not browsing: no event, no alert, no count
-        m = self.gateway.metrics
-        m.requests.labels(verdict.action, _category(verdict), verdict.group).inc()
-        if verdict.action != ALLOW:
-            m.blocks.labels(block_reason(verdict)).inc()
-        if verdict.theme == "circumvention":
-            m.circumvention.labels(verdict.group).inc()
-        self.gateway.record(Event(
-            ts=time.time(),
-            client_ip=identity.ip,
-            group=verdict.group,
-            action=verdict.action,
-            reference=verdict.reference,
-            user=identity.user,
-            device=identity.device,
-            method=method,
-            scheme="https",
-            host=host,
-            url=None,  # nothing but the host is known without decrypting
-            categories=verdict.categories,
-            matched_rule=verdict.rule,
-            severity=verdict.severity,
-            reason=verdict.reason,
-            theme=verdict.theme,
-        ))
+        self.gateway.metrics.count(verdict)
+        self.gateway.record(event_for(verdict, identity, ts=time.time(), client_ip=identity.ip,
+                                      method=method, scheme="https", host=host, url=None))
 
 
-def _with(verdict: Verdict, **changes) -> Verdict:
+def host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
+    """The verdict for a connection decided by its host name alone (nothing is decrypted)."""
+    verdict = rules.policy.decide(identity, rules.classifier.classify(f"https://{host}/"))
+    if verdict.action != ALLOW:
+        verdict = _with(verdict, rule=f"{verdict.rule} (decided by host name: the connection "
+                        "is not decrypted)")
+    return verdict
+
+
+def passed_through(verdict: Verdict, group: Group, no_decrypt: bool) -> Verdict:
+    """An allowed connection's verdict as recorded when it is passed through undecrypted."""
+    why = "on the do-not-decrypt list" if no_decrypt else f"group {group.name} is SNI-only"
+    return _with(verdict, rule=f"passed through undecrypted: {why}", reason="tls:passthrough")
+
+
+def _with(verdict: Verdict, **changes: Any) -> Verdict:
     return dataclasses.replace(verdict, **changes)
-
-
-def _category(verdict: Verdict) -> str:
-    return ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
-
-
-def _is_ip(host: str) -> bool:
-    """Whether a CONNECT names an IP address rather than a host name: in any spelling the
-    resolver reads as one (inet_aton takes `2130706433`, `0x7f.1` and `127.1` for 127.0.0.1),
-    or the `no_sni` rule could be stepped round by writing the address another way."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return parse_ipv4(host) is not None
-    return True

@@ -1,0 +1,7 @@
+"""`python -m schoolgate.cli`: the `schoolgate` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

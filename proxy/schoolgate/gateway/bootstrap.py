@@ -1,0 +1,125 @@
+"""The one composition root: build the gateway's parts from a config and put its addons in order.
+`schoolgate run` (which also makes its own mitmproxy master) and `mitmdump -s proxy/entry.py`
+(whose master already exists) both start Schoolgate through here, so neither can skip a step
+that a hard rule depends on, such as loading the illegal lists before the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import stat
+from pathlib import Path
+
+from mitmproxy import certs
+
+from ..config.model import Config
+from .addons.check import CheckMode
+from .addons.classify import Classify
+from .addons.enforce import Enforce
+from .addons.identify import Identify
+from .addons.metrics import Metrics
+from .addons.problem_reports import ProblemReports
+from .addons.record import Record
+from .addons.tls import TlsDecisions
+from .service import Gateway, StartupError
+
+__all__ = ["Lifecycle", "build", "ensure_ca", "ordered", "proxy_options"]
+
+log = logging.getLogger("schoolgate")
+
+
+def ensure_ca(config: Config) -> Path:
+    """Create the interception CA on first start; return the public certificate's path.
+
+    The CA is named after the school so a pupil inspecting a certificate sees who issued it.
+    mitmproxy writes the private key files with mode 0600.
+    """
+    key_file = config.ca_dir / "mitmproxy-ca.pem"
+    if not key_file.exists():
+        try:
+            certs.CertStore.create_store(
+                config.ca_dir,
+                "mitmproxy",
+                2048,
+                organization="Schoolgate",
+                cn=f"Schoolgate CA - {config.school_name}"[:64],
+            )
+        except OSError as e:
+            raise StartupError(f"cannot create the CA in {config.ca_dir}: {e}") from None
+        log.info("created a new interception CA in %s", config.ca_dir)
+    mode = stat.S_IMODE(key_file.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "the CA private key %s can be read by other users (mode %o): run chmod 600 on it",
+            key_file, mode,
+        )
+    return config.ca_cert_path
+
+
+def proxy_options(config: Config) -> dict[str, object]:
+    """The mitmproxy options Schoolgate needs, whoever made the master: the school's CA, and
+    never a connection to a server before the request is decided."""
+    options: dict[str, object] = {
+        "confdir": str(config.ca_dir),
+        # Lazy: never open a connection to a blocked site's server, not even the TLS handshake
+        # mitmproxy would otherwise make to copy its certificate details.
+        "connection_strategy": "lazy",
+        # mitm.it's onboarding app is mitmproxy-branded; schools install the CA through their
+        # device management instead (README).
+        "onboarding": False,
+    }
+    if config.upstream_trusted_ca:
+        options["ssl_verify_upstream_trusted_ca"] = str(config.upstream_trusted_ca)
+    return options
+
+
+def build(config: Config) -> Gateway:
+    """The gateway for `config`, ready for its first request (blocking): the CA made, the lists
+    and rules built, and every illegal list loaded from its last good copy or its source.
+    Raises StartupError (or ConfigError) saying what to fix; nothing is served then."""
+    ensure_ca(config)
+    gateway = Gateway(config)
+    gateway.log_lists()
+    gateway.load_illegal_lists()
+    return gateway
+
+
+def ordered(gateway: Gateway) -> list[object]:
+    """The addons in the order they must run."""
+    # `schoolgate check`: CheckMode first (it admits check requests and strips their header
+    # before anything reads them), its answer right after Enforce (the verdict is known, and
+    # nothing has been sent anywhere).
+    check = CheckMode(gateway)
+    # ProblemReports after Identify (a report is stored with who sent it) and before Classify
+    # (the forms are answered on blocked hosts too). Scanning responses, when it comes, goes
+    # after check.answer and before Record, so a page it blocks is recorded as blocked.
+    # Lifecycle last: at shutdown its `done` flushes the event queue after every other addon
+    # has finished.
+    return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
+            Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway),
+            Lifecycle(gateway)]
+
+
+class Lifecycle:
+    """Starts the gateway's background work when the proxy runs and stops it (flushing the event
+    queue) when it shuts down; writes the pid file `schoolgate reload`, `allow` and `block`
+    signal, and reloads on SIGHUP."""
+
+    def __init__(self, gateway: Gateway):
+        self.gateway = gateway
+        self.pidfile = gateway.config.data_dir / "schoolgate.pid"
+
+    async def running(self) -> None:
+        await self.gateway.start()
+        self.pidfile.write_text(f"{os.getpid()}\n")
+        # `schoolgate reload` (or `kill -HUP`) rebuilds the rules without a restart.
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, self.gateway.reloader.request, "SIGHUP")
+
+    async def done(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await self.gateway.stop()
+        self.pidfile.unlink(missing_ok=True)
