@@ -13,15 +13,20 @@ from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
-    CollectorRegistry, Counter, Histogram, Info, ProcessCollector, start_http_server,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
-from ..sources.illegal import IllegalListSource
 from ..config.model import Address, Config
 from ..policy import ALLOW, BLOCK, ERROR
+from ..sources.illegal import IllegalListSource
 
 __all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
 
@@ -108,7 +113,7 @@ class _CheckCollector(Collector):
         self._database = database
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        from ..check import latest_run
+        from ..store.checks import latest_run
 
         run = latest_run(self._database)
         yield GaugeMetricFamily(

@@ -32,10 +32,11 @@ from pathlib import Path
 from mitmproxy import connection, http, tls
 from mitmproxy.proxy import server_hooks
 
-from ...check import ANSWER, CHECK_HEADER, TOKEN_FILE, answer_headers, next_run, parse_check_header
-from ..service import Gateway
+from ...check.answers import ANSWER, CHECK_HEADER, TOKEN_FILE, answer_headers, parse_check_header
+from ...check.timetable import next_run
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
+from ..service import Gateway
 from . import RECORDED, VERDICT, serve_verdict
 from .enforce import SAFE_SEARCH
 from .metrics import COUNTED
@@ -181,7 +182,9 @@ class CheckMode:
     def run_now(self, trigger: str, address: tuple[str, int]):
         """Run the whole check against this gateway at `address`, record it and write the
         summary (blocking: call from a thread). Returns the `CheckRun`."""
-        from ...check import record_run, run_check, write_summary
+        from ...check.run import run_check
+        from ...check.summary import write_summary
+        from ...store.checks import record_run
 
         rules = self.gateway.rules
         run = run_check(rules.config, rules, address, self.token, trigger=trigger)
