@@ -5,6 +5,7 @@ server), the record and metric of a run, the table and the governors' HTML, and 
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
@@ -16,32 +17,38 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import connection, http
+from mitmproxy.addonmanager import safecall
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers.http import HttpConnectHook, HttpRequestHeadersHook, HttpRequestHook
-from mitmproxy.addonmanager import safecall
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
 from sample_school import REPO, replace_once
-
-from schoolgate import check
+from schoolgate.check import run as check_run
+from schoolgate.check.answers import (
+    CHECK_HEADER,
+    Observation,
+    answer_headers,
+    observation_from,
+    parse_check_header,
+)
+from schoolgate.check.judging import Result, evaluate
+from schoolgate.check.run import CheckRun, format_table, run_check
+from schoolgate.check.suite import FAIL, PASS, SKIP, WARN, Canary, build_suite
+from schoolgate.check.summary import render_summary, write_summary
+from schoolgate.check.timetable import next_run
+from schoolgate.classify.illegal import IllegalLists
+from schoolgate.config.loader import load_config
+from schoolgate.config.model import ConfigError
+from schoolgate.config.times import parse_run_time
 from schoolgate.gateway.addons import decision_of
 from schoolgate.gateway.addons.check import CheckMode
 from schoolgate.gateway.bootstrap import ordered
-from schoolgate.check import (
-    CHECK_HEADER, FAIL, PASS, SKIP, WARN, Canary, CheckRun, Observation, Result, answer_headers,
-    build_suite, evaluate, format_table, latest_run, next_run, observation_from,
-    parse_check_header, record_run, render_summary, run_check, write_summary,
-)
-from schoolgate.config.times import parse_run_time
-from schoolgate.classify.illegal import IllegalLists
-from schoolgate.config.model import ConfigError
-from schoolgate.config.loader import load_config
 from schoolgate.gateway.rules import build_rules
 from schoolgate.gateway.service import Gateway
-from schoolgate.sources.illegal import sources_for
 from schoolgate.policy import ALLOW, BLOCK, Verdict
+from schoolgate.sources.illegal import sources_for
+from schoolgate.store.checks import latest_run, record_run
 
 ILLEGAL = REPO / "categories" / "illegal"
 
@@ -132,7 +139,8 @@ def test_illegal_canaries_are_the_shipped_test_entries_the_lists_really_hold(sch
     # Decrypted groups get the page entries: they prove URL-level matching through TLS.
     assert iwf.url == "https://iwf-test.example.org/gallery/test-image-1.jpg"
     assert ctiru.url == "https://ctiru-test.example.net/videos/test-video.html"
-    assert (iwf.expected, ctiru.expected) == ("block: illegal list iwf", "block: illegal list ctiru")
+    assert (iwf.expected, ctiru.expected) == (
+        "block: illegal list iwf", "block: illegal list ctiru")
     # Never more than the host is shown.
     assert (iwf.shown, ctiru.shown) == ("iwf-test.example.org", "ctiru-test.example.net")
 
@@ -386,7 +394,8 @@ check:
     [
         ('check: {schedule: ["Mon 7am"]}', "check.schedule[0]", "is not DAYS HH:MM"),
         ('check: {schedule: ["Someday 07:00"]}', "check.schedule[0]", "is not a day"),
-        ("check: {canaries: {illegal: {nope: [https://x.example/]}}}", "check.canaries.illegal.nope",
+        ("check: {canaries: {illegal: {nope: [https://x.example/]}}}",
+         "check.canaries.illegal.nope",
          "no illegal list 'nope'"),
         ("check: {canaries: {categories: {gamblng: https://x.example/}}}",
          "check.canaries.categories.gamblng", "unknown category 'gamblng'"),
@@ -640,7 +649,8 @@ def test_run_record_metric_table_and_summary(school, tmp_path):
                     send=fake_gateway(answers))
     assert not run.passed and run.count(FAIL) >= 1
     failed = [r for r in run.results if r.status == FAIL]
-    assert ("pupils", "Gambling", "allow") in {(r.canary.group, r.canary.name, r.got) for r in failed}
+    assert ("pupils", "Gambling", "allow") in {
+        (r.canary.group, r.canary.name, r.got) for r in failed}
 
     table = format_table(run)
     assert table.isascii()
@@ -651,7 +661,8 @@ def test_run_record_metric_table_and_summary(school, tmp_path):
     assert latest_run(db) is None
     run_id = record_run(db, run)
     summary = latest_run(db)
-    assert (summary.id, summary.failed, summary.passed) == (run_id, run.count(FAIL), run.count(PASS))
+    assert (summary.id, summary.failed, summary.passed) == (
+        run_id, run.count(FAIL), run.count(PASS))
     assert abs(summary.ts - run.ts) < 0.001
     conn = sqlite3.connect(db)
     (detail,) = conn.execute("SELECT detail FROM check_runs").fetchone()
@@ -707,7 +718,7 @@ def test_the_timetable_runs_the_check_when_due(proxy, monkeypatch, caplog):
         sent.append((address, token, group))
         return Observation("block", illegal_list="iwf", reason="illegal:iwf")
 
-    monkeypatch.setattr(check, "probe", send)
+    monkeypatch.setattr(check_run, "probe", send)
 
     async def main():
         task = asyncio.create_task(mode._scheduled_checks())
@@ -726,3 +737,38 @@ def test_the_timetable_runs_the_check_when_due(proxy, monkeypatch, caplog):
     assert any("filter check 1 (schedule): FAILED" in r.message for r in caplog.records)
     reports = Path(proxy.gateway.config.data_dir / "reports")
     assert [p.name.startswith("filter-check-") for p in reports.iterdir()] == [True]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers (DESIGN.md): check sits above the store and below the gateway and the CLI
+
+
+def _imports(package: Path, dotted: str) -> set[tuple[str, str]]:
+    """(module file, absolute module imported) for every import in `package`'s modules."""
+    found = set()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {(module.name, a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = dotted.split(".")[: len(dotted.split(".")) - node.level + 1] if node.level \
+                    else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                found.add((module.name, target))
+                found |= {(module.name, f"{target}.{a.name}") for a in node.names}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("check", ("schoolgate.gateway", "schoolgate.cli")),
+        ("store", ("schoolgate.check", "schoolgate.alerts", "schoolgate.reports",
+                   "schoolgate.gateway", "schoolgate.cli")),
+    ],
+)
+def test_a_layer_imports_nothing_above_it(package, forbidden):
+    folder = Path(check_run.__file__).parent.parent / package
+    wrong = sorted((f, m) for f, m in _imports(folder, f"schoolgate.{package}")
+                   if m.startswith(forbidden))
+    assert wrong == []

@@ -1,10 +1,12 @@
-"""The event store: numbered migrations recorded in the database, the batched writer (batches,
-flush interval, flush on close, drops when full) and finding events by block-page reference."""
+"""The event store: how connections are opened (`connect`), numbered migrations recorded in the
+database, the batched writer (batches, flush interval, flush on close, drops when full) and
+finding events by block-page reference."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -12,11 +14,16 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from schoolgate.config.model import EventSettings
 from schoolgate.events import Event
-from schoolgate.store import EventWriter, StoreError, events_by_reference, open_for_writing
-from schoolgate.store import migrations
+from schoolgate.store import (
+    EventWriter,
+    StoreError,
+    connect,
+    events_by_reference,
+    migrations,
+    open_for_writing,
+)
 from schoolgate.store.migrations import MIGRATIONS, Migration, apply_migrations
 
 # What DESIGN.md asks every event to carry (the DfE fields), in the table's column order.
@@ -367,7 +374,8 @@ def test_events_by_reference_in_a_database_without_events(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_an_event_that_cannot_be_stored_is_dropped_alone_and_the_writer_lives_on(tmp_path, caplog):
+async def test_an_event_that_cannot_be_stored_is_dropped_alone_and_the_writer_lives_on(
+        tmp_path, caplog):
     path = tmp_path / "schoolgate.sqlite3"
     open_for_writing(path)
     writer = EventWriter(path, EventSettings(batch_size=10, flush_interval=0.01))
@@ -404,3 +412,94 @@ def test_events_by_reference_with_uri_characters_in_the_path(tmp_path):
     finally:
         conn.close()
     assert [r["client_ip"] for r in events_by_reference(path, "abcdefghjk")] == ["10.0.0.1"]
+
+
+# ---------------------------------------------------------------------------------------------
+# connect: the one way a connection to the store is opened
+
+
+def test_a_read_connection_cannot_write(tmp_path):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    conn = connect(path, "read")
+    try:
+        for statement in (
+            "INSERT INTO audit (ts, actor, action, outcome) VALUES ('t', 'a', 'b', 'c')",
+            "CREATE TEMP TABLE scratch (x)",
+            "PRAGMA user_version = 7",
+        ):
+            with pytest.raises(sqlite3.OperationalError):
+                conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def test_a_write_connection_is_autocommit_with_the_busy_timeout(tmp_path):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    conn = connect(path, "write", timeout=7)
+    try:
+        assert conn.isolation_level is None
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (7000,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # set by open_for_writing
+        conn.execute("CREATE TABLE kept (x)")  # no transaction left open: seen by a new reader
+    finally:
+        conn.close()
+    reader = connect(path, "read")
+    try:
+        assert reader.execute("SELECT count(*) FROM kept").fetchone() == (0,)
+    finally:
+        reader.close()
+
+
+def test_synchronous_is_a_write_setting(tmp_path):
+    path = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(path)
+    conn = connect(path, "write", synchronous="NORMAL")
+    try:
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)
+    finally:
+        conn.close()
+    with pytest.raises(ValueError, match="synchronous"):
+        connect(path, "read", synchronous="NORMAL")
+
+
+@pytest.mark.parametrize("folder", ["odd?name", "odd#name", "odd name %20", "a?b#c"])
+def test_uri_characters_in_the_path_cannot_break_a_connection(tmp_path, folder):
+    path = tmp_path / folder / "schoolgate.sqlite3"
+    open_for_writing(path)
+    writer = connect(path, "write")
+    try:
+        writer.execute("CREATE TABLE here (x)")
+    finally:
+        writer.close()
+    reader = connect(path, "read")
+    try:
+        assert reader.execute("SELECT count(*) FROM here").fetchone() == (0,)
+    finally:
+        reader.close()
+    # Nothing was made beside it from a misread URI (such as a file named `odd`).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+
+
+def test_reading_a_missing_store_is_a_store_error_naming_it(tmp_path):
+    path = tmp_path / "missing" / "schoolgate.sqlite3"
+    with pytest.raises(StoreError, match=re.escape(f"cannot open the event store {path} to read")):
+        connect(path, "read", what="the event store")
+    with pytest.raises(StoreError, match=re.escape(f"cannot open the store {path}: ")):
+        connect(path, "write")
+    assert not path.parent.exists()  # neither mode creates what is not there
+
+
+@pytest.mark.asyncio
+async def test_the_event_writer_connects_with_the_same_settings(tmp_path):
+    writer = await _writer(tmp_path, [])
+    try:
+        assert writer._db is not None
+        pragmas = {}
+        for name in ("journal_mode", "synchronous", "busy_timeout"):
+            async with writer._db.execute(f"PRAGMA {name}") as cursor:
+                pragmas[name] = (await cursor.fetchone())[0]
+    finally:
+        await writer.close()
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000}

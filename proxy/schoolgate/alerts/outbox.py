@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..store import open_for_writing
-from .messages import Alert
 from ..config.model import Delivery
+from ..store import connect, open_for_writing
+from .messages import Alert
 from .senders import DeliveryError, Sender
 
 __all__ = ["Deliverer", "Outbox", "OutboxRow", "Round", "OUTCOMES"]
@@ -30,6 +30,8 @@ log = logging.getLogger("schoolgate.alerts")
 
 OUTCOMES = ("sent", "retry", "failed", "deduplicated", "rate_limited")
 """The `outcome` values `on_outcome(channel, outcome)` is called with."""
+
+_DEFAULT_DELIVERY = Delivery()  # frozen: one shared default is safe
 
 _COLUMNS = ("id", "created", "kind", "channel", "recipients", "subject", "body", "html",
             "payload", "dedup_key", "attempts", "next_attempt_at", "status", "last_error",
@@ -85,9 +87,8 @@ class Outbox:
         self.busy_timeout = busy_timeout
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        # NORMAL, the event writer's trade: a power cut may lose the last write, never the file.
+        return connect(self.path, "write", timeout=self.busy_timeout, synchronous="NORMAL")
 
     def add(self, alerts: Sequence[Alert]) -> list[int]:
         """Store `alerts` in one transaction; return their ids."""
@@ -226,7 +227,7 @@ class Deliverer:
         self,
         path: Path,
         senders: Mapping[str, Sender],
-        delivery: Delivery = Delivery(),
+        delivery: Delivery = _DEFAULT_DELIVERY,
         *,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str, str], None] = lambda channel, outcome: None,
@@ -333,7 +334,8 @@ class Deliverer:
                  row.attempts)
         return "sent", None, None
 
-    def _failure(self, row: OutboxRow, error: str, permanent: bool) -> tuple[str, float | None, str]:
+    def _failure(self, row: OutboxRow, error: str,
+                 permanent: bool) -> tuple[str, float | None, str]:
         now = self.clock()
         d = self.delivery
         age = now - row.created

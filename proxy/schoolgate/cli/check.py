@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..check import ADDRESS_FILE, TOKEN_FILE
-from ..config.model import Config, ConfigError
+from ..check.answers import ADDRESS_FILE, TOKEN_FILE
 from ..config.loader import load_config
+from ..config.model import Config, ConfigError
 
 __all__ = ["register"]
 
@@ -86,10 +86,12 @@ def _gateway(config: Config) -> tuple[tuple[str, int], str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check import record_run, run_check, write_summary
-    from ..sources.illegal import without_fetching
+    from ..check.run import run_check
+    from ..check.summary import write_summary
     from ..gateway.rules import build_rules
+    from ..sources.illegal import without_fetching
     from ..store import StoreError
+    from ..store.checks import record_run
 
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
@@ -122,7 +124,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         out["summary"] = str(path)
         print(json.dumps(out, ensure_ascii=False))
     else:
-        from ..check import format_table
+        from ..check.run import format_table
 
         print(format_table(run))
         print(f"HTML summary for governors: {path}")

@@ -13,14 +13,19 @@ from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
-    CollectorRegistry, Counter, Histogram, Info, ProcessCollector, start_http_server,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    ProcessCollector,
+    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..alerts import OUTCOMES
-from ..check import latest_run
+from ..store.checks import latest_run
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
 from ..policy import ALLOW, BLOCK, ERROR, Verdict

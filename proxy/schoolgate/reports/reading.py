@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..events import THEME_TITLES as _LIBRARY_THEME_TITLES
-from ..store import StoreError
+from ..store import StoreError, connect
 
 __all__ = [
     "ILLEGAL_SQL",
@@ -47,13 +47,7 @@ def read_only(db_path: Path) -> sqlite3.Connection:
     needs (WAL readers never block the writer)."""
     if not db_path.exists():
         raise StoreError(f"no event store at {db_path}: has the gateway run with this config?")
-    try:
-        # as_uri() percent-escapes the path, so '?' or '#' in a folder name cannot break it.
-        conn = sqlite3.connect(f"{db_path.absolute().as_uri()}?mode=ro", uri=True)
-        conn.execute("PRAGMA query_only = ON")
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the event store {db_path} to read: {e}") from None
-    return conn
+    return connect(db_path, "read", what="the event store")
 
 
 def iso_utc(when: datetime) -> str:

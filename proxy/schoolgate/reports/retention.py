@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..config.model import RETENTION_KINDS, RetentionPolicy
-from ..store import StoreError
+from ..store import StoreError, connect
 from .reading import iso_utc
 
 __all__ = ["purge"]
@@ -53,11 +53,8 @@ def purge(
         raise ValueError("now must be timezone-aware")
     if not db_path.exists():
         raise StoreError(f"no event store at {db_path}: has the gateway run with this config?")
-    try:
-        conn = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA busy_timeout = 30000")
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the event store {db_path}: {e}") from None
+    # A long busy timeout: the purge can wait for the writer, the writer waits one batch at most.
+    conn = connect(db_path, "write", timeout=30.0, what="the event store")
     counts: dict[str, int] = {}
     try:
         for kind, condition in _EVENT_KINDS.items():

@@ -18,6 +18,14 @@ import aiosqlite
 
 from ..config.model import EventSettings
 from ..events import Event
+from .connections import (
+    JOURNAL_WAL,
+    Mode,
+    StoreError,
+    connect,
+    connect_arguments,
+    setup_statements,
+)
 from .migrations import MIGRATIONS, apply_migrations
 
 __all__ = [
@@ -25,17 +33,14 @@ __all__ = [
     "event_row",
     "EventWriter",
     "MIGRATIONS",
+    "Mode",
     "StoreError",
+    "connect",
     "events_by_reference",
     "open_for_writing",
 ]
 
 log = logging.getLogger("schoolgate.store")
-
-
-class StoreError(Exception):
-    """The database cannot be opened or brought up to date; the message says which file and why.
-    Fix the file's permissions or disk space, or restore a backup, and start again."""
 
 
 EVENT_COLUMNS = (
@@ -103,11 +108,11 @@ def open_for_writing(path: Path) -> None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None)
-    except (OSError, sqlite3.Error) as e:
+    except OSError as e:
         raise StoreError(f"cannot open the event store {path}: {e}") from None
+    conn = connect(path, "write", what="the event store")
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(JOURNAL_WAL)
         applied = apply_migrations(conn)
     except sqlite3.Error as e:
         raise StoreError(f"cannot prepare the event store {path}: {e}") from None
@@ -122,11 +127,7 @@ def events_by_reference(path: Path, reference: str) -> list[dict]:
     ref = reference.strip().upper()
     if len(ref) == 10 and "-" not in ref:
         ref = f"{ref[:5]}-{ref[5:]}"
-    try:
-        # as_uri() percent-escapes the path, so '?' or '#' in a folder name cannot break it.
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the event store {path} to read: {e}") from None
+    conn = connect(path, "read", what="the event store")
     try:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
@@ -171,11 +172,13 @@ class EventWriter:
         return self._queue.qsize() + self._held
 
     async def start(self) -> None:
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a power cut may lose the last batch, never corrupt the file.
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        # A write connection as `connect` makes one, but through aiosqlite: the event loop must
+        # never wait on the disk.
+        database, options = connect_arguments(self.path, "write")
+        self._db = await aiosqlite.connect(database, **options)
+        # NORMAL: a power cut may lose the last batch, never corrupt the file.
+        for statement in setup_statements("write", wal=True, synchronous="NORMAL"):
+            await self._db.execute(statement)
         self._task = asyncio.create_task(self._run(), name="schoolgate event writer")
 
     def put(self, event: Event) -> bool:
@@ -251,11 +254,13 @@ class EventWriter:
                 # Disk full, locked, I/O error: keep the batch and retry, the disk may come back.
                 # Meanwhile the queue absorbs new events, and drops are counted once it is full.
                 if self._closing:
-                    log.error("could not write %d events to %s at shutdown: %s", len(rows), self.path, e)
+                    log.error("could not write %d events to %s at shutdown: %s", len(rows),
+                              self.path, e)
                     self._count_dropped(len(rows))
                     return
                 log.error(
-                    "writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path, e, delay
+                    "writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path,
+                    e, delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -263,7 +268,8 @@ class EventWriter:
             except sqlite3.Error:
                 # A data error in some row (retrying cannot help): write the rows one by one so
                 # only the bad ones are lost.
-                log.exception("a batch of %d events was refused; writing them one by one", len(rows))
+                log.exception("a batch of %d events was refused; writing them one by one",
+                              len(rows))
                 rows = await self._write_one_by_one(rows)
             self.written += len(rows)
             self._on_written(len(rows), loop.time() - started)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import StoreError, _iso, open_for_writing
+from .connections import connect
 
 __all__ = ["AuditEntry", "read_audit", "record_change"]
 
@@ -61,28 +62,24 @@ def record_change(
         json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail is not None else None,
         outcome,
     )
+    conn = connect(path, "write", timeout=10)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=10)
-        try:
-            cur = conn.execute(
-                f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                row,
-            )
-            return int(cur.lastrowid or 0)
-        finally:
-            conn.close()
+        cur = conn.execute(
+            f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            row,
+        )
+        return int(cur.lastrowid or 0)
     except sqlite3.Error as e:
         raise StoreError(f"cannot write the audit log in {path}: {e}") from None
+    finally:
+        conn.close()
 
 
 def read_audit(path: Path, since: datetime | None = None) -> list[AuditEntry]:
     """Audit rows, oldest first; with `since`, only those at or after it."""
     if not path.exists():
         return []
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the store {path} to read: {e}") from None
+    conn = connect(path, "read")
     try:
         sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit"
         args: tuple = ()

@@ -185,7 +185,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # Each `schoolgate check` run (by command or on the gateway's schedule): the record
             # governors and inspectors ask for that filtering is checked. `detail` is the whole
-            # run as JSON (schoolgate.check.CheckRun.as_dict): every test's group, address
+            # run as JSON (schoolgate.check.run.CheckRun.as_dict): every test's group, address
             # (host only for an illegal-list test), expected and actual answer. Warnings (could
             # not be checked) and tests that did not apply count as skipped.
             """

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import StoreError, _iso
+from .connections import connect
 
 __all__ = [
     "KINDS",
@@ -82,18 +83,11 @@ class ProblemReport:
         return {"number": self.id, **{c: getattr(self, c) for c in _COLUMNS}}
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        return sqlite3.connect(path, isolation_level=None, timeout=5)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the store {path}: {e}") from None
-
-
 def add_report(path: Path, report: NewReport) -> tuple[int, bool]:
     """Store `report` (blocking: call it in a thread from the gateway); return its number and
     whether it is new. A second unblock report for the same block page (a double click, or the
     page sent again) returns the first one's number instead of storing a copy."""
-    conn = _connect(path)
+    conn = connect(path, "write")
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -146,10 +140,7 @@ def read_report(path: Path, number: int) -> ProblemReport | None:
 
 
 def _read(path: Path, sql: str, args: tuple) -> list[ProblemReport]:
-    try:
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the store {path} to read: {e}") from None
+    conn = connect(path, "read")
     try:
         rows = conn.execute(sql, args).fetchall()
     except sqlite3.OperationalError as e:
@@ -169,7 +160,7 @@ def decide_report(path: Path, number: int, *, status: str, by: str, note: str | 
     URL (it is on an illegal-content list)."""
     if status not in ("approved", "denied"):
         raise ValueError(f"status {status!r}")
-    conn = _connect(path)
+    conn = connect(path, "write")
     try:
         cur = conn.execute(
             "UPDATE problem_reports SET status = ?, decided_ts = ?, decided_by = ?, "
@@ -187,7 +178,7 @@ def decide_report(path: Path, number: int, *, status: str, by: str, note: str | 
 
 def reopen_report(path: Path, number: int) -> None:
     """Undo `decide_report` when the change it stood for could not be made."""
-    conn = _connect(path)
+    conn = connect(path, "write")
     try:
         conn.execute(
             "UPDATE problem_reports SET status = 'open', decided_ts = NULL, decided_by = NULL, "

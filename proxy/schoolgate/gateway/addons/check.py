@@ -30,10 +30,11 @@ from pathlib import Path
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from ...check import (
-    ADDRESS_FILE, ANSWER, CHECK_HEADER, TOKEN_FILE, CheckRun, answer_headers, next_run, parse_check_header,
-    record_run, run_check, write_summary,
-)
+from ...check.answers import ADDRESS_FILE, ANSWER, CHECK_HEADER, TOKEN_FILE, answer_headers, parse_check_header
+from ...check.run import CheckRun, run_check
+from ...check.summary import write_summary
+from ...check.timetable import next_run
+from ...store.checks import record_run
 from ...files import write_atomically
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
