@@ -14,9 +14,9 @@ import time
 
 from mitmproxy import http
 
+from ...identify.names import login_name
 from ...identify.passwords import parse_basic_auth
 from ..service import Gateway, Rules
-from ...sources.identity import login_name
 from . import IDENTITY, RULES, STARTED, fail_closed, needs_decision
 
 REALM = 'Basic realm="School web filter", charset="UTF-8"'
