@@ -9,29 +9,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
 import pytest
 from mitmproxy.utils.htpasswd import HtpasswdFile
-
-from schoolgate.config.model import Config
-from schoolgate.identify.maps import DeviceMap, IpUserMap, UserGroups
-from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory
-from schoolgate.config.model import LdapSettings
-from schoolgate.identify.passwords import HtpasswdUsers, parse_basic_auth
-from schoolgate.identify.tables import IdentityFileError
-from schoolgate.identify.identifier import Identifier
-from schoolgate.identify.names import normalise_mac, normalise_user
-from schoolgate.identify.passwords import apr1_md5
+from schoolgate.config.model import Config, LdapSettings
 from schoolgate.identify import Identity, SubnetGroups
+from schoolgate.identify.identifier import Identifier, IdentitySources
+from schoolgate.identify.maps import (
+    MAX_TTL,
+    DeviceMap,
+    FileSummary,
+    IpUserMap,
+    UserGroups,
+    ip_map_entries,
+)
+from schoolgate.identify.names import login_name, normalise_mac, normalise_user
+from schoolgate.identify.passwords import HtpasswdUsers, apr1_md5, parse_basic_auth
+from schoolgate.sources.identity import (
+    HtpasswdFileUsers,
+    load_devices,
+    load_ip_map,
+    load_user_groups,
+)
+from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory
+from schoolgate.sources.tables import IdentityFileError
 
 # tests/ holds helpers shared by the unit and end-to-end tests (ldap_server.py).
 TESTS = str(Path(__file__).resolve().parents[1])
@@ -188,7 +200,7 @@ def htpasswd(tmp_path: Path) -> Path:
     ],
 )
 def test_htpasswd_logins(htpasswd, user, password, ok):
-    users = HtpasswdUsers(htpasswd)
+    users = HtpasswdFileUsers(htpasswd)
     assert users.authenticate(user, password) is ok
     assert users.recently_verified(user, password) is ok
 
@@ -198,7 +210,7 @@ def test_htpasswd_agrees_with_mitmproxy_where_both_read_the_file(htpasswd, tmp_p
     shared = write(tmp_path, "shared", "\n".join(
         line for line in htpasswd.read_text().splitlines() if "$apr1$" not in line))
     theirs = HtpasswdFile.from_file(shared)
-    ours = HtpasswdUsers(shared)
+    ours = HtpasswdFileUsers(shared)
     for user in ("amy", "ben", "cat"):
         for password in (f"{user}-pw", "wrong"):
             assert ours.authenticate(user, password) == theirs.check_password(user, password)
@@ -217,14 +229,14 @@ def test_htpasswd_bcrypt_uses_the_first_72_bytes_like_apache(tmp_path):
     # Apache hashes only 72 bytes; bcrypt 5 raises for longer passwords instead of checking them.
     long_password = "correct horse battery staple " * 4  # 116 bytes
     path = write(tmp_path, "h", f"eve:{bcrypt_hash(long_password.encode()[:72])}\n")
-    users = HtpasswdUsers(path)
+    users = HtpasswdFileUsers(path)
     assert users.authenticate("eve", long_password)
     assert not users.authenticate("eve", long_password[:71])
 
 
 def test_htpasswd_empty_password_refused_even_if_hashed(tmp_path):
     path = write(tmp_path, "h", f"kim:{bcrypt_hash('')}\nlee:{sha_hash('')}\n")
-    users = HtpasswdUsers(path)
+    users = HtpasswdFileUsers(path)
     assert len(users) == 2
     assert not users.authenticate("kim", "")
     assert not users.authenticate("lee", "")
@@ -243,7 +255,7 @@ def test_htpasswd_bad_lines_are_reported_and_skipped(tmp_path):
         f"ok:{sha_hash('other')}",            # 8 duplicate: Apache keeps the first
         f"extra:{good}:comment field",        # 9 further fields are ignored
     ]).encode() + b"\nbad\xff:x\n")           # 10 not UTF-8
-    users = HtpasswdUsers(path)
+    users = HtpasswdFileUsers(path)
     assert problems(users.summary) == [
         f"{path}:2: not USER:PASSWORD-HASH (no ':'); line skipped",
         f"{path}:3: no username before the ':'; line skipped",
@@ -266,7 +278,7 @@ def test_htpasswd_bad_lines_are_reported_and_skipped(tmp_path):
 def test_htpasswd_reload_swaps_and_forgets_logins(tmp_path):
     clock = FakeClock()
     path = write(tmp_path, "h", f"amy:{bcrypt_hash('old')}\n")
-    users = HtpasswdUsers(path, clock=clock)
+    users = HtpasswdFileUsers(path, clock=clock)
     assert users.authenticate("amy", "old")
     path.write_text(f"amy:{bcrypt_hash('new')}\nbob:{sha_hash('b')}\n")
     summary = users.reload()
@@ -278,19 +290,19 @@ def test_htpasswd_reload_swaps_and_forgets_logins(tmp_path):
 
 def test_htpasswd_unreadable_file_keeps_the_old_users(tmp_path):
     path = write(tmp_path, "h", f"amy:{sha_hash('a')}\n")
-    users = HtpasswdUsers(path)
+    users = HtpasswdFileUsers(path)
     path.unlink()
     with pytest.raises(IdentityFileError, match=f"^{path}: file not found$"):
         users.reload()
     assert users.authenticate("amy", "a")
     with pytest.raises(IdentityFileError, match="is a directory"):
-        HtpasswdUsers(tmp_path)
+        HtpasswdFileUsers(tmp_path)
 
 
 def test_htpasswd_cache_expires(tmp_path, monkeypatch):
     clock = FakeClock()
     path = write(tmp_path, "h", f"amy:{bcrypt_hash('pw')}\n")
-    users = HtpasswdUsers(path, cache_seconds=60, clock=clock)
+    users = HtpasswdFileUsers(path, cache_seconds=60, clock=clock)
     checks = []
     real = bcrypt.checkpw
     monkeypatch.setattr(bcrypt, "checkpw", lambda *a: checks.append(1) or real(*a))
@@ -306,9 +318,22 @@ def test_htpasswd_cache_expires(tmp_path, monkeypatch):
     assert users.authenticate("amy", "pw") and len(checks) == 2
 
 
+def test_htpasswd_users_filled_in_memory():
+    clock = FakeClock()
+    users = HtpasswdUsers({"amy": sha_hash("a")}, clock=clock)
+    assert users.authenticate("amy", "a") and users.recently_verified("amy", "a")
+    # A refused hash refuses the whole replacement; a replacement forgets remembered logins.
+    with pytest.raises(ValueError, match="user 'bob': the password is not stored as bcrypt"):
+        users.replace({"amy": sha_hash("b"), "bob": "plain"})
+    assert users.recently_verified("amy", "a")
+    users.replace({"amy": sha_hash("b")})
+    assert not users.recently_verified("amy", "a") and not users.authenticate("amy", "a")
+    assert users.authenticate("amy", "b") and len(users) == 1
+
+
 def test_credential_cache_is_bounded(tmp_path):
     path = write(tmp_path, "h", "".join(f"u{i}:{sha_hash(str(i))}\n" for i in range(5)))
-    users = HtpasswdUsers(path, cache_size=3, clock=FakeClock())
+    users = HtpasswdFileUsers(path, cache_size=3, clock=FakeClock())
     for i in range(5):
         assert users.authenticate(f"u{i}", str(i))
     assert len(users.cache) == 3
@@ -327,11 +352,11 @@ def test_csv_header_is_required(tmp_path):
                                                 r"naming the columns ip,user,ttl_seconds "
                                                 r"\(optional: ttl_seconds\); this one has no "
                                                 r"ip, user column$"):
-        IpUserMap().load_csv(path)
+        load_ip_map(IpUserMap(), path)
     with pytest.raises(IdentityFileError, match=f"^{path}: empty"):
-        IpUserMap().load_csv(write(tmp_path, "map.csv", "# nothing yet\n\n"))
+        load_ip_map(IpUserMap(), write(tmp_path, "map.csv", "# nothing yet\n\n"))
     with pytest.raises(IdentityFileError, match="file not found"):
-        IpUserMap().load_csv(tmp_path / "missing.csv")
+        load_ip_map(IpUserMap(), tmp_path / "missing.csv")
 
 
 def test_csv_as_excel_and_mis_exports_write_it(tmp_path):
@@ -345,7 +370,7 @@ def test_csv_as_excel_and_mis_exports_write_it(tmp_path):
         "Ann,staff,ann@school.example\r\n"
     ).encode("utf-8"))
     groups = UserGroups()
-    summary = groups.load_csv(path)
+    summary = load_user_groups(groups, path)
     assert problems(summary) == []
     assert summary.entries == 2
     assert groups.group_of("jsmith") == "ks3"
@@ -355,7 +380,7 @@ def test_csv_as_excel_and_mis_exports_write_it(tmp_path):
 def test_csv_broken_quotes(tmp_path):
     path = write(tmp_path, "g.csv", 'user,group\n"bad"x,ks3\nann,staff\nbob,"ks3\ncat,ks3\n')
     groups = UserGroups()
-    summary = groups.load_csv(path)
+    summary = load_user_groups(groups, path)
     assert problems(summary) == [
         f"{path}:2: not valid CSV (',' expected after '\"'); line skipped",
         f"{path}:4: not valid CSV (unexpected end of data): a quote opened on this line is "
@@ -452,7 +477,7 @@ def test_ip_map_csv(tmp_path):
         "10.20.1.7",                     # 10 no user cell
     ]))
     ips = IpUserMap(clock=clock)
-    summary = ips.load_csv(path)
+    summary = load_ip_map(ips, path)
     assert problems(summary) == [
         f"{path}:5: ip: '10.20.1.300' is not an IP address; line skipped",
         f"{path}:6: no user in this row; line skipped",
@@ -472,25 +497,129 @@ def test_ip_map_csv(tmp_path):
 def test_ip_map_pushed_entries_win_over_the_csv_until_they_expire(tmp_path):
     clock = FakeClock()
     ips = IpUserMap(clock=clock)
-    ips.load_csv(write(tmp_path, "m.csv", "ip,user\n10.0.0.9,library-kiosk\n"))
+    load_ip_map(ips, write(tmp_path, "m.csv", "ip,user\n10.0.0.9,library-kiosk\n"))
     ips.set("10.0.0.9", "alice", 300)
     assert ips.get("10.0.0.9") == "alice"
     clock.advance(300)
     assert ips.get("10.0.0.9") == "library-kiosk"
     # A reload replaces the CSV rows and leaves pushed entries alone.
     ips.set("10.0.0.8", "bob", 300)
-    ips.load_csv(write(tmp_path, "m.csv", "ip,user\n10.0.0.7,reception\n"))
+    load_ip_map(ips, write(tmp_path, "m.csv", "ip,user\n10.0.0.7,reception\n"))
     assert [ips.get(f"10.0.0.{i}") for i in (7, 8, 9)] == ["reception", "bob", None]
 
 
 def test_ip_map_broken_reload_keeps_the_old_rows(tmp_path):
     ips = IpUserMap(clock=FakeClock())
     path = write(tmp_path, "m.csv", "ip,user\n10.0.0.9,kiosk\n")
-    ips.load_csv(path)
+    load_ip_map(ips, path)
     path.write_text("address,who\n10.0.0.9,other\n")
     with pytest.raises(IdentityFileError, match="has no ip, user column"):
-        ips.load_csv(path)
+        load_ip_map(ips, path)
     assert ips.get("10.0.0.9") == "kiosk"
+
+
+def test_ip_map_version_moves_with_every_change_get_could_see(tmp_path):
+    # The gateway caches identities per connection and asks again when the version moves.
+    clock = FakeClock()
+    ips = IpUserMap(clock=clock)
+    seen = [ips.version]
+
+    def moved() -> bool:
+        seen.append(ips.version)
+        return seen[-1] > seen[-2]
+
+    ips.set("10.0.0.1", "alice", 60)
+    assert moved()
+    ips.set("10.0.0.1", "alice", 600)  # the same user for longer: the expiry changed
+    assert moved()
+    assert not ips.forget("10.0.0.1", "bob") and not ips.forget("10.0.0.2")
+    assert not moved()
+    assert ips.forget("10.0.0.1")
+    assert moved()
+    ips.set("10.0.0.3", "carol", 10)
+    assert moved()
+    assert ips.purge() == 0
+    assert not moved()
+    clock.advance(10)
+    assert ips.purge() == 1
+    assert moved()
+    ips.replace_file_rows({"10.0.0.9": ("kiosk", None)})
+    assert moved()
+    load_ip_map(ips, write(tmp_path, "m.csv", "ip,user\n10.0.0.9,reception\n"))
+    assert moved()
+    # Questions and refused changes leave it alone.
+    ips.get("10.0.0.9"), ips.expires("10.0.0.9"), len(ips)
+    with pytest.raises(ValueError):
+        ips.set("10.0.0.1", "alice", 0)
+    with pytest.raises(ValueError):
+        ips.replace_file_rows({"not an ip": ("alice", None)})
+    with pytest.raises(IdentityFileError):
+        load_ip_map(ips, tmp_path / "missing.csv")
+    assert not moved()
+    assert ips.get("10.0.0.9") == "reception"
+
+
+def test_ip_map_version_moves_when_a_full_map_evicts():
+    ips = IpUserMap(max_entries=1, clock=FakeClock())
+    ips.set("10.0.0.1", "alice", 60)
+    before = ips.version
+    ips.set("10.0.0.2", "bob", 60)  # alice is evicted
+    assert ips.version > before and ips.get("10.0.0.1") is None
+
+
+def test_ip_map_expires_says_until_when_the_answer_holds():
+    clock = FakeClock()
+    ips = IpUserMap(clock=clock)
+    ips.replace_file_rows({"10.0.0.7": ("kiosk", None), "10.0.0.8": ("reception", 100)})
+    ips.set("::ffff:10.0.0.7", "alice", 60)
+    start = clock.now
+    # A pushed entry over a file row: its own expiry, then the file row's (never).
+    assert ips.get("10.0.0.7") == "alice" and ips.expires("10.0.0.7") == start + 60
+    assert ips.expires("::ffff:10.0.0.7") == start + 60
+    assert ips.expires("10.0.0.7", now=start + 60) == math.inf
+    clock.advance(60)
+    assert ips.get("10.0.0.7") == "kiosk" and ips.expires("10.0.0.7") == math.inf
+    # A file row with a TTL counts from its load.
+    assert ips.get("10.0.0.8") == "reception" and ips.expires("10.0.0.8") == start + 100
+    clock.advance(40)
+    assert ips.get("10.0.0.8") is None and ips.expires("10.0.0.8") == math.inf
+    # Nobody there, or not an address: nothing to expire.
+    assert ips.expires("10.0.0.1") == math.inf
+    assert ips.expires("not an ip") == math.inf
+
+
+def test_ip_map_expires_follows_the_map_clock_by_default():
+    ips = IpUserMap()
+    ips.set("10.0.0.1", "alice", 60)
+    left = ips.expires("10.0.0.1") - time.monotonic()
+    assert 59 < left <= 60
+
+
+def test_ip_map_file_rows_filled_in_memory():
+    clock = FakeClock()
+    ips = IpUserMap(clock=clock)
+    ips.replace_file_rows({"::ffff:10.0.0.1": ("SCHOOL\\Alice", None), "10.0.0.2": ("bob", 30)})
+    assert [ips.get("10.0.0.1"), ips.get("10.0.0.2")] == ["alice", "bob"]
+    clock.advance(30)
+    assert [ips.get("10.0.0.1"), ips.get("10.0.0.2")] == ["alice", None]
+    # A bad row refuses the whole replacement: the old rows stay.
+    for bad in ({"10.0.0.300": ("carol", None)}, {"10.0.0.3": ("", None)},
+                {"10.0.0.3": ("carol", 0)}, {"10.0.0.3": ("carol", MAX_TTL + 1)}):
+        with pytest.raises(ValueError):
+            ips.replace_file_rows({"10.0.0.4": ("dave", None), **bad})
+    assert ips.get("10.0.0.1") == "alice" and ips.get("10.0.0.4") is None
+
+
+def test_ip_map_rows_are_checked_without_a_file():
+    # The checks are about the data; the file reader only turns lines into rows.
+    summary = FileSummary("feed")
+    entries = ip_map_entries([(2, {"ip": "10.0.0.1", "user": "Alice"}),
+                              (3, {"ip": "10.0.0.300", "user": "bob"}),
+                              (4, {"ip": "10.0.0.2", "user": "carol", "ttl_seconds": "60"})],
+                             summary)
+    assert entries == {"10.0.0.1": ("alice", None), "10.0.0.2": ("carol", 60)}
+    assert problems(summary) == ["feed:3: ip: '10.0.0.300' is not an IP address; line skipped"]
+    assert summary.entries == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +639,7 @@ def test_device_map(tmp_path):
         "10.20.1.10,",                   # 9
     ]))
     devices = DeviceMap()
-    summary = devices.load_csv(path)
+    summary = load_devices(devices, path)
     assert problems(summary) == [
         f"{path}:6: key: 'printer' is neither an IP address nor a MAC address (such as "
         "aa:bb:cc:dd:ee:ff); line skipped",
@@ -538,7 +667,7 @@ def test_user_groups(tmp_path):
         "\\,staff",                      # 6 no username left
     ]))
     groups = UserGroups()
-    summary = groups.load_csv(path, known_groups={"secondary", "staff", "guest"})
+    summary = load_user_groups(groups, path, known_groups={"secondary", "staff", "guest"})
     assert problems(summary) == [
         f"{path}:4: group: 'wizards' is not a group in the configuration (guest, secondary, "
         "staff); line skipped",
@@ -550,6 +679,30 @@ def test_user_groups(tmp_path):
     assert groups.group_of("Bob") == "staff"
     assert groups.group_of("carol") is None
     assert groups.group_of("") is None
+
+
+def test_device_map_and_user_groups_filled_in_memory():
+    devices = DeviceMap({"::ffff:10.20.1.7": "LIB-PC-07"}, {"AA-BB-CC-00-11-22": "IPAD-031"})
+    assert devices.device_for("10.20.1.7") == "LIB-PC-07"
+    assert devices.device_for("10.99.0.1", mac="aabb.cc00.1122") == "IPAD-031"
+    assert len(devices) == 2
+    for by_ip, by_mac in (({"printer": "HP-1"}, {}), ({}, {"aa:bb": "X"}),
+                          ({"10.0.0.1": "bad\tname"}, {})):
+        with pytest.raises(ValueError):
+            devices.replace(by_ip, by_mac)
+    assert devices.device_for("10.20.1.7") == "LIB-PC-07"  # a refused replacement changes nothing
+    devices.replace({"10.20.1.8": "LIB-PC-08"}, {})
+    assert devices.device_for("10.20.1.7") is None
+    assert devices.device_for("10.20.1.8") == "LIB-PC-08"
+
+    groups = UserGroups({"SCHOOL\\Alice": "secondary"})
+    assert groups.group_of("alice") == "secondary"
+    with pytest.raises(ValueError):
+        groups.replace({"bob": "staff", "\\": "staff"})
+    assert groups.group_of("alice") == "secondary" and groups.group_of("bob") is None
+    groups.replace({"bob": "staff"})
+    assert groups.group_of("alice") is None and groups.group_of("Bob") == "staff"
+    assert len(groups) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,17 +720,15 @@ class FakeDirectory:
 
 
 @pytest.fixture
-def identifier(config: Config, tmp_path: Path) -> Identifier:
+def identifier(config: Config) -> Identifier:
     clock = FakeClock()
     ips = IpUserMap(clock=clock)
     ips.set("10.20.1.7", "SCHOOL\\Alice", 600)  # alice at a secondary-subnet PC
     ips.set("10.30.0.9", "dave", 600)           # dave: in no group file, on the staff subnet
     ips.set("10.20.1.8", "erin", 600)           # erin: only the directory knows her group
-    devices = DeviceMap()
-    devices.load_csv(write(tmp_path, "d.csv", "key,device\n10.20.1.7,LIB-PC-07\n"
-                                              "aa:bb:cc:dd:ee:ff,IPAD-1\n"))
-    groups = UserGroups()
-    groups.load_csv(write(tmp_path, "g.csv", "user,group\nalice,sixth_form\nbob,staff\n"))
+    # The tables are filled in memory: identification never needs a file.
+    devices = DeviceMap({"10.20.1.7": "LIB-PC-07"}, {"aa:bb:cc:dd:ee:ff": "IPAD-1"})
+    groups = UserGroups({"alice": "sixth_form", "bob": "staff"})
     return Identifier(SubnetGroups(config).identify, ip_users=ips, devices=devices,
                       user_groups=groups, ldap=FakeDirectory({"erin": "primary", "bob": "guest"}))
 
@@ -629,6 +780,57 @@ def test_identifier_ip_map_expiry(config):
     assert identifier.identify("10.20.1.7", now=clock.now + 60).user is None
     clock.advance(60)
     assert identifier.identify("10.20.1.7") == Identity("10.20.1.7", "secondary", "subnet")
+
+
+class FakeLdap(FakeDirectory):
+    """The directory as `IdentitySources` sees it (the `Directory` protocol)."""
+
+    def __init__(self, groups: dict[str, str], passwords: dict[str, str]):
+        super().__init__(groups)
+        self.settings = LdapSettings(url="ldap://directory.test", user_dn_template=PEOPLE_TEMPLATE)
+        self.passwords = passwords
+        self.binds: list[str] = []
+
+    def recently_verified(self, user: str, password: str) -> bool:
+        return False
+
+    def authenticate(self, user: str, password: str) -> bool:
+        self.binds.append(user)
+        return bool(password) and self.passwords.get(user) == password
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        return frozenset()
+
+
+def test_identity_sources_compose_logins_and_identification(config):
+    subnets = SubnetGroups(config)
+    htpasswd = HtpasswdUsers({"amy": sha_hash("a")})
+    ldap = FakeLdap({"erin": "primary"}, {"erin": "e", "amy": "directory-pw"})
+    ips = IpUserMap(clock=FakeClock())
+    ips.set("10.20.1.8", "erin", 600)
+    identifier = Identifier(subnets.identify, ip_users=ips, ldap=ldap)
+    sources = IdentitySources(identifier, subnets, htpasswd, ldap, frozenset({"staff"}))
+    assert sources.proxy_auth
+    # htpasswd first; a miss there is asked of the directory.
+    assert sources.authenticate("amy", "a") and ldap.binds == []
+    assert sources.authenticate("amy", "directory-pw") and ldap.binds == ["amy"]
+    assert not sources.authenticate("amy", "wrong")
+    assert sources.recently_verified("amy", "a") and not sources.recently_verified("erin", "e")
+    # Only the staff subnet must log in.
+    assert sources.must_log_in("10.30.0.9") and not sources.must_log_in("10.20.1.8")
+    assert sources.identify("10.20.1.8") == Identity("10.20.1.8", "primary", "ldap-group", "erin")
+    assert sources.identify("10.20.1.8", proxy_user="SCHOOL\\Bob") == Identity(
+        "10.20.1.8", "secondary", "subnet", "bob")
+
+    nobody = IdentitySources(Identifier(subnets.identify), subnets, None, None, frozenset())
+    assert not nobody.proxy_auth and not nobody.authenticate("amy", "a")
+    assert not nobody.recently_verified("amy", "a") and not nobody.must_log_in("10.30.0.9")
+
+
+@pytest.mark.parametrize(("given", "expected"),
+                         [("SCHOOL\\Alice", "alice"), ("", None), ("bad\nname", None)])
+def test_login_name(given, expected):
+    assert login_name(given) == expected
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,16 +1,20 @@
 """Who is browsing: a client address becomes a group by longest-prefix match over every group's
-subnets, falling back to the default group."""
+subnets, falling back to the default group. And `schoolgate.identify` stays pure: no files, no
+network, no proxy, no store."""
 
 from __future__ import annotations
 
+import ast
 import ipaddress
+from pathlib import Path
 
 import pytest
-
+import schoolgate.identify
+from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, replace_once
 from schoolgate.config.loader import load_config
 from schoolgate.identify import Identity, SubnetGroups, normalise_ip
 
-from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, replace_once
+IDENTIFY = Path(schoolgate.identify.__file__).parent
 
 
 @pytest.mark.parametrize(
@@ -126,3 +130,39 @@ def test_unparseable_client_address_raises(config, bad):
 )
 def test_normalise_ip(text, expected):
     assert normalise_ip(text) == expected
+
+
+# What identification must never reach for: the network, files, the store, the proxy, the loaders.
+FORBIDDEN_MODULES = ("yaml", "ldap3", "mitmproxy", "schoolgate.store", "schoolgate.sources",
+                     "urllib.request", "http.client", "socket")
+FORBIDDEN_CALLS = ("open", "read_text", "read_bytes")
+
+
+def _imported_modules(tree: ast.Module, package: str) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(IDENTIFY.glob("**/*.py")), ids=lambda p: p.name)
+def test_identify_is_pure(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = "schoolgate." + ".".join(path.relative_to(IDENTIFY.parent).parent.parts)
+    bad = sorted(m for m in _imported_modules(tree, package)
+                 if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_MODULES))
+    assert bad == [], f"{path.name} imports {bad}"
+    calls = sorted(
+        {n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+         for n in ast.walk(tree) if isinstance(n, ast.Call)
+         and isinstance(n.func, ast.Name | ast.Attribute)}
+        & set(FORBIDDEN_CALLS))
+    assert calls == [], f"{path.name} calls {calls}"

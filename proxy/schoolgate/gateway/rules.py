@@ -18,7 +18,8 @@ from ..config.model import Config, ConfigError
 from ..identify.maps import IpUserMap
 from ..policy import Policy
 from ..policy.blockpage import BlockPage
-from ..sources.identity import IdentitySources, build_identity
+from ..identify.identifier import IdentitySources
+from ..sources.identity import build_identity
 from ..sources.lists import build_classifier
 from ..sources.localpolicy import (
     LocalPolicyError, apply_local_policy, load_local_policy, local_policy_path, next_change,

@@ -17,7 +17,9 @@ Group (`Identity.source` says which rule decided)
   4. ``default``: the configured default group.
 
 Usernames are normalised everywhere (`normalise_user`): case-insensitive, domain dropped.
-This package is pure: every lookup reads tables already in memory (no mitmproxy, no I/O).
+This package is pure: every lookup reads tables already in memory (no mitmproxy, no I/O). The
+files are read by `schoolgate.sources.identity`, the directory is asked by
+`schoolgate.sources.ldap`; `identifier.IdentitySources` composes them through a protocol.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def normalise_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 class SubnetGroups:
     """Longest-prefix match of a client IP against every group's subnets."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config) -> None:
         self.default_group = config.default_group
         # Most specific first, so the first containing network is the longest prefix. A school has
         # tens of subnets, so a scan is cheaper than a radix tree in Python.
@@ -67,6 +69,8 @@ class SubnetGroups:
         self._v6 = [(n, g) for n, g in rules if n.version == 6]
 
     def identify(self, client_ip: str) -> Identity:
+        """The group of `client_ip` by subnet, or the default group. Raises ValueError when
+        `client_ip` is not an IP address."""
         ip = normalise_ip(client_ip)
         for net, group in self._v4 if ip.version == 4 else self._v6:
             if ip in net:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["normalise_mac", "normalise_user"]
+__all__ = ["login_name", "normalise_mac", "normalise_user"]
 
 #: Longest username accepted anywhere (Active Directory's sAMAccountName allows 20, UPNs more).
 MAX_USER_LENGTH = 256
@@ -40,6 +40,15 @@ def normalise_user(name: str) -> str:
     if _CONTROL.search(text):
         raise ValueError(f"username {name!r} contains control characters")
     return text
+
+
+def login_name(user: str) -> str | None:
+    """The normalised username of a proxy login, or None when it is not a username (the login
+    then names nobody rather than failing the request)."""
+    try:
+        return normalise_user(user)
+    except ValueError:
+        return None
 
 
 def normalise_mac(text: str) -> str:

@@ -1,5 +1,6 @@
-"""Proxy logins checked against an Apache htpasswd file, and the cache that spares every request
-from a slow password check (bcrypt costs tens of milliseconds; an LDAP bind a network round trip).
+"""Proxy logins checked against the users of an Apache htpasswd file, the cache that spares every
+request from a slow password check (bcrypt costs tens of milliseconds; an LDAP bind a network round
+trip), and the Basic proxy login header. Pure: `schoolgate.sources.identity` reads the file.
 
 mitmproxy's own `mitmproxy.utils.htpasswd` is not reused: it refuses a whole file for one bad
 line, cannot read Apache's default `$apr1$` hashes, compares `{SHA}` digests in variable time,
@@ -16,14 +17,11 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import bcrypt
 
-from .tables import FileSummary, read_text
-
-__all__ = ["CredentialCache", "HtpasswdUsers", "apr1_md5", "parse_basic_auth"]
+__all__ = ["CredentialCache", "HtpasswdUsers", "apr1_md5", "hash_problem", "parse_basic_auth"]
 
 Clock = Callable[[], float]
 
@@ -137,12 +135,12 @@ def _matches(stored: str, password: str) -> bool:
         digest = base64.b64encode(hashlib.sha1(secret).digest()).decode("ascii")
         return hmac.compare_digest(stored[5:], digest)
     m = _APR1.fullmatch(stored)
-    assert m is not None, "only hashes accepted by _hash_problem are stored"
+    assert m is not None, "only hashes accepted by hash_problem are stored"
     return hmac.compare_digest(stored, apr1_md5(secret, m[1].encode("ascii")))
 
 
-def _hash_problem(stored: str) -> str | None:
-    """Why `stored` cannot be used, or None if it can."""
+def hash_problem(stored: str) -> str | None:
+    """Why the stored password hash `stored` cannot be used, or None if it can."""
     if _BCRYPT.fullmatch(stored) or _APR1.fullmatch(stored) or _SHA.fullmatch(stored):
         return None
     if stored.startswith(("$2", "$apr1$", "{SHA}")):
@@ -156,53 +154,26 @@ class HtpasswdUsers:
     bcrypt (``-B``, recommended), ``$apr1$`` MD5 (its default) and ``{SHA}`` (``-s``, unsalted).
 
     Usernames match exactly, as in Apache. An empty password is always refused. Verified logins are
-    remembered in a `CredentialCache` for `cache_seconds`; `reload()` forgets them.
+    remembered in a `CredentialCache` for `cache_seconds`; `replace()` forgets them. The file
+    itself is read by `schoolgate.sources.identity.HtpasswdFileUsers`.
     """
 
-    def __init__(self, path: str | Path, *, cache_seconds: float = 300.0,
+    def __init__(self, users: Mapping[str, str] | None = None, *, cache_seconds: float = 300.0,
                  cache_size: int = 10_000, clock: Clock = time.monotonic):
-        self.path = Path(path)
         self._users: dict[str, str] = {}
         self.cache = CredentialCache(cache_seconds, cache_size, clock)
-        self.summary = self.reload()
+        if users:
+            self.replace(users)
 
-    def reload(self) -> FileSummary:
-        """Read the file again and swap it in whole. Bad lines are skipped and listed in the
-        summary; an unreadable file raises `IdentityFileError` and the old users stay."""
-        text = read_text(self.path)
-        summary = FileSummary(str(self.path))
-        users: dict[str, str] = {}
-        first_line: dict[str, int] = {}
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if "\ufffd" in line:
-                summary.problem(number, "not valid UTF-8")
-                continue
-            user, colon, rest = line.partition(":")
-            if not colon:
-                summary.problem(number, "not USER:PASSWORD-HASH (no ':')")
-                continue
-            if not user:
-                summary.problem(number, "no username before the ':'")
-                continue
-            stored = rest.split(":", 1)[0]  # Apache ignores any further fields
-            problem = _hash_problem(stored)
-            if problem:
-                summary.problem(number, f"user {user!r}: {problem}")
-                continue
-            if user in users:
-                # Apache stops at the first line for a user; so do we, and say so.
-                summary.problem(number, f"user {user!r} is already on line {first_line[user]}")
-                continue
-            users[user] = stored
-            first_line[user] = number
-        summary.entries = len(users)
-        self._users = users
+    def replace(self, users: Mapping[str, str]) -> None:
+        """Swap in `users` (``{user: stored hash}``) whole and forget every remembered login (a
+        password may have been changed). Raises ValueError for a hash `hash_problem` refuses,
+        and then nothing changes."""
+        for user, stored in users.items():
+            if problem := hash_problem(stored):
+                raise ValueError(f"user {user!r}: {problem}")
+        self._users = dict(users)
         self.cache.clear()
-        self.summary = summary
-        return summary
 
     def recently_verified(self, user: str, password: str) -> bool:
         """True when this login was checked successfully less than `cache_seconds` ago. No I/O

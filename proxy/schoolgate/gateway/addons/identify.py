@@ -20,7 +20,7 @@ from mitmproxy import http
 
 from ...identify import Identity
 from ...identify.passwords import parse_basic_auth
-from ...sources.identity import login_name
+from ...identify.names import login_name
 from ..rules import Rules
 from ..service import Gateway
 from . import begin, cached_identity, fail_closed, needs_decision

@@ -1,4 +1,5 @@
-"""Read the identity CSV files a technician keeps (IP map, devices, user groups, htpasswd).
+"""Read the identity files a technician keeps (IP map, devices, user groups as CSV; htpasswd as
+text); what their rows say is checked by `schoolgate.identify`.
 
 A bad row never stops a load: it is reported as ``file:line: what is wrong; line skipped`` and the
 rest of the file still counts. A file that cannot be used at all (missing, unreadable, no header)
@@ -12,7 +13,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..classify.lists import ListProblem, ListSummary
+from ..identify.maps import FileSummary, LoadProblem
 
 __all__ = ["FileSummary", "IdentityFileError", "LoadProblem", "read_table", "read_text"]
 
@@ -23,12 +24,6 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 class IdentityFileError(Exception):
     """An identity file cannot be used at all, so nothing in it was loaded and the previous
     contents stay in use. The message names the file and what to fix; fix it and reload."""
-
-
-# A skipped row and a file's load summary are the same as a category list's: one message format
-# (`file:line: what is wrong; line skipped`) for every file a technician edits.
-LoadProblem = ListProblem
-FileSummary = ListSummary
 
 
 def read_text(path: Path) -> str:
