@@ -21,6 +21,7 @@ from urllib.parse import unquote
 import pytest
 
 from schoolgate.classify import canonical
+from schoolgate.sources.suffixes import suffix_list
 from schoolgate.classify.canonical import (
     CanonicalURL,
     URLError,
@@ -32,7 +33,6 @@ from schoolgate.classify.canonical import (
     lookup_paths,
     parse_ipv4,
     registrable_domain,
-    suffix_list,
 )
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .engine import AlertEngine, SafeguardingAlerts, dedup_key
 from .messages import Alert, AlertTemplates, TemplateError, context_command
-from .outbox import OUTCOMES, Deliverer, Outbox, OutboxRow, Round
+from .outbox import OUTCOMES, Deliverer, Outbox, Round
+from .rows import OutboxRow
 from ..config.routing import ALERT_THEMES, RoutingError, load_routing
 from ..config.model import (
     EMAIL, Delivery, Destination, Limits, Routing, Rule, SmtpSettings, WebhookSettings,

@@ -22,6 +22,7 @@ from typing import Any
 from ..config.model import Delivery
 from ..store import connect, open_for_writing
 from .messages import Alert
+from .rows import OutboxRow, timestamp
 from .senders import DeliveryError, Sender
 
 __all__ = ["Deliverer", "Outbox", "OutboxRow", "Round", "OUTCOMES"]
@@ -40,42 +41,6 @@ _COLUMNS = ("id", "created", "kind", "channel", "recipients", "subject", "body",
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _ts(text: str | None) -> float | None:
-    return None if text is None else datetime.fromisoformat(text).timestamp()
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One alert in the outbox."""
-
-    id: int
-    created: float
-    kind: str
-    channel: str
-    recipients: tuple[str, ...]
-    subject: str
-    body: str
-    html: str | None
-    payload: dict[str, Any]
-    dedup_key: str | None
-    attempts: int
-    next_attempt_at: float | None
-    status: str
-    """`pending`, `sent`, `failed` (gave up; `last_error` says why) or `held` (recorded, not
-    sent, while alerts to its destination were paused)."""
-    last_error: str | None
-    sent_at: float | None
-
-    @classmethod
-    def from_db(cls, r: Sequence[Any]) -> OutboxRow:
-        return cls(
-            id=r[0], created=_ts(r[1]) or 0.0, kind=r[2], channel=r[3],
-            recipients=tuple(r[4].split(",")) if r[4] else (), subject=r[5], body=r[6],
-            html=r[7], payload=json.loads(r[8]), dedup_key=r[9], attempts=r[10],
-            next_attempt_at=_ts(r[11]), status=r[12], last_error=r[13], sent_at=_ts(r[14]),
-        )
 
 
 class Outbox:
@@ -191,7 +156,7 @@ class Outbox:
         restarted engine needs so it does not alert the same person and theme twice."""
         conn = self._connect()
         try:
-            return [(k, _ts(c) or 0.0) for k, c in conn.execute(
+            return [(k, timestamp(c) or 0.0) for k, c in conn.execute(
                 "SELECT dedup_key, max(created) FROM alert_outbox WHERE kind = 'alert' "
                 "AND dedup_key IS NOT NULL AND created >= ? AND status != 'failed' "
                 "GROUP BY dedup_key", (_iso(since),))]

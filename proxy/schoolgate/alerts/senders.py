@@ -16,14 +16,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
 from ..config.model import EMAIL, Routing, SmtpSettings, WebhookSettings
-
-if TYPE_CHECKING:
-    from .outbox import OutboxRow
+from .rows import OutboxRow
 
 __all__ = [
     "DeliveryError",

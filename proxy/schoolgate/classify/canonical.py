@@ -28,7 +28,7 @@ __all__ = [
     "lookup_hosts",
     "lookup_paths",
     "registrable_domain",
-    "suffix_list",
+    "snapshot_suffixes",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
@@ -484,64 +484,24 @@ def lookup_expressions(
 # Registrable domains (Public Suffix List)
 
 
-@functools.lru_cache(maxsize=8)
-def suffix_list(path: str | os.PathLike[str] | None = None) -> tldextract.TLDExtract:
-    """The Public Suffix List matcher for `registrable_domain`, built once per `path`.
-
-    `None` uses the snapshot bundled with tldextract; a path reads that local
-    `public_suffix_list.dat` (ICANN and private sections). Neither ever fetches from the network
-    or writes a cache. The list itself is parsed on the first lookup (tens of milliseconds).
-    Raises `OSError` when the file cannot be read.
-    """
+def snapshot_suffixes() -> tldextract.TLDExtract:
+    """A new Public Suffix List matcher on the snapshot bundled with tldextract (ICANN and private
+    sections). It never fetches from the network or writes a cache; the list is parsed on the
+    first lookup (tens of milliseconds). A school's own list file is read by
+    `schoolgate.sources.suffixes.suffix_list`."""
+    # Imported here, not at the top: tldextract (and requests under it) cost ~150 ms to import,
+    # and only a registrable-domain lookup needs them.
     import tldextract
 
-    if path is None:
-        return tldextract.TLDExtract(
-            suffix_list_urls=(),
-            cache_dir=None,
-            fallback_to_snapshot=True,
-            include_psl_private_domains=True,
-        )
-    return _local_suffix_list(os.fspath(path))
-
-
-def _local_suffix_list(path: str) -> tldextract.TLDExtract:
-    import io
-    import pathlib
-
-    import requests
-    import tldextract
-
-    data = pathlib.Path(path).read_bytes()
-    url = pathlib.Path(path).resolve().as_uri()
-
-    class LocalFile(requests.adapters.BaseAdapter):
-        # tldextract reads suffix lists through a requests session. Its own file:// support
-        # (requests-file) leaves the file open (a ResourceWarning), so answer from bytes we
-        # already read: no socket, no open file, no cache written.
-        def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
-            response = requests.Response()
-            response.status_code = 200
-            response.encoding = "utf-8"
-            response.raw = io.BytesIO(data)
-            response.url = request.url
-            response.request = request
-            return response
-
-        def close(self) -> None:
-            pass
-
-    extractor = tldextract.TLDExtract(
-        suffix_list_urls=(url,),
+    return tldextract.TLDExtract(
+        suffix_list_urls=(),
         cache_dir=None,
-        fallback_to_snapshot=False,  # a list we were given must be the list we use
+        fallback_to_snapshot=True,
         include_psl_private_domains=True,
     )
-    with requests.Session() as session:
-        session.trust_env = False  # no proxy variables or ~/.netrc: there is nothing to fetch
-        session.mount("file://", LocalFile())
-        extractor("example.com", session=session)  # builds and keeps the suffix trie now
-    return extractor
+
+
+_snapshot = functools.cache(snapshot_suffixes)
 
 
 def registrable_domain(
@@ -553,7 +513,7 @@ def registrable_domain(
     None when there is none: no host, an IP address, a public suffix itself (`co.uk`), a single
     label, a leading dot or an empty label, or a name that cannot be encoded. A name under no
     listed suffix follows the PSL's default rule `*` (`a.example.example` gives
-    `example.example`). `suffixes` is a `suffix_list(...)`; the default is the bundled snapshot.
+    `example.example`). `suffixes` is a `sources.suffixes.suffix_list(...)`; the default is the bundled snapshot.
     """
     if not host or host.startswith("."):
         return None
@@ -571,7 +531,7 @@ def registrable_domain(
         return None
     if h.startswith("[") or ":" in h or parse_ipv4(h) is not None:
         return None
-    found = (suffixes or suffix_list())(h)
+    found = (suffixes or _snapshot())(h)
     if found.suffix:
         return f"{found.domain}.{found.suffix}" if found.domain else None
     # No rule matched: the default rule "*" makes the last label the public suffix.

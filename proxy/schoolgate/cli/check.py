@@ -11,13 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import socket
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..check.answers import ADDRESS_FILE, TOKEN_FILE
+from ..check.run import format_table, run_check
+from ..check.summary import write_summary
 from ..config.loader import load_config
 from ..config.model import Config, ConfigError
+from ..gateway.rules import build_rules
+from ..sources.illegal import without_fetching
+from ..store import StoreError
+from ..store.checks import record_run
 
 __all__ = ["register"]
 
@@ -76,8 +84,6 @@ def _gateway(config: Config) -> tuple[tuple[str, int], str]:
     except (OSError, UnicodeDecodeError) as e:
         raise _NoGateway(f"cannot read the check token {token_file}: {e}; run schoolgate check "
                          "as the user the gateway runs as (or root)") from None
-    import socket
-
     try:
         socket.create_connection(address, timeout=5).close()
     except OSError as e:
@@ -86,13 +92,6 @@ def _gateway(config: Config) -> tuple[tuple[str, int], str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..check.run import run_check
-    from ..check.summary import write_summary
-    from ..gateway.rules import build_rules
-    from ..sources.illegal import without_fetching
-    from ..store import StoreError
-    from ..store.checks import record_run
-
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
     groups = list(dict.fromkeys(args.group or []))
@@ -113,8 +112,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     run = run_check(config, rules, address, token, groups=groups or None, timeout=args.timeout)
     try:
         run_id = record_run(config.database_path, run)
-        from dataclasses import replace
-
         run = replace(run, id=run_id)
     except StoreError as e:
         print(f"schoolgate: {e}", file=sys.stderr)
@@ -124,8 +121,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         out["summary"] = str(path)
         print(json.dumps(out, ensure_ascii=False))
     else:
-        from ..check.run import format_table
-
         print(format_table(run))
         print(f"HTML summary for governors: {path}")
         if run.id is not None:

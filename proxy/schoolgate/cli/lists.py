@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from ..classify.formats import ListFormat, detect_format, read_list
 from ..classify.index import (
     IndexCacheError,
@@ -417,8 +419,6 @@ def _in_use(config: Config, result: ImportResult) -> tuple[list[str], list[str]]
 
 
 def _print_snippet(config: Config, result: ImportResult, names: list[str]) -> None:
-    import yaml
-
     new = {}
     extend = []
     for name in names:

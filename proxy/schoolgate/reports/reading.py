@@ -7,6 +7,7 @@ here, so the SQL fragments the indexes of migration 5 were built for are written
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -124,8 +125,6 @@ class Person:
 
 
 def _shell_quote(text: str) -> str:
-    import shlex
-
     return shlex.quote(text)
 
 

@@ -7,6 +7,7 @@ Used by `schoolgate lists import ut1` (`lists_cli`); no mitmproxy, no store.
 
 from __future__ import annotations
 
+import difflib
 import base64
 import fcntl
 import http.client
@@ -29,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .. import __version__
 from ..classify.formats import ListFormat, read_list, read_ut1_folder
 from ..classify.index import ut1_sources
 from ..classify.lists import ListProblem
@@ -222,8 +224,6 @@ def _choose(available: list[str], wanted: Sequence[str] | None, shown: str) -> l
         return available
     missing = [c for c in wanted if c not in available]
     if missing:
-        import difflib
-
         hint = difflib.get_close_matches(missing[0], available, n=1)
         also = f"; did you mean {hint[0]!r}?" if hint else ""
         raise ImportFailed(f"--categories: {shown} has no category {missing[0]!r}{also} "
@@ -565,8 +565,6 @@ def _download(url: str, shown: str, into: Path) -> Path:
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise ImportRefused(f"{shown}: only http and https addresses are fetched, not {scheme}:")
-    from .. import __version__
-
     opener = urllib.request.build_opener(_HttpOnlyRedirects())
     parts = urllib.parse.urlsplit(url)
     request = urllib.request.Request(
