@@ -3,8 +3,11 @@ last good copy, confidentiality of entries, and precedence over every allow."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import os
+import time
 
 import pytest
 
@@ -160,6 +163,42 @@ def test_last_good_copy_restores_at_start_up_with_its_age(tmp_path):
     assert again.entries == 3
     assert again.age() is not None and again.age() >= 0
     assert classifier_with(again).classify("https://iwf-dom.test/").illegal is not None
+
+
+def test_a_last_good_copy_older_than_the_interval_is_refreshed_at_once(tmp_path):
+    """A gateway that was down past the refresh interval refreshes as soon as it runs; a fresh
+    copy waits out the rest of its interval; then every interval."""
+    lst, source = make_list(tmp_path, PLAIN)
+    interval = lst.config.refresh_seconds
+    copy = tmp_path / "state" / "iwf.digests"
+    old = time.time() - interval - 60
+    os.utime(copy, (old, old))
+    source.write_text(PLAIN + "added.test\n", encoding="utf-8")
+    stale = IllegalListSource(lst.config, tmp_path / "state")
+    assert stale.restore() and stale.entries == 3
+    assert stale.due_in() == 0
+    fresh = IllegalListSource(lst.config, tmp_path / "state")
+    os.utime(copy, None)
+    assert fresh.restore()
+    assert interval - 5 < fresh.due_in() <= interval
+
+    sleeps: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise asyncio.CancelledError
+
+    async def run() -> None:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(asyncio, "sleep", record_sleep)
+            with pytest.raises(asyncio.CancelledError):
+                await stale.keep_fresh()
+
+    asyncio.run(run())
+    assert sleeps[0] == 0  # refreshed at once ...
+    assert stale.entries == 4  # ... from the source
+    assert interval - 5 < sleeps[1] <= interval  # then after a full interval
 
 
 def test_staleness(tmp_path):
