@@ -283,12 +283,6 @@ class IpUserMap:
         if expired:
             self.version += 1
         return len(expired)
-        now = self.clock() if now is None else now
-        for table in (self._pushed, self._file):
-            entry = table.get(key)
-            if entry is not None and now < entry.expires:
-                return entry.expires
-        return math.inf
 
     def __len__(self) -> int:
         return len(self._pushed) + len(self._file)
