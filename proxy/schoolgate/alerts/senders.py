@@ -133,7 +133,9 @@ class SmtpSender:
             raise DeliveryError(f"mail server {s.host}:{s.port}: {_reason(e)}") from None
 
 
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException | str) -> str:
+    """Why a send failed, short: an exception's text (or its type), or a reason given as text
+    (`URLError.reason` is either)."""
     text = str(e) or type(e).__name__
     return text[:300]
 

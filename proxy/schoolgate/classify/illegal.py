@@ -26,7 +26,7 @@ try:
     # CPython's own SHA-256 (HACL*, verified C) hashes a 40-byte expression in 0.40 us against
     # 0.48 us through OpenSSL's EVP interface, whose per-call set-up dominates input this short;
     # every request hashes about six expressions. Private module, so fall back when it is absent.
-    from _sha2 import sha256 as _sha256
+    from _sha2 import sha256 as _sha256  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - other interpreters
     _sha256 = hashlib.sha256
 

@@ -154,9 +154,10 @@ class _HashTable:
         ]
 
     @classmethod
-    def from_arrays(cls, prefix: str, arrays: dict[str, array | bytes]) -> _HashTable:
+    def from_arrays(cls, prefix: str, arrays: _Arrays) -> _HashTable:
         return cls(
-            arrays[f"{prefix}.hashes"], arrays[f"{prefix}.offsets"], arrays[f"{prefix}.bitmap"]
+            arrays.numbers(f"{prefix}.hashes"), arrays.numbers(f"{prefix}.offsets"),
+            arrays.raw(f"{prefix}.bitmap"),
         )
 
     @property
@@ -283,11 +284,11 @@ class DomainIndex:
         ]
 
     @classmethod
-    def _from_arrays(cls, prefix: str, arrays: dict[str, array | bytes]) -> DomainIndex:
+    def _from_arrays(cls, prefix: str, arrays: _Arrays) -> DomainIndex:
         return cls(
             _HashTable.from_arrays(prefix, arrays),
-            arrays[f"{prefix}.tags"],
-            arrays[f"{prefix}.lines"],
+            arrays.numbers(f"{prefix}.tags"),
+            arrays.numbers(f"{prefix}.lines"),
         )
 
 
@@ -495,13 +496,13 @@ class UrlIndex:
         )
 
     @classmethod
-    def _from_arrays(cls, prefix: str, arrays: dict[str, array | bytes]) -> UrlIndex:
+    def _from_arrays(cls, prefix: str, arrays: _Arrays) -> UrlIndex:
         return cls(
             _HashTable.from_arrays(prefix, arrays),
-            arrays[f"{prefix}.paths"],
-            arrays[f"{prefix}.starts"],
-            arrays[f"{prefix}.tags"],
-            arrays[f"{prefix}.lines"],
+            arrays.raw(f"{prefix}.paths"),
+            arrays.numbers(f"{prefix}.starts"),
+            arrays.numbers(f"{prefix}.tags"),
+            arrays.numbers(f"{prefix}.lines"),
             DomainIndex._from_arrays(f"{prefix}.domains", arrays),
         )
 
@@ -579,13 +580,31 @@ class ListInfo:
     """True for adblock `@@` exceptions: a match means "allowed", not "in this category"."""
 
 
+class _Arrays(dict[str, array | bytes]):
+    """The arrays a cache file holds, by name; each read as the kind its index expects (a
+    TypeError, so a damaged cache, when it is not)."""
+
+    def numbers(self, name: str) -> array:
+        value = self[name]
+        if not isinstance(value, array):
+            raise TypeError(f"{name} is not an array")
+        return value
+
+    def raw(self, name: str) -> bytes:
+        value = self[name]
+        if not isinstance(value, bytes):
+            raise TypeError(f"{name} is not bytes")
+        return value
+
+
 class IndexCacheError(Exception):
     """The cache file cannot be used: missing, unreadable, from another format version, built
     from other lists, or damaged. Recover by building from the list files (and saving again);
     `ListIndex.load_or_build` does exactly that."""
 
 
-class IndexLoad(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class IndexLoad:
     """What `ListIndex.load_or_build` did."""
 
     index: ListIndex
@@ -603,7 +622,7 @@ def sources_fingerprint(sources: Sequence[ListSource]) -> str:
         path = os.path.abspath(source.path)
         try:
             st = os.stat(path)
-            state = [st.st_size, st.st_mtime_ns]
+            state: list[str | int | None] = [st.st_size, st.st_mtime_ns]
         except OSError as e:
             state = ["unreadable", e.errno]
         record = [source.category, str(source.format or ""), path, *state, *source.entries]
@@ -801,9 +820,10 @@ class ListIndex:
                 payload = sum(n * (1 if c == "bytes" else array(c).itemsize) for _, c, n in specs)
                 if payload != os.fstat(f.fileno()).st_size - f.tell():
                     raise IndexCacheError(f"{path}: damaged (wrong length)")
-                arrays: dict[str, array | bytes] = {}
+                arrays = _Arrays()
                 crc = 0
                 for name, code, count in specs:
+                    data: array | bytes
                     if code == "bytes":
                         data = f.read(count)
                     else:
@@ -814,9 +834,9 @@ class ListIndex:
                 if crc != header["crc32"]:
                     raise IndexCacheError(f"{path}: damaged (checksum mismatch)")
             if header["byteorder"] != sys.byteorder:  # pragma: no cover - moved between hosts
-                for data in arrays.values():
-                    if isinstance(data, array):
-                        data.byteswap()
+                for value in arrays.values():
+                    if isinstance(value, array):
+                        value.byteswap()
             return cls._from_header(header, arrays)
         except IndexCacheError:
             raise
@@ -826,7 +846,7 @@ class ListIndex:
             raise IndexCacheError(f"{path}: an expression no longer compiles ({e})") from None
 
     @classmethod
-    def _from_header(cls, header: dict, arrays: dict[str, array | bytes]) -> ListIndex:
+    def _from_header(cls, header: dict, arrays: _Arrays) -> ListIndex:
         summaries = []
         for where, entries, problems in header["summaries"]:
             summary = ListSummary(where, entries)

@@ -193,11 +193,11 @@ def _words(text: str) -> str:
     if "@" in s or "$" in s:
         # "@" and "$" in a word without a letter are not leetspeak ("$100"); alone, they may
         # be a letter spelt out ("$ u i c i d e"), so they stay for now.
-        words = (
+        kept = (
             w if len(w) == 1 or w.strip(_NUMERALS_CHARS) else w.replace("@", "").replace("$", "")
             for w in s.split(" ")
         )
-        s = " ".join(" ".join(words).split())
+        s = " ".join(" ".join(kept).split())
     if " " in s:
         spelt_out = _SPELT_OUT_ASCII if s.isascii() else _SPELT_OUT
         s = spelt_out.sub(_join_spelt_out, f" {s} ")[1:-1]

@@ -193,13 +193,13 @@ class _Checker(YamlChecker):
 
         limits = Limits()
         if "limits" in top and (lm := self.mapping(top["limits"], self.LIMITS)) is not None:
-            d = Limits()
+            default = Limits()
             limits = Limits(
-                dedup_window=self.duration(lm["dedup_window"]) or d.dedup_window
-                if "dedup_window" in lm else d.dedup_window,
-                max_alerts=self.integer(lm["max_alerts"], 1, 10_000) or d.max_alerts
-                if "max_alerts" in lm else d.max_alerts,
-                per=self.duration(lm["per"]) or d.per if "per" in lm else d.per,
+                dedup_window=self.duration(lm["dedup_window"]) or default.dedup_window
+                if "dedup_window" in lm else default.dedup_window,
+                max_alerts=self.integer(lm["max_alerts"], 1, 10_000) or default.max_alerts
+                if "max_alerts" in lm else default.max_alerts,
+                per=self.duration(lm["per"]) or default.per if "per" in lm else default.per,
             )
         delivery = Delivery()
         if "delivery" in top and (dm := self.mapping(top["delivery"], self.DELIVERY)) is not None:

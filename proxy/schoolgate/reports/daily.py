@@ -162,7 +162,7 @@ class DailyReport:
         return {s: counts[s] for s in ("high", "medium", "low")}
 
     @property
-    def by_theme(self) -> list[tuple[str, int]]:
+    def by_theme(self) -> list[tuple[str | None, int]]:
         counts = Counter(i.event.theme for p in self.people for i in p.incidents)
         return counts.most_common()
 

@@ -136,9 +136,10 @@ def build_weekly(
         conn.close()
 
     cut, day_starts = iso_utc(middle), [iso_utc(s) for s in starts[7:]]
-    counts = {w: Counter() for w in ("this", "last")}
+    # Keys: "total", "illegal", and (kind, value) pairs for each theme, group and severity.
+    counts: dict[str, Counter[str | tuple[str, str]]] = {w: Counter() for w in ("this", "last")}
     people: dict[str, set[Person]] = {"this": set(), "last": set()}
-    per_day = Counter()
+    per_day: Counter[int] = Counter()
     for ts, user, device, ip, group, theme, severity, reason in rows:
         week = "this" if ts >= cut else "last"
         illegal = illegal_list_of(reason) is not None

@@ -37,12 +37,13 @@ def _local_suffix_list(path: str) -> tldextract.TLDExtract:
         # tldextract reads suffix lists through a requests session. Its own file:// support
         # (requests-file) leaves the file open (a ResourceWarning), so answer from bytes we
         # already read: no socket, no open file, no cache written.
-        def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def send(self, request: requests.PreparedRequest, *args: object,
+                 **kwargs: object) -> requests.Response:
             response = requests.Response()
             response.status_code = 200
             response.encoding = "utf-8"
             response.raw = io.BytesIO(data)
-            response.url = request.url
+            response.url = request.url or url
             response.request = request
             return response
 
