@@ -319,7 +319,7 @@ def write_routing(directory: Path, smtp_port: int) -> Path:
     """Alert routing: every high-severity concern (and every illegal-list hit) e-mails the DSL."""
     path = directory / "routing.yaml"
     path.write_text(
-        f"templates: {ROOT / 'alerts' / 'templates'}\n"
+        f"templates: {ROOT / 'templates' / 'email'}\n"
         f"smtp: {{host: 127.0.0.1, port: {smtp_port}, from: schoolgate@school.test}}\n"
         "rules:\n  - {name: high to the DSL, min_severity: high, recipients: [dsl@school.test]}\n"
         "fallback:\n  pupils: {recipients: [dsl@school.test]}\n"

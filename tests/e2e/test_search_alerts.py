@@ -74,7 +74,7 @@ def school(tmp_path_factory, inbox):
     routing = tmp / "routing.yaml"
     routing.write_text(f"""\
 staff_groups: [staff]
-templates: {ROOT / "alerts" / "templates"}
+templates: {ROOT / "templates" / "email"}
 smtp: {{host: 127.0.0.1, port: {smtp_port}, from: "Schoolgate <schoolgate@school.test>",
         timeout: 10s}}
 rules:

@@ -18,7 +18,7 @@ from schoolgate.store import open_for_writing
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "alerts" / "routing.yaml"
-TEMPLATES = ROOT / "alerts" / "templates"
+TEMPLATES = ROOT / "templates" / "email"
 T0 = 1_700_000_000.0  # Tue 14 Nov 2023 22:13:20 UTC (GMT in London)
 
 ROUTING = f"""\

@@ -36,7 +36,7 @@ from schoolgate.events import Event
 from schoolgate.store import open_for_writing
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "alerts" / "templates"
+TEMPLATES = ROOT / "templates" / "email"
 T0 = 1_700_000_000.0  # Tue 14 Nov 2023 22:13:20 UTC
 
 

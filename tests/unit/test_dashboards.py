@@ -280,7 +280,7 @@ def exported(tmp_path_factory) -> set[str]:
         (tmp / "lists" / name).write_text("example.com\n", encoding="utf-8")
     (tmp / "iwf.txt").write_text("iwf.example\n", encoding="utf-8")
     (tmp / "routing.yaml").write_text(
-        f"templates: {REPO / 'alerts' / 'templates'}\n"
+        f"templates: {REPO / 'templates' / 'email'}\n"
         "smtp: {host: 127.0.0.1, port: 25, from: sg@school.example}\n"
         "rules:\n  - {min_severity: high, recipients: [dsl@school.example]}\n"
         "fallback:\n  pupils: {recipients: [dsl@school.example]}\n"

@@ -63,11 +63,7 @@ KIND_TITLES = {
 @functools.cache  # built on first use: templates are parsed once per process
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.ChoiceLoader([
-            jinja2.PackageLoader("schoolgate", "templates"),
-            # The reports' shared style, so every page for the school looks the same.
-            jinja2.PackageLoader("schoolgate.reports", "templates"),
-        ]),
+        loader=jinja2.PackageLoader("schoolgate", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

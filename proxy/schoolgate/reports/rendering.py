@@ -16,7 +16,7 @@ __all__ = ["safe_cell", "template", "write_private"]
 @functools.cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("schoolgate.reports", "templates"),
+        loader=jinja2.PackageLoader("schoolgate", "templates"),
         # Search terms and URLs are typed by pupils and strangers: escape everything, always.
         autoescape=True,
         undefined=jinja2.StrictUndefined,
