@@ -22,6 +22,8 @@ from schoolgate.gateway.service import Gateway
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy
 from schoolgate.store import events_by_reference
 
+from sample_school import BASE_CONFIG
+
 GROUPS = ["primary", "secondary", "sixth_form", "staff", "guest"]
 CATEGORIES = ["gambling", "social_networks", "education", "none"]
 
@@ -157,6 +159,30 @@ def test_blocked_request_gets_the_block_page(proxy, registry):
     assert requests_total(registry, BLOCK, "gambling", "secondary") == 1
     assert requests_total(registry, ALLOW, "gambling", "secondary") == 0
     assert registry.get_sample_value("schoolgate_decision_seconds_count") == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<h1>{{ heading }}\n{% for %}\n",  # a syntax error, found when the rules are built
+        "<h1>{{ heading }}</h1>\n<p>{{ details.nope.nothing }}</p>\n",  # fails when rendered
+    ],
+)
+def test_a_schools_broken_block_page_still_blocks(make_config, tmp_path, caplog, text):
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "blockpage.html").write_text(text, encoding="utf-8")
+    registry = CollectorRegistry()
+    gateway = Gateway(make_config(BASE_CONFIG + "templates: templates\n"), registry=registry)
+    addons = ordered(gateway)
+    with taddons.context(*addons) as tctx:
+        flow = Proxy(gateway, tctx, addons).browse(flow_to("http://www.bet365.com/casino"))
+    # Never fails open, and not even closed: the real block page, from the package's template.
+    assert flow.response.status_code == 403
+    assert "<h1>This page is blocked</h1>" in flow.response.get_text()
+    assert "<dd>Gambling</dd>" in flow.response.get_text()
+    assert addon_errors(caplog) == [] and not fail_closed_total(registry, "enforce")
+    assert f"{folder / 'blockpage.html'}:2" in caplog.text
 
 
 def test_allowed_request_passes_both_hooks_untouched_and_is_counted_once(proxy, registry):

@@ -4,6 +4,7 @@ deduplication, the rate-limit pause, what the message says and what it must neve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.alerts import AlertEngine, AlertTemplates, TemplateError
+from schoolgate.alerts.messages import email_folder
 from schoolgate.config.routing import RoutingError, load_routing
 from schoolgate.config.model import Routing
 from schoolgate.events import Event
@@ -352,6 +354,27 @@ def test_a_template_with_a_syntax_error_is_refused_with_its_file_and_line(tmp_pa
     with pytest.raises(TemplateError) as e:
         AlertTemplates(folder)
     assert f"{folder / 'paused.html'}:" in str(e.value)
+
+
+def test_email_templates_come_from_the_config_folder_then_the_package(tmp_path):
+    # No `templates` in the routing file: the config's templates folder has email/alert.txt
+    # only, so alert.html (and every other template) is the package's.
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING.replace(f"templates: {TEMPLATES}\n", ""), encoding="utf-8")
+    routing = load_routing(path)
+    assert routing.templates is None
+    (tmp_path / "ours" / "email").mkdir(parents=True)
+    (tmp_path / "ours" / "email" / "alert.txt").write_text(
+        "Hillside alert about {{ a.person }} <{{ a.theme }}>\n", encoding="utf-8")
+    eng = Engine(routing, template_folder=tmp_path / "ours")
+    (alert,) = eng.consider(event())
+    assert alert.text == "Hillside alert about jsmith <suicide_selfharm>\n"  # text: not escaped
+    assert "Schoolgate safeguarding alert - Hillside Academy" in alert.html
+    # The routing file's own folder wins over the config's.
+    assert email_folder(routing, tmp_path / "ours") == tmp_path / "ours" / "email"
+    assert email_folder(routing, None) is None
+    with_own = dataclasses.replace(routing, templates=TEMPLATES)
+    assert email_folder(with_own, tmp_path / "ours") == TEMPLATES
 
 
 def test_the_outbox_migration(tmp_path):

@@ -10,6 +10,8 @@ import pytest
 from schoolgate.sources.lists import build_classifier
 from schoolgate.policy.blockpage import BlockPage
 from schoolgate.classify import CategoryMatch, Classification
+from schoolgate.config.loader import load_config
+from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference
 
@@ -248,3 +250,73 @@ def test_block_page_for_names_the_config_does_not_know(config):
     body = BlockPage(config).render(verdict, "x.example", SUMMER_NOON_UTC).body.decode()
     assert "<dd>mystery</dd>" in body
     assert "<dd>visitors</dd>" in body
+
+
+# ---------------------------------------------------------------------------------------------
+# A school's own block page (the config's `templates` folder)
+
+
+def with_templates(make_config, tmp_path, files: dict[str, str]):
+    """The sample school with a `templates` folder holding `files`."""
+    folder = tmp_path / "templates"
+    folder.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return make_config(BASE_CONFIG + "templates: templates\n"), folder
+
+
+def test_a_schools_copy_of_the_block_page_replaces_the_package_one(make_config, tmp_path):
+    config, folder = with_templates(make_config, tmp_path, {"blockpage.html": (
+        "<h1>Oops: {{ heading }}</h1><p>{{ school }}</p>\n"
+        "{% for label, value in details %}<b>{{ label }}={{ value }}</b>{% endfor %}\n"
+        "<p>Quote {{ reference }}</p>\n")})
+    assert config.templates == folder
+    page = BlockPage(config).render(blocked(), "<i>x</i>.example", SUMMER_NOON_UTC)
+    body = page.body.decode()
+    assert "<h1>Oops: This page is blocked</h1>" in body and "<p>Test Academy</p>" in body
+    assert "<p>Quote 7KQ2M-9XDPA</p>" in body
+    # The school's copy is escaped just as the package's is.
+    assert "<b>Site=&lt;i&gt;x&lt;/i&gt;.example</b>" in body and "<i>" not in body
+    assert "monitored and recorded" not in body  # the package's copy was not used
+    # Status and headers are Schoolgate's, whatever the template says.
+    assert page.status == 403
+    assert page.headers == {"Content-Type": "text/html; charset=utf-8",
+                            "Cache-Control": "no-store", "X-Schoolgate-Reference": "7KQ2M-9XDPA"}
+
+
+def test_a_template_the_school_has_not_copied_comes_from_the_package(make_config, tmp_path):
+    config, _ = with_templates(make_config, tmp_path, {"daily.html": "only the report\n"})
+    body = BlockPage(config).render(blocked(), "www.facebook.com", SUMMER_NOON_UTC).body.decode()
+    assert "<h1>This page is blocked</h1>" in body
+    assert "<dt>Category</dt><dd>Social media</dd>" in body
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        # A syntax error: found when the page is built (start-up or reload).
+        ("<h1>{{ heading }}</h1>\n<p>\n{% if report %}\n<p>no end</p>\n", 4, "endif"),
+        # A name the page does not have: found when the page is rendered.
+        ("<h1>{{ heading }}</h1>\n\n<p>{{ headteacher }}</p>\n", 3, "headteacher"),
+    ],
+)
+def test_a_broken_block_page_still_blocks_with_the_package_copy(make_config, tmp_path, caplog,
+                                                                text, line, problem):
+    config, folder = with_templates(make_config, tmp_path, {"blockpage.html": text})
+    page = BlockPage(config).render(blocked(), "www.facebook.com", SUMMER_NOON_UTC)
+    body = page.body.decode()
+    # Never fails open: the same blocked page, from Schoolgate's own template.
+    assert page.status == 403 and page.headers["X-Schoolgate-Reference"] == "7KQ2M-9XDPA"
+    assert "<h1>This page is blocked</h1>" in body and '<dd class="ref">7KQ2M-9XDPA</dd>' in body
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"{folder / 'blockpage.html'}:{line}" in record.getMessage()
+    assert problem in record.getMessage()
+
+
+def test_a_missing_templates_folder_is_a_config_error(write_config, tmp_path):
+    path = write_config(BASE_CONFIG + "templates: our-templates\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    line = BASE_CONFIG.count("\n") + 1
+    assert str(e.value) == (f"{path}:{line}: templates: templates folder "
+                            f"{tmp_path / 'our-templates'} does not exist")

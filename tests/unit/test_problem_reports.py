@@ -453,6 +453,56 @@ async def test_the_should_be_blocked_form(proxy, config):
     assert len(stored(config)) == 1
 
 
+HOSTILE = '<script>alert("x")</script>'
+
+
+@pytest.mark.parametrize("school", ["St Mary & <St John>", HOSTILE])
+def test_the_report_pages_escape_every_value(write_config, school):
+    # The pages are filled in by the template engine, which escapes every value it is given:
+    # a host, a number, a message and the school's name are text, never markup.
+    config = load_config(write_config(BASE_CONFIG.replace("name: Test Academy",
+                                                          f"name: '{school}'", 1)))
+    gw = Gateway(config, registry=CollectorRegistry())
+    flow = flow_to(f"http://www.bet365.com{REPORT_SITE_PATH}")
+    ProblemReports(gw)._answer(flow, 200, f"Thank you {HOSTILE}", f"then {HOSTILE}",
+                               sent={"host": HOSTILE, "number": f"1{HOSTILE}"})
+    text = flow.response.text
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+    assert "<script" not in text
+    assert f"<strong>{escaped}</strong>" in text and f'class="ref">1{escaped}</strong>' in text
+    assert f"<p>then {escaped}</p>" in text and f"<h1>Thank you {escaped}</h1>" in text
+    shown = school.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
+        '"', "&quot;")
+    assert f'<p class="school">{shown} web filter</p>' in text
+
+
+@pytest.mark.asyncio
+async def test_a_schools_copy_of_the_report_page_is_used(tmp_path, write_config):
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "problem-report.html").write_text(
+        "<h1>{{ heading }}</h1>{% if form %}<form action=\"{{ form.action }}\" method=\"post\">"
+        "<input name=\"url\"><textarea name=\"reason\"></textarea>"
+        "<input type=\"hidden\" name=\"t\" value=\"{{ form.issued }}\">"
+        "<input type=\"hidden\" name=\"token\" value=\"{{ form.token }}\"></form>{% endif %}"
+        "<p>Ask Mr Jones in IT. {{ message }}</p>\n", encoding="utf-8")
+    config = load_config(write_config(BASE_CONFIG + "templates: templates\n"))
+    open_for_writing(config.database_path)
+    gw = Gateway(config, registry=CollectorRegistry())
+    addons = ordered(gw)
+    with taddons.context(*addons):
+        proxy = Proxy(gw, addons)
+        page = await proxy.send(flow_to(f"http://www.bet365.com{REPORT_SITE_PATH}"))
+        assert page.response.status_code == 200
+        assert "Ask Mr Jones in IT. If you have seen a page" in page.response.text
+        (form,) = forms(page.response.text).forms
+        flow = await submit(proxy, "http://www.bet365.com/", form, url="bad-site.example",
+                            reason="nasty pictures")
+    assert flow.response.status_code == 200, flow.response.text
+    assert "<h1>Thank you</h1>" in flow.response.text and "Ask Mr Jones" in flow.response.text
+    assert len(stored(config)) == 1
+
+
 @pytest.mark.asyncio
 async def test_a_store_failure_is_answered_never_let_through(proxy, config, monkeypatch):
     from schoolgate.gateway.addons import problem_reports

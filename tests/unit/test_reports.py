@@ -410,6 +410,24 @@ def test_the_email_subject_names_nobody_and_the_text_names_everyone(tmp_path):
     assert html == render_html(report)
 
 
+def test_a_schools_copy_of_the_report_template_is_used_with_the_shared_style(tmp_path):
+    # The school's daily.html includes _style.html, which it has not copied: the package's.
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "daily.html").write_text(
+        '{% include "_style.html" %}\n<h1>Hillside: {{ r.school_name }}</h1>\n'
+        "{% for p in r.people %}<p>{{ p.person.name }}</p>{% endfor %}\n", encoding="utf-8")
+    db = store(tmp_path, [search("2026-03-02T10:00", "<b>alice</b>", "kill myself",
+                                 "suicide_selfharm", "high")])
+    report = daily(db)
+    html_path, _ = write_daily(report, tmp_path / "reports", folder)
+    html = html_path.read_text(encoding="utf-8")
+    assert "<h1>Hillside: Test Academy</h1>" in html and "<p>&lt;b&gt;alice&lt;/b&gt;</p>" in html
+    assert "<style>" in html
+    assert email_parts(report, folder)[2] == html
+    assert "<h1>Hillside" not in render_html(report)  # no folder: the package's copy
+
+
 def test_report_files_are_named_by_day_and_readable_by_their_owner_only(tmp_path):
     db = store(tmp_path, [search("2026-03-02T10:00", "alice", "kill myself",
                                  "suicide_selfharm", "high")])
@@ -445,7 +463,7 @@ def test_a_hostile_search_term_is_text_on_the_page(tmp_path):
     assert page.tags.count("style") == 1
     for term in HOSTILE:
         assert term in page.text  # shown, as typed, as text
-    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     # Defence in depth: the page forbids scripts and every outside fetch.
     assert "default-src 'none'" in html and "<script" not in html
 

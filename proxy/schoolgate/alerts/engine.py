@@ -24,6 +24,7 @@ from ..events import Event
 from .messages import (
     Alert,
     AlertTemplates,
+    email_folder,
     event_facts,
     paused_facts,
     subject_for,
@@ -84,6 +85,7 @@ class AlertEngine:
         submit: Callable[[Alert], Any],
         *,
         templates: AlertTemplates | None = None,
+        template_folder: Path | None = None,
         school: str = "School",
         timezone: str = "Europe/London",
         list_titles: Mapping[str, str] | None = None,
@@ -91,7 +93,9 @@ class AlertEngine:
         on_outcome: Callable[[str, str], None] = lambda channel, outcome: None,
     ):
         self.routing = routing
-        self.templates = templates or AlertTemplates(_templates_folder(routing))
+        self.template_folder = template_folder
+        """The config's `templates` folder; the e-mail templates are in its `email/`."""
+        self.templates = templates or AlertTemplates(email_folder(routing, template_folder))
         self.submit = submit
         self.school = school
         self.timezone = timezone
@@ -103,9 +107,12 @@ class AlertEngine:
         self._budgets: dict[str, _Budget] = {}
         self._swept_at = 0.0
 
-    def replace_routing(self, routing: Routing, templates: AlertTemplates | None = None) -> None:
-        """Use new rules (after a reload). Dedup windows and rate limits carry on."""
-        self.templates = templates or AlertTemplates(_templates_folder(routing))
+    def replace_routing(self, routing: Routing, templates: AlertTemplates | None = None, *,
+                        template_folder: Path | None = None) -> None:
+        """Use new rules and templates (after a reload). Dedup windows and rate limits carry
+        on."""
+        self.templates = templates or AlertTemplates(email_folder(routing, template_folder))
+        self.template_folder = template_folder
         self.routing = routing
 
     def restore(self, recent: Iterable[tuple[str, float]]) -> None:
@@ -230,10 +237,6 @@ class AlertEngine:
         }
 
 
-def _templates_folder(routing: Routing) -> Path:
-    return routing.templates or routing.path.parent / "templates"
-
-
 class SafeguardingAlerts:
     """The engine and the deliverer together, as the gateway uses them: `consider` per recorded
     event, `start` in `running`, `stop` in `done`, `outbox_depth` for a gauge."""
@@ -246,6 +249,7 @@ class SafeguardingAlerts:
         school: str = "School",
         timezone: str = "Europe/London",
         list_titles: Mapping[str, str] | None = None,
+        template_folder: Path | None = None,
         senders: Mapping[str, Sender] | None = None,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str, str], None] = lambda channel, outcome: None,
@@ -257,7 +261,8 @@ class SafeguardingAlerts:
         )
         self.engine = AlertEngine(
             routing, self.deliverer.submit, school=school, timezone=timezone,
-            list_titles=list_titles, clock=clock, on_outcome=on_outcome,
+            list_titles=list_titles, template_folder=template_folder, clock=clock,
+            on_outcome=on_outcome,
         )
         self.clock = clock
 
@@ -267,9 +272,10 @@ class SafeguardingAlerts:
     def outbox_depth(self) -> int:
         return self.deliverer.outbox_depth()
 
-    def replace_routing(self, routing: Routing, senders: Mapping[str, Sender] | None = None) -> None:
+    def replace_routing(self, routing: Routing, senders: Mapping[str, Sender] | None = None, *,
+                        template_folder: Path | None = None) -> None:
         """After a reload: new rules, templates and channels; queued alerts are kept."""
-        self.engine.replace_routing(routing)
+        self.engine.replace_routing(routing, template_folder=template_folder)
         self.deliverer.senders = dict(senders if senders is not None else senders_for(routing))
         self.deliverer.delivery = routing.delivery
 

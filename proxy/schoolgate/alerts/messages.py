@@ -1,5 +1,6 @@
 """What an alert says: the facts taken from an event (who, when, what, what was done, how to see
-the hour either side), rendered through the e-mail templates in `alerts/templates/`.
+the hour either side), rendered through the e-mail templates (`templates/email/`: the school's
+copies, else the package's).
 
 Illegal-list hits are built from a short allow-list of facts (host and list name), so no URL,
 path, search term or list entry can reach a message, a webhook or the outbox.
@@ -17,10 +18,10 @@ from typing import Any
 
 import jinja2
 
+from ..config.model import Destination, Routing
+from ..events import ILLEGAL_THEME, Event
 from ..events import THEME_TITLES as _LIBRARY_THEME_TITLES
-from ..events import Event
-from ..events import ILLEGAL_THEME
-from ..config.model import Destination
+from ..pages import environment
 
 __all__ = [
     "Alert",
@@ -29,6 +30,7 @@ __all__ = [
     "THEME_TITLES",
     "TemplateError",
     "context_command",
+    "email_folder",
     "event_facts",
     "paused_facts",
 ]
@@ -165,29 +167,32 @@ def paused_facts(
     }
 
 
-class AlertTemplates:
-    """The six e-mail templates, compiled once at start-up (rendering then touches no file)."""
+def email_folder(routing: Routing, templates: Path | None) -> Path | None:
+    """Where the school's e-mail templates are: the routing file's `templates` folder when it
+    names one, else `email/` in the config's `templates` folder; None: the package's only."""
+    if routing.templates is not None:
+        return routing.templates
+    return templates / "email" if templates is not None else None
 
-    def __init__(self, folder: Path):
+
+class AlertTemplates:
+    """The six e-mail templates, compiled once at start-up (rendering then touches no file).
+    Each comes from `folder` (the school's) when it is there, else from the package."""
+
+    def __init__(self, folder: Path | None):
         self.folder = folder
-        env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(folder),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
-            auto_reload=False,  # no stat() per render on the event loop
-            keep_trailing_newline=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        # The environment never stats a file again, so no render costs the event loop a stat().
+        env = environment(folder, within="email")
         self._templates: dict[str, jinja2.Template] = {}
         problems = []
         for name in TEMPLATE_NAMES:
             try:
                 self._templates[name] = env.get_template(name)
-            except jinja2.TemplateNotFound:
-                problems.append(f"{folder / name}: e-mail template not found (restore it from "
-                                "the shipped alerts/templates folder)")
             except jinja2.TemplateSyntaxError as e:
-                problems.append(f"{e.filename or folder / name}:{e.lineno}: {e.message}")
+                problems.append(f"{e.filename or name}:{e.lineno}: {e.message}")
+            except (jinja2.TemplateError, OSError, UnicodeDecodeError) as e:
+                problems.append(f"{(folder or Path()) / name}: e-mail template cannot be read "
+                                f"({e}); fix it, or delete it to use Schoolgate's own")
         if problems:
             raise TemplateError("\n".join(problems))
 

@@ -1,19 +1,17 @@
-"""The governors' summary of a check run: one self-contained HTML page (templates/check.html, in
-the reports' shared style) saying what each kind of test proves and how every test went, written
-to the reports folder, one file per school day."""
+"""The governors' summary of a check run: one self-contained HTML page (`check.html`, the school's
+copy or the package's, in the reports' shared style) saying what each kind of test proves and how
+every test went, written to the reports folder, one file per school day."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import jinja2
-
 from ..config.model import Config
-from ..reports.rendering import write_private
+from ..files import write_atomically
+from ..pages import Page
 from .run import CheckRun
 from .suite import (
     CATEGORY,
@@ -60,20 +58,10 @@ KIND_TITLES = {
 }
 
 
-@functools.cache  # built on first use: templates are parsed once per process
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("schoolgate", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-
-
-def render_summary(run: CheckRun, group_titles: Mapping[str, str]) -> str:
-    """The governors' summary: self-contained HTML (every value escaped), fit to print."""
+def render_summary(run: CheckRun, group_titles: Mapping[str, str],
+                   templates: Path | None = None) -> str:
+    """The governors' summary: self-contained HTML (every value escaped), fit to print, from
+    `check.html` in `templates` (the school's folder) or the package's."""
     local = datetime.fromtimestamp(run.ts, ZoneInfo(run.timezone))
     sections: list[dict[str, object]] = []
     for g in run.groups:
@@ -84,7 +72,7 @@ def render_summary(run: CheckRun, group_titles: Mapping[str, str]) -> str:
         })
     kinds = [k for k in PROVES if any(r.canary.kind == k for r in run.results)]
     proves = [(KIND_TITLES[k], PROVES[k]) for k in kinds]
-    return _environment().get_template("check.html").render(
+    return Page("check.html", templates).render(
         run=run, local=local, sections=sections, proves=proves,
         counts={s: run.count(s) for s in (PASS, FAIL, WARN, SKIP)},
         stamp=local.strftime("%A %d %B %Y at %H:%M %Z"),
@@ -103,5 +91,5 @@ def write_summary(config: Config, run: CheckRun, path: Path | None = None) -> Pa
     where it went."""
     path = path or summary_path(config, run)
     titles = {name: g.title for name, g in config.groups.items()}
-    write_private(path, render_summary(run, titles))
+    write_atomically(path, render_summary(run, titles, config.templates))
     return path

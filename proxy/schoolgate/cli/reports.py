@@ -167,7 +167,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
     day = _day(args.date, "--date") if args.date else _today(config) - timedelta(days=1)
     out = Path(args.out) if args.out else config.reports_dir
     report = build_daily(config.database_path, day, config.timezone, config.school_name)
-    html_path, csv_path = write_daily(report, out)
+    html_path, csv_path = write_daily(report, out, config.templates)
     if report.is_empty:
         print(f"no suspicious searches on {day}; wrote {html_path} and {csv_path}")
     else:
@@ -175,7 +175,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
               f"wrote {html_path} and {csv_path}")
     if args.email:
         return _send(args, config, config.reports.email_to, "reports.email_to",
-                     email_parts(report), csv_path)
+                     email_parts(report, config.templates), csv_path)
     return 0
 
 
@@ -187,12 +187,13 @@ def cmd_weekly(args: argparse.Namespace) -> int:
         week_of = week_start(_today(config)) - timedelta(days=7)
     out = Path(args.out) if args.out else config.reports_dir
     summary = build_weekly(config.database_path, week_of, config.timezone, config.school_name)
-    html_path, csv_path = write_weekly(summary, out)
+    html_path, csv_path = write_weekly(summary, out, config.templates)
     print(f"{summary.total.this_week} safeguarding concerns in the week of {summary.week_start} "
           f"(last week {summary.total.last_week}); wrote {html_path} and {csv_path}")
     if args.email:
         return _send(args, config, config.reports.weekly_email_to,
-                     "reports.weekly_email_to", weekly_email_parts(summary), csv_path)
+                     "reports.weekly_email_to", weekly_email_parts(summary, config.templates),
+                     csv_path)
     return 0
 
 

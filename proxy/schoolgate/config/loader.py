@@ -188,6 +188,7 @@ class _Checker(YamlChecker):
         "reports",
         "retention",
         "check",
+        "templates",
     )
 
     def config(self, root: _Value) -> Config | None:
@@ -276,6 +277,13 @@ class _Checker(YamlChecker):
             illegal = self.illegal_lists(top["illegal_lists"])
         check = (self.check(top["check"], illegal, categories) if "check" in top
                  else None) or CheckSettings()
+        templates: Path | None = None
+        if "templates" in top and top["templates"].data is not None and (
+                p := self.path(top["templates"], must_be="dir", what="templates folder")):
+            if p.is_dir():
+                templates = p
+            else:
+                self.bad(top["templates"], f"templates folder {p} does not exist")
         default_group = ""
         if (v := self.required(top, root, "default_group")) is not None:
             default_group = self.text(v) or ""
@@ -308,6 +316,7 @@ class _Checker(YamlChecker):
             alert_routing=routing,
             reports=reports,
             check=check,
+            templates=templates,
         )
 
     CHECK_KEYS = ("schedule", "canaries")

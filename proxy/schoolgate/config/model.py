@@ -564,7 +564,8 @@ class Routing:
     limits: Limits = Limits()
     delivery: Delivery = Delivery()
     templates: Path | None = None
-    """Folder of the e-mail templates (`alert.txt`, `alert.html`, ...)."""
+    """Folder of the e-mail templates (`alert.txt`, `alert.html`, ...) when the routing file
+    names one; None: the `email/` folder of the config's `templates`, then the package's."""
 
     def is_staff(self, group: str) -> bool:
         return group in self.staff_groups
@@ -626,6 +627,10 @@ class Config:
     check: CheckSettings = CheckSettings()
     """When the gateway runs `schoolgate check` itself, and the canaries that replace the
     defaults."""
+    templates: Path | None = None
+    """The school's templates folder (block page, problem-report pages, reports, check summary,
+    and e-mails in `email/`): a file found there replaces the package's copy, any other comes
+    from the package; None: the package's copies only."""
 
     @property
     def database_path(self) -> Path:

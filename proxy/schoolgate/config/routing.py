@@ -220,7 +220,7 @@ class _Checker(YamlChecker):
                 self.bad(dm.get("longest_retry", top["delivery"]),
                          "must be at least first_retry")
 
-        templates = self.base / "templates"
+        templates: Path | None = None
         if "templates" in top and (t := self.text(top["templates"])) is not None:
             p = Path(t).expanduser()
             templates = Path(os.path.normpath(p if p.is_absolute() else self.base / p))

@@ -1,7 +1,7 @@
 """The rules one generation of the gateway decides by: everything derived from the config and the
-lists (classifier, policy, block page, identity sources), built in one place and swapped whole on
-reload. `build_rules` is the only way they are made: the gateway, its reload and `schoolgate why`
-all call it, so a verdict cannot be reached two ways.
+lists (classifier, policy, block page, problem-report page, identity sources), built in one place
+and swapped whole on reload. `build_rules` is the only way they are made: the gateway, its reload
+and `schoolgate why` all call it, so a verdict cannot be reached two ways.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..classify.library import KeywordLibrary, load_library
 from ..classify.urls import parse_target
 from ..config.model import Config, ConfigError
 from ..identify.maps import IpUserMap
+from ..pages import Page
 from ..policy import Policy
 from ..policy.blockpage import BlockPage
 from ..identify.identifier import IdentitySources
@@ -41,6 +42,9 @@ class Rules:
     policy: Policy
     block_page: BlockPage
     identity: IdentitySources
+    report_page: Page
+    """The template of the pages answering the block page's report forms
+    (`problem-report.html`), compiled with this generation so an edit applies on reload."""
     generation: int = 1
     next_lapse: float | None = None
     """When a command-line allow or block entry next lapses (`--until`): reload then."""
@@ -86,7 +90,8 @@ def build_rules(config: Config, illegal: IllegalLists, generation: int = 1, *,
         kept.append(entry)
     merged = apply_local_policy(config, kept, now)
     return Rules(merged, classifier, Policy(merged), BlockPage(merged),
-                 build_identity(merged, ip_users), generation, next_change(kept, now))
+                 build_identity(merged, ip_users), Page("problem-report.html", merged.templates),
+                 generation, next_change(kept, now))
 
 
 def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:

@@ -85,6 +85,7 @@ class Gateway:
                 config.alert_routing, config.database_path, school=config.school_name,
                 timezone=config.timezone,
                 list_titles={n: lst.title for n, lst in config.illegal_lists.items()},
+                template_folder=config.templates,
                 on_outcome=lambda channel, outcome: self.metrics.alerts.labels(
                     channel, outcome).inc(),
             )
@@ -136,7 +137,13 @@ class Gateway:
     def _swap(self, rules: Rules) -> None:
         self.rules = rules
         if self.alerts is not None and rules.config.alert_routing is not None:
-            self.alerts.replace_routing(rules.config.alert_routing)
+            try:
+                self.alerts.replace_routing(rules.config.alert_routing,
+                                            template_folder=rules.config.templates)
+            except Exception as e:  # noqa: BLE001 - TemplateError: an edited e-mail template
+                # The new rules are in force; alerts keep their rules and templates until fixed.
+                log.error("alerts: %s; the previous alert rules and e-mail templates stay in use",
+                          e)
         self.log_lists()
 
     def _written(self, count: int, seconds: float) -> None:
@@ -159,6 +166,7 @@ class Gateway:
         smtp = c.alert_routing.smtp if c.alert_routing is not None else None
         self.reports = ReportSchedule(
             c.database_path, c.school_name, c.timezone, c.reports, c.reports_dir,
+            templates=c.templates,
             send_email=functools.partial(send_report_mail, smtp) if smtp is not None else None)
         self.reports.start()
         if serve_metrics:

@@ -1,6 +1,7 @@
 """The page a person sees instead of a blocked site: what was blocked, why, when, and a reference.
 
-Rendered from a template read once at start-up (no I/O per request). Every value is HTML-escaped.
+Rendered through `templates/blockpage.html` (the school's copy, else the package's), compiled when
+the rules are built (no I/O per request). Every value is escaped by the template engine.
 """
 
 from __future__ import annotations
@@ -9,18 +10,19 @@ import base64
 import functools
 import hashlib
 import hmac
-import html
 import json
 import logging
 import os
 import secrets
-import string
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from ..config.model import Config
+from ..pages import Page
 from . import ERROR, Verdict
 
 __all__ = ["REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "RenderedPage", "open_url",
@@ -47,8 +49,7 @@ class RenderedPage:
 
 class BlockPage:
     def __init__(self, config: Config):
-        text = resources.files("schoolgate").joinpath("templates/blockpage.html").read_text("utf-8")
-        self._template = string.Template(text)
+        self._page = Page("blockpage.html", config.templates)
         self._school = config.school_name
         self._tz = ZoneInfo(config.timezone)
         self._titles = {c.name: c.title for c in config.categories.values()}
@@ -100,23 +101,16 @@ class BlockPage:
         rows += [
             ("Policy", self._groups.get(verdict.group, verdict.group)),
             ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z")),
-            ("Reference", verdict.reference),
         ]
-        details = "\n".join(
-            f'    <dt>{html.escape(k)}</dt><dd{" class=\"ref\"" if k == "Reference" else ""}>'
-            f"{html.escape(v)}</dd>"
-            for k, v in rows
-        )
-        values = {k: html.escape(v) for k, v in dict(
-            heading=heading, explanation=explanation, advice=advice, accent=accent,
-            school=self._school,
-        ).items()}
-        report = report_site = ""
+        report = None
         if url is not None and verdict.action != ERROR and verdict.illegal_list is None:
             # An illegal-list block can never be unblocked: no form (the advice says who to tell).
-            report, report_site = self._report_form(verdict.reference, url, when)
-        body = self._template.substitute(values, details=details, report=report,
-                                         report_site=report_site)
+            report = self._report_form(verdict.reference, url, when)
+        body = self._page.render(
+            heading=heading, explanation=explanation, advice=advice, accent=accent,
+            school=self._school, details=rows, reference=verdict.reference,
+            report=report, report_site=REPORT_SITE_PATH if report is not None else None,
+        )
         headers = {
             "Content-Type": "text/html; charset=utf-8",
             # Never let a browser or a cache keep the block page in place of the real one.
@@ -125,38 +119,23 @@ class BlockPage:
         }
         return RenderedPage(status, body.encode("utf-8"), headers)
 
-    def _report_form(self, reference: str, url: str, when: datetime) -> tuple[str, str]:
-        """The "this should not be blocked" form and the link to the other form. The form
-        carries the URL sealed (encrypted and signed with the page's reference and time): no
-        other site can make a pupil's browser send a report, and the page never holds the URL,
-        so never the words of a search, in clear."""
+    def _report_form(self, reference: str, url: str, when: datetime) -> dict[str, object] | None:
+        """The "this should not be blocked" form (the template shows it, and the link to the
+        other form, when there is one). The form carries the URL sealed (encrypted and signed
+        with the page's reference and time): no other site can make a pupil's browser send a
+        report, and the page never holds the URL, so never the words of a search, in clear."""
         key = self.report_key
         if key is None:
-            return "", ""
+            return None
         if not (url.isascii() and url.isprintable()):
-            return "", ""  # never from a browser, which escapes what it sends
+            return None  # never from a browser, which escapes what it sends
         if len(url) > _REPORT_MAX_URL:
             url = url.split("?", 1)[0]  # the page without its query still says what to look at
             if len(url) > _REPORT_MAX_URL:
-                return "", ""
+                return None
         issued = str(int(when.timestamp()))
         fields = {"ref": reference, "t": issued, "u": seal_url(key, reference, issued, url)}
-        hidden = "".join(f'\n    <input type="hidden" name="{k}" value="{html.escape(v)}">'
-                         for k, v in fields.items())
-        form = (
-            f'  <form class="report" method="post" action="{REPORT_PATH}">\n'
-            '    <label for="sg-reason"><strong>Report a problem:</strong> this should not be '
-            "blocked, because</label>\n"
-            '    <textarea id="sg-reason" name="reason" rows="3" maxlength="500" required>'
-            f"</textarea>{hidden}\n"
-            '    <button type="submit">Send to the IT team</button>\n'
-            "    <small>Your report is sent with your login or device name and the reference, "
-            "so the IT team can look into it.</small>\n"
-            "  </form>"
-        )
-        link = (f'  <p class="report-site"><a href="{REPORT_SITE_PATH}">Seen a page that should '
-                "be blocked? Tell the IT team.</a></p>")
-        return form, link
+        return {"action": REPORT_PATH, "fields": fields}
 
 
 def report_key(data_dir: Path) -> bytes | None:
@@ -213,8 +192,6 @@ def seal_url(key: bytes, reference: str, issued: str, url: str) -> str:
 def open_url(key: bytes, reference: str, issued: str, sealed: str) -> str | None:
     """The URL `seal_url` sealed for this reference and time, or None when `sealed` was made
     for another page, changed, or made with another key."""
-    from cryptography.exceptions import InvalidTag
-
     try:
         raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
         if len(raw) < 12 + 16:
@@ -226,10 +203,8 @@ def open_url(key: bytes, reference: str, issued: str, sealed: str) -> str | None
 
 
 @functools.lru_cache(maxsize=4)
-def _aead(key: bytes):
+def _aead(key: bytes) -> AESGCM:
     """The cipher for `key`, built once: building it costs more than sealing a URL."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     return AESGCM(hmac.new(key, b"schoolgate report form: url", hashlib.sha256).digest())
 
 

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from ..files import write_atomically
+from ..pages import Page
 from ..store import StoreError
 from .context import count_events, nearest, person_events
 from .reading import (
@@ -35,7 +37,7 @@ from .reading import (
     printable,
     read_only,
 )
-from .rendering import safe_cell, template, write_private
+from .rendering import safe_cell
 
 __all__ = [
     "CSV_COLUMNS",
@@ -348,10 +350,11 @@ def _windows(
 # Output
 
 
-def render_html(report: DailyReport) -> str:
+def render_html(report: DailyReport, templates: Path | None = None) -> str:
     """One self-contained page (inline CSS, no script, no external resource) that reads on a
-    phone and in dark mode. Every value from the store is escaped by the template engine."""
-    return template("daily.html").render(r=report, v=_View(report))
+    phone and in dark mode, from `daily.html` in `templates` (the school's folder) or the
+    package's. Every value from the store is escaped by the template engine."""
+    return Page("daily.html", templates).render(r=report, v=_View(report))
 
 
 CSV_COLUMNS = (
@@ -402,16 +405,17 @@ def daily_paths(out_dir: Path, day: date) -> tuple[Path, Path]:
     return out_dir / f"{stem}.html", out_dir / f"{stem}.csv"
 
 
-def write_daily(report: DailyReport, out_dir: Path) -> tuple[Path, Path]:
-    """Write `<out_dir>/suspicious-searches-YYYY-MM-DD.html` and `.csv`, readable by their
-    owner only (they name children and what they searched for)."""
+def write_daily(report: DailyReport, out_dir: Path,
+                templates: Path | None = None) -> tuple[Path, Path]:
+    """Write `<out_dir>/suspicious-searches-YYYY-MM-DD.html` and `.csv`, each replaced whole
+    and readable by its owner only (they name children and what they searched for)."""
     html_path, csv_path = daily_paths(out_dir, report.day)
-    write_private(html_path, render_html(report))
-    write_private(csv_path, render_csv(report))
+    write_atomically(html_path, render_html(report, templates))
+    write_atomically(csv_path, render_csv(report))
     return html_path, csv_path
 
 
-def email_parts(report: DailyReport) -> tuple[str, str, str]:
+def email_parts(report: DailyReport, templates: Path | None = None) -> tuple[str, str, str]:
     """(subject, plain text, HTML) for the DSL's e-mail. The subject names nobody: it shows on
     lock screens and in notification previews."""
     day = _day_text(report.day)
@@ -422,7 +426,7 @@ def email_parts(report: DailyReport) -> tuple[str, str, str]:
         serious = f", {report.illegal_hits} illegal-list" if report.illegal_hits else ""
         subject = (f"{report.school_name}: suspicious searches on {day}: "
                    f"{_n(len(report.people), 'person', 'people')}, {sev['high']} high{serious}")
-    return printable(subject), render_text(report), render_html(report)
+    return printable(subject), render_text(report), render_html(report, templates)
 
 
 def render_text(report: DailyReport) -> str:

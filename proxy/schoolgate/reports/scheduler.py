@@ -71,6 +71,7 @@ class ReportSchedule:
         *,
         send_email: SendEmail | None = None,
         theme_titles: Mapping[str, str] | None = None,
+        templates: Path | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self.db_path = db_path
@@ -81,6 +82,8 @@ class ReportSchedule:
         self.out_dir = out_dir
         self.send_email = send_email
         self.theme_titles = theme_titles
+        self.templates = templates
+        """The school's templates folder (`daily.html`, `weekly.html`); None: the package's."""
         self.clock = clock
         self._task: asyncio.Task | None = None
         self.due: dict[str, datetime] = self._first_due(clock())
@@ -148,16 +151,19 @@ class ReportSchedule:
             report = await asyncio.to_thread(
                 build_daily, self.db_path, day, self.tz, self.school_name,
                 theme_titles=self.theme_titles, now=now)
-            paths = await asyncio.to_thread(write_daily, report, self.out_dir)
-            parts, to = email_parts(report), self.settings.email_to
+            paths = await asyncio.to_thread(write_daily, report, self.out_dir, self.templates)
+            # In the thread too: the template files are read and compiled for each report.
+            parts = await asyncio.to_thread(email_parts, report, self.templates)
+            to = self.settings.email_to
             log.info("daily report for %s: %d flagged searches by %d people, written to %s",
                      day, report.incidents, len(report.people), paths[0])
         else:
             summary = await asyncio.to_thread(
                 build_weekly, self.db_path, day, self.tz, self.school_name,
                 theme_titles=self.theme_titles, now=now)
-            paths = await asyncio.to_thread(write_weekly, summary, self.out_dir)
-            parts, to = weekly_email_parts(summary), self.settings.weekly_email_to
+            paths = await asyncio.to_thread(write_weekly, summary, self.out_dir, self.templates)
+            parts = await asyncio.to_thread(weekly_email_parts, summary, self.templates)
+            to = self.settings.weekly_email_to
             log.info("weekly summary for the week of %s written to %s", summary.week_start,
                      paths[0])
         if to and self.send_email is not None:

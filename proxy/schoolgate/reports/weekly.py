@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ..files import write_atomically
+from ..pages import Page
 from ..store import StoreError
 from .reading import (
     SAFEGUARDING_SQL,
@@ -28,7 +30,7 @@ from .reading import (
     printable,
     read_only,
 )
-from .rendering import safe_cell, template, write_private
+from .rendering import safe_cell
 
 __all__ = [
     "Trend",
@@ -181,9 +183,10 @@ def build_weekly(
     )
 
 
-def render_weekly_html(summary: WeeklySummary) -> str:
-    """A self-contained page (inline CSS, no script) with no names and no addresses."""
-    return template("weekly.html").render(s=summary, v=_View(summary))
+def render_weekly_html(summary: WeeklySummary, templates: Path | None = None) -> str:
+    """A self-contained page (inline CSS, no script) with no names and no addresses, from
+    `weekly.html` in `templates` (the school's folder) or the package's."""
+    return Page("weekly.html", templates).render(s=summary, v=_View(summary))
 
 
 def render_weekly_csv(summary: WeeklySummary) -> str:
@@ -209,14 +212,18 @@ def weekly_paths(out_dir: Path, monday: date) -> tuple[Path, Path]:
     return out_dir / f"{stem}.html", out_dir / f"{stem}.csv"
 
 
-def write_weekly(summary: WeeklySummary, out_dir: Path) -> tuple[Path, Path]:
+def write_weekly(summary: WeeklySummary, out_dir: Path,
+                 templates: Path | None = None) -> tuple[Path, Path]:
+    """Write `<out_dir>/weekly-summary-YYYY-MM-DD.html` and `.csv` (the Monday), each replaced
+    whole and readable by its owner only."""
     html_path, csv_path = weekly_paths(out_dir, summary.week_start)
-    write_private(html_path, render_weekly_html(summary))
-    write_private(csv_path, render_weekly_csv(summary))
+    write_atomically(html_path, render_weekly_html(summary, templates))
+    write_atomically(csv_path, render_weekly_csv(summary))
     return html_path, csv_path
 
 
-def weekly_email_parts(summary: WeeklySummary) -> tuple[str, str, str]:
+def weekly_email_parts(summary: WeeklySummary,
+                       templates: Path | None = None) -> tuple[str, str, str]:
     """(subject, plain text, HTML) for leaders and governors."""
     v = _View(summary)
     subject = printable(f"{summary.school_name}: safeguarding summary, week of {v.week_text}")
@@ -231,7 +238,7 @@ def weekly_email_parts(summary: WeeklySummary) -> tuple[str, str, str]:
             lines.append(f"  {printable(t.title)}: {t.this_week} (last week {t.last_week}, "
                          f"{t.change_text})")
         lines.append("")
-    return subject, "\n".join(lines), render_weekly_html(summary)
+    return subject, "\n".join(lines), render_weekly_html(summary, templates)
 
 
 class _View:

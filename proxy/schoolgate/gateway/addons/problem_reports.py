@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import html
 import logging
 import math
 import time
@@ -224,11 +223,12 @@ class ProblemReports:
                          "look into it.")
             return
         if kind == "block":
-            url = _typed_url(url)
-            if url is None:
+            typed = _typed_url(url)
+            if typed is None:
                 self._answer(flow, 400, "Not sent", "That is not a web address. Go back and copy "
                              "the address from the browser's address bar.")
                 return
+            url = typed
         # Counted from here: every well-formed report, even one refused below, so the form
         # cannot be used to test addresses against the illegal lists at speed.
         if not self.limit.take(identity.ip):
@@ -273,11 +273,8 @@ class ProblemReports:
             self.gateway.metrics.problem_reports.labels(kind).inc()
         then = ("The page stays blocked until they have looked at it." if kind == "unblock"
                 else "Thank you for helping keep everyone safe.")
-        self._answer(flow, 200, "Thank you", [
-            f"Your report about <strong>{html.escape(classification.host)}</strong> has been sent "
-            f"to the IT team. Your request number is <strong class=\"ref\">{number}</strong>.",
-            html.escape(then),
-        ])
+        self._answer(flow, 200, "Thank you", then,
+                     sent={"host": classification.host, "number": number})
 
     # -- pages ---------------------------------------------------------------------------------
 
@@ -289,22 +286,11 @@ class ProblemReports:
             return
         issued = str(int(self.clock()))
         token = report_token(key, "report-site", issued)
-        self._answer(flow, 200, "Report a page that should be blocked", [
-            "If you have seen a page that should not be open to pupils, tell the IT team here.",
-            f'<form class="report" method="post" action="{REPORT_SITE_PATH}">\n'
-            '  <label for="sg-url">The page\'s address</label>\n'
-            f'  <input id="sg-url" name="url" type="text" inputmode="url" maxlength="{MAX_URL}" '
-            'required placeholder="https://...">\n'
-            '  <label for="sg-reason">Why it should be blocked</label>\n'
-            f'  <textarea id="sg-reason" name="reason" rows="4" maxlength="{MAX_REASON}" '
-            "required></textarea>\n"
-            f'  <input type="hidden" name="t" value="{issued}">\n'
-            f'  <input type="hidden" name="token" value="{token}">\n'
-            '  <button type="submit">Send to the IT team</button>\n'
-            "</form>",
-            '<small>Your report is sent with your login or device name, so the IT team can look '
-            "into it.</small>",
-        ])
+        self._answer(flow, 200, "Report a page that should be blocked",
+                     "If you have seen a page that should not be open to pupils, tell the IT "
+                     "team here.",
+                     form={"action": REPORT_SITE_PATH, "issued": issued, "token": token,
+                           "max_url": MAX_URL, "max_reason": MAX_REASON})
 
     def _too_many(self, flow: http.HTTPFlow, client: str) -> None:
         self._answer(flow, 429, "Too many reports", "Thank you, the IT team has your reports. "
@@ -315,14 +301,14 @@ class ProblemReports:
         now = self.clock()
         return now - FORM_LIFETIME <= issued <= now + 300  # 5 minutes for clock skew
 
-    def _answer(self, flow: http.HTTPFlow, status: int, heading: str, text: str | list[str],
-                headers: dict[str, str] | None = None) -> None:
-        """Answer with a small page. `text` is plain text, or a list of ready HTML paragraphs."""
-        paragraphs = [f"<p>{html.escape(text)}</p>"] if isinstance(text, str) else [
-            p if p.startswith("<form") else f"<p>{p}</p>" for p in text]
-        school = html.escape(self.gateway.config.school_name)
-        body = _PAGE.format(heading=html.escape(heading), school=school,
-                            content="\n".join(paragraphs))
+    def _answer(self, flow: http.HTTPFlow, status: int, heading: str, message: str,
+                headers: dict[str, str] | None = None, *, sent: dict[str, object] | None = None,
+                form: dict[str, object] | None = None) -> None:
+        """Answer with a small page (`problem-report.html`): `message` is plain text; `sent`
+        (host and number) after a report is stored, `form` for the "should be blocked" form."""
+        body = self.gateway.rules.report_page.render(
+            heading=heading, school=self.gateway.config.school_name, message=message,
+            sent=sent, form=form)
         flow.response = http.Response.make(status, body.encode("utf-8"),
                                            {**_HEADERS, **(headers or {})})
 
@@ -392,35 +378,3 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
-
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{heading} – {school}</title>
-<style>
-  body {{ margin: 0; font: 17px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-         background: #f4f6f8; color: #1d2733; }}
-  main {{ max-width: 36rem; margin: 8vh auto; background: #fff; border-radius: 12px;
-         padding: 2rem 2.2rem; box-shadow: 0 2px 12px rgba(0,0,0,.08); }}
-  h1 {{ font-size: 1.5rem; margin: 0 0 .5rem; color: #1d5fa8; }}
-  .ref {{ font-family: ui-monospace, "SFMono-Regular", Consolas, monospace; }}
-  .report {{ display: grid; gap: .5rem; margin: 1.2rem 0; }}
-  .report input, .report textarea {{ font: inherit; padding: .4rem; border: 1px solid #b9c2cc;
-         border-radius: 6px; }}
-  .report button {{ justify-self: start; font: inherit; padding: .4rem 1rem; border: 0;
-         border-radius: 6px; background: #1d5fa8; color: #fff; cursor: pointer; }}
-  small, .school {{ color: #5b6775; font-size: .9rem; }}
-</style>
-</head>
-<body>
-<main>
-  <h1>{heading}</h1>
-{content}
-  <p class="school">{school} web filter</p>
-</main>
-</body>
-</html>
-"""
