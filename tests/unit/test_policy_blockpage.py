@@ -12,6 +12,7 @@ from schoolgate.policy.blockpage import BlockPage
 from schoolgate.classify import CategoryMatch, Classification
 from schoolgate.config.loader import load_config
 from schoolgate.config.model import ConfigError
+from schoolgate.gateway.reload import watched_files
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference
 
@@ -320,3 +321,11 @@ def test_a_missing_templates_folder_is_a_config_error(write_config, tmp_path):
     line = BASE_CONFIG.count("\n") + 1
     assert str(e.value) == (f"{path}:{line}: templates: templates folder "
                             f"{tmp_path / 'our-templates'} does not exist")
+
+
+def test_the_schools_templates_are_watched_for_a_reload(make_config, tmp_path):
+    config, folder = with_templates(make_config, tmp_path, {"blockpage.html": "x\n"})
+    (folder / "email").mkdir()
+    (folder / "email" / "alert.txt").write_text("y\n", encoding="utf-8")
+    files = watched_files(config)
+    assert str(folder / "blockpage.html") in files and str(folder / "email" / "alert.txt") in files

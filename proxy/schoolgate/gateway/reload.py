@@ -40,7 +40,7 @@ RESTART_KEYS = ("listen", "mode", "ca_dir", "data_dir", "metrics", "events",
 
 def watched_files(config: Config) -> list[str]:
     """Every file whose change means a reload: the config, the local policy, every list, the
-    identity files, the keyword library and the alert routing."""
+    identity files, the keyword library, the alert routing and the school's templates."""
     files = [str(config.path), str(local_policy_path(config))]
     files.extend(str(p) for p in config.tls.do_not_decrypt)
     ic = config.identity
@@ -49,6 +49,10 @@ def watched_files(config: Config) -> list[str]:
         files.extend(sorted(str(p) for p in config.keyword_library.glob("*.yaml")))
     if config.alert_routing is not None:
         files.append(str(config.alert_routing.path))
+    if config.templates is not None:
+        # A template the school edits, or copies in, is used without a restart.
+        files.extend(sorted(str(p) for pattern in ("*.html", "*.txt", "email/*")
+                            for p in config.templates.glob(pattern)))
     for c in config.categories.values():
         files.extend(str(p) for p in c.lists)
     return files
