@@ -34,6 +34,7 @@ def example_gateway(tmp_path_factory):
         doc["identity"][key] = str((EXAMPLE.parent / doc["identity"][key]).resolve())
     doc["keywords"]["library"] = str((EXAMPLE.parent / doc["keywords"]["library"]).resolve())
     doc["alerts"]["routing"] = str((EXAMPLE.parent / doc["alerts"]["routing"]).resolve())
+    doc["templates"] = str((EXAMPLE.parent / doc["templates"]).resolve())
     doc["reports"]["out_dir"] = str(tmp / "reports")
     doc["data_dir"], doc["ca_dir"] = str(tmp / "data"), str(tmp / "ca")
     config = tmp / "schoolgate.yaml"

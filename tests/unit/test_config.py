@@ -34,6 +34,7 @@ def test_example_config_loads_with_its_groups_and_categories():
     assert config.data_dir == REPO / "data"
     assert config.ca_dir == REPO / "data" / "ca"
     assert config.upstream_trusted_ca is None
+    assert config.templates == REPO / "templates"
 
     assert list(config.categories) == [
         "gambling", "adult", "social_networks", "games", "malware", "hacking", "violence",
