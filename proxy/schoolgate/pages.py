@@ -73,7 +73,6 @@ class Page:
         self.name = name
         # The package's copy must work: a failure here is Schoolgate's bug, raised at once.
         self._package = environment(None, within=within).get_template(name)
-        self._folder = folder
         self._school: jinja2.Template | None = None
         self._reported: set[str] = set()
         if folder is None:
@@ -87,11 +86,6 @@ class Page:
         else:
             if not _same_file(school.filename, self._package.filename):
                 self._school = school
-
-    @property
-    def filename(self) -> str | None:
-        """The file in use: the school's copy, or the package's."""
-        return (self._school or self._package).filename
 
     def render(self, **values: object) -> str:
         if self._school is not None:
