@@ -103,10 +103,10 @@ def main() -> None:
         from mitmproxy.test import taddons, tflow
     from prometheus_client import CollectorRegistry
 
+    from schoolgate.config.loader import load_config
     from schoolgate.gateway.addons import decision_of
     from schoolgate.gateway.addons.metrics import Metrics
     from schoolgate.gateway.bootstrap import ordered
-    from schoolgate.config.loader import load_config
     from schoolgate.gateway.service import Gateway
 
     with tempfile.TemporaryDirectory() as t:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING

@@ -19,7 +19,11 @@ from ..config.loader import load_config
 from ..config.model import Config, ConfigError
 from ..sources.illegal import without_fetching
 from ..sources.localpolicy import (
-    ALL_GROUPS, LocalEntry, change_local_policy, local_policy_path, next_id,
+    ALL_GROUPS,
+    LocalEntry,
+    change_local_policy,
+    local_policy_path,
+    next_id,
 )
 from ..store.audit import read_audit, record_change
 from .common import apply_now, chosen_groups, iso_or_none, school_time, signal_reload

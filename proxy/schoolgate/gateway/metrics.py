@@ -25,12 +25,12 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..alerts import OUTCOMES
-from ..store.checks import latest_run
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
 from ..policy import ALLOW, BLOCK, ERROR, Verdict
 from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
+from ..store.checks import latest_run
 
 __all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..files import write_atomically
-from ..config.model import Config, Override
 from ..classify.urls import parse_target
+from ..config.model import Config, Override
+from ..files import write_atomically
 
 __all__ = [
     "ALL_GROUPS",

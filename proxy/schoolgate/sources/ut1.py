@@ -7,8 +7,8 @@ Used by `schoolgate lists import ut1` (`lists_cli`); no mitmproxy, no store.
 
 from __future__ import annotations
 
-import difflib
 import base64
+import difflib
 import fcntl
 import http.client
 import json
