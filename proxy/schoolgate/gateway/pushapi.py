@@ -338,5 +338,5 @@ class PushServer:
 
 
 def _header(request: h11.Request, name: bytes) -> list[bytes]:
-    """Every value of header `name` (lower case: h11 gives names so)."""
+    """Every value of header `name`, given in lower case (as h11 gives header names)."""
     return [value for key, value in request.headers if key == name]
