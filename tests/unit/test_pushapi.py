@@ -442,6 +442,16 @@ async def test_413_before_reading_the_body(push):
 
 
 @pytest.mark.asyncio
+async def test_413_a_chunked_body_over_the_limit_while_it_is_read(push):
+    # No length up front: counted as it arrives (health reads its body to keep the connection).
+    chunk = b"%x\r\n" % 4096 + b" " * 4096 + b"\r\n"
+    response = await raw(push.port, head("GET", "/v1/health", "Transfer-Encoding: chunked")
+                         + chunk * (MAX_BODY // 4096 + 1) + b"0\r\n\r\n")
+    assert status_of(response) == 413
+    assert body_of(response) == {"error": f"body over the {MAX_BODY}-byte limit"}
+
+
+@pytest.mark.asyncio
 async def test_a_body_of_exactly_the_limit_is_read(push):
     entry = json.dumps({"ip": "10.0.0.1", "user": "a"}).encode()
     body = entry + b" " * (MAX_BODY - len(entry))
