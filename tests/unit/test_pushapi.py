@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +19,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from schoolgate.gateway.pushapi import MAX_BODY, MAX_HEAD, PushServer
 from schoolgate.identify.maps import IpUserMap
-from schoolgate.gateway.pushapi import MAX_BODY, PushServer
 
 TOKEN = "0123456789abcdef-push-token"
 
@@ -114,6 +116,28 @@ def head(method: str, path: str, *lines: str) -> bytes:
 
 
 AUTH = f"Authorization: Bearer {TOKEN}"
+
+
+class _Received(io.BytesIO):
+    """What one connection received, for http.client to read answer after answer from."""
+
+    def makefile(self, mode: str) -> _Received:
+        return self
+
+    def close(self) -> None:
+        pass  # http.client closes its file after an answer that says `Connection: close`
+
+
+def replies_in(response: bytes) -> list[Reply]:
+    """Every answer in `response` (bytes read up to the close), parsed by http.client."""
+    received = _Received(response)
+    replies = []
+    while received.tell() < len(response):
+        answer = http.client.HTTPResponse(received)  # type: ignore[arg-type]
+        answer.begin()
+        replies.append(Reply(answer.status, {k.lower(): v for k, v in answer.getheaders()},
+                             json.loads(answer.read())))
+    return replies
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,6 +251,53 @@ async def test_expect_100_continue(push):
         await writer.wait_closed()
     assert status_of(final) == 200
     assert push.ips.get("10.0.0.9") == "carol"
+
+
+@pytest.mark.asyncio
+async def test_pipelined_requests_on_one_connection_are_answered_in_order(push):
+    # Sent in one write, before any answer: the second waits in the parser's buffer.
+    entry = json.dumps({"ip": "10.2.0.1", "user": "dave"}).encode()
+    response = await raw(push.port, b"".join([
+        head("POST", "/v1/ip-map", AUTH, f"Content-Length: {len(entry)}") + entry,
+        head("GET", "/v1/health"),
+        head("DELETE", "/v1/ip-map", AUTH, f"Content-Length: {len(entry)}",
+             "Connection: close") + entry,
+    ]))
+    replies = replies_in(response)
+    assert [(r.status, r.body) for r in replies] == [
+        (200, {"stored": 1}), (200, {"status": "ok"}), (200, {"deleted": 1})]
+    assert [r.headers["connection"] for r in replies] == ["keep-alive", "keep-alive", "close"]
+    assert len(push.ips) == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        head("GET", "/v1/health", "Connection: close"),
+        head("GET", "/v1/health", "Connection: Close"),
+        b"GET /v1/health HTTP/1.0\r\n\r\n",  # HTTP/1.0 closes unless asked not to
+    ],
+)
+async def test_the_connection_ends_after_an_answer_that_says_close(push, request_head, caplog):
+    # A request after the one that asked to close is never answered.
+    response = await raw(push.port, request_head + head("GET", "/v1/health"))
+    [reply] = replies_in(response)
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+    assert reply.headers["connection"] == "close"
+    # Ended on purpose, not by tripping over the closed state.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.asyncio
+async def test_a_chunked_body_is_decoded_and_the_connection_stays_in_step(push):
+    # Health ignores its body, but must read all of it to find where the next request starts;
+    # the second chunk looks like a request line, to catch a server that loses its place.
+    chunked = b"4\r\nJUNK\r\n10\r\nGET / HTTP/1.1\r\n\r\n0\r\n\r\n"
+    response = await raw(push.port, head("GET", "/v1/health", "Transfer-Encoding: chunked")
+                         + chunked + head("GET", "/v1/health", "Connection: close"))
+    assert [(r.status, r.body) for r in replies_in(response)] == [
+        (200, {"status": "ok"}), (200, {"status": "ok"})]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +442,16 @@ async def test_413_before_reading_the_body(push):
 
 
 @pytest.mark.asyncio
+async def test_413_a_chunked_body_over_the_limit_while_it_is_read(push):
+    # No length up front: counted as it arrives (health reads its body to keep the connection).
+    chunk = b"%x\r\n" % 4096 + b" " * 4096 + b"\r\n"
+    response = await raw(push.port, head("GET", "/v1/health", "Transfer-Encoding: chunked")
+                         + chunk * (MAX_BODY // 4096 + 1) + b"0\r\n\r\n")
+    assert status_of(response) == 413
+    assert body_of(response) == {"error": f"body over the {MAX_BODY}-byte limit"}
+
+
+@pytest.mark.asyncio
 async def test_a_body_of_exactly_the_limit_is_read(push):
     entry = json.dumps({"ip": "10.0.0.1", "user": "a"}).encode()
     body = entry + b" " * (MAX_BODY - len(entry))
@@ -415,6 +496,84 @@ async def test_408_slow_client(impatient, partial):
 async def test_431_huge_headers(push):
     response = await raw(push.port, head("GET", "/v1/health", "X-Junk: " + "a" * 20_000))
     assert status_of(response) == 431
+
+
+@pytest.mark.asyncio
+async def test_431_headers_that_arrive_slowly_and_never_end(push):
+    # Refused once they pass the limit, not when (if ever) they end.
+    reader, writer = await asyncio.open_connection("127.0.0.1", push.port)
+    try:
+        writer.write(b"GET /v1/health HTTP/1.1\r\nHost: gateway\r\n")
+        for _ in range(MAX_HEAD // 1000 + 1):
+            writer.write(b"X-Junk: " + b"a" * 990 + b"\r\n")
+            await writer.drain()
+        response = await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert status_of(response) == 431
+    assert body_of(response) == {"error": f"request line and headers exceed {MAX_HEAD} bytes"}
+
+
+@pytest.mark.asyncio
+async def test_431_many_small_headers(push):
+    lines = [f"X-Junk-{i}: {'a' * 80}" for i in range(MAX_HEAD // 90 + 1)]
+    response = await raw(push.port, head("GET", "/v1/health", *lines))
+    assert status_of(response) == 431
+    assert body_of(response) == {"error": f"request line and headers exceed {MAX_HEAD} bytes"}
+
+
+@pytest.mark.asyncio
+async def test_headers_just_under_the_limit_are_read(push):
+    request = head("GET", "/v1/health", "Connection: close", "X-Junk: ")
+    response = await raw(push.port, head("GET", "/v1/health", "Connection: close",
+                                         "X-Junk: " + "a" * (MAX_HEAD - len(request) - 100)))
+    assert status_of(response) == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /v1/health",  # no version
+        b"GET /v1/health HTTP/1.1 extra",
+        b"GET  /v1/health HTTP/1.1",  # two spaces
+        b"get /v1/health HTTP/1.1",  # methods are case-sensitive
+        b"GET v1/health HTTP/1.1",  # not an origin-form target
+        b"GET http://gateway/v1/health HTTP/1.1",  # a proxy's absolute form: not here
+        b"GET /v1/health HTTP/one",
+        "GET /v1/h\u00e9alth HTTP/1.1".encode(),
+    ],
+)
+async def test_400_malformed_request_line(push, request_line):
+    response = await raw(push.port, request_line + b"\r\nHost: gateway\r\n\r\n")
+    [reply] = replies_in(response)
+    assert reply.status == 400
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["connection"] == "close"
+    assert isinstance(reply.body["error"], str) and reply.body["error"]
+
+
+@pytest.mark.asyncio
+async def test_411_a_whole_chunked_upload_is_refused_not_misread(push):
+    # As `curl -H "Transfer-Encoding: chunked"` sends it: the body ends properly, still refused.
+    body = json.dumps({"ip": "10.0.0.1", "user": "a"}).encode()
+    response = await raw(push.port, head("POST", "/v1/ip-map", AUTH, "Transfer-Encoding: chunked")
+                         + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+    [reply] = replies_in(response)
+    assert (reply.status, reply.body) == (
+        411, {"error": "send Content-Length; chunked bodies are not accepted"})
+    assert len(push.ips) == 0
+
+
+@pytest.mark.asyncio
+async def test_400_a_second_authorization_header(push):
+    body = json.dumps({"ip": "10.0.0.1", "user": "a"}).encode()
+    response = await raw(push.port, head("POST", "/v1/ip-map", AUTH, "Authorization: Bearer x",
+                                         f"Content-Length: {len(body)}") + body)
+    assert status_of(response) == 400
+    assert body_of(response) == {"error": "header authorization given twice"}
+    assert len(push.ips) == 0
 
 
 @pytest.mark.asyncio
