@@ -12,7 +12,8 @@ import pytest
 
 from schoolgate.classify import Classifier
 from schoolgate.events import THEMES
-from schoolgate.classify.library import KeywordLibrary, load_library
+from schoolgate.classify.library import KeywordLibrary
+from schoolgate.sources.keywords import load_library
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "alerts" / "keywords"

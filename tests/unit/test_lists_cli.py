@@ -32,7 +32,7 @@ from schoolgate.classify.formats import ListFormat
 from schoolgate.classify.index import ListIndex, ut1_sources
 from schoolgate.config.loader import load_config
 from schoolgate.sources.illegal import IllegalListSource
-from schoolgate.classify.library import load_library
+from schoolgate.sources.keywords import load_library
 from schoolgate.sources.lists import cache_path
 from schoolgate.store.audit import read_audit
 
