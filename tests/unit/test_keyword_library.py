@@ -439,6 +439,25 @@ def test_contexts_file_problems_and_a_school_file_joining_a_theme(tmp_path):
     assert [f.phrase for f in library.match("frank dealer x lesson")] == ["frank dealer x"]
 
 
+def test_a_key_given_twice_or_not_text_is_reported_and_the_file_still_loads(tmp_path):
+    # The tree is config.yamltree's, shared with the config checker; the notes are the
+    # keyword loader's, which keeps the first value and goes on ("keep one" is the config's).
+    path = tmp_path / "drugs.yaml"
+    path.write_text(
+        "theme: drugs\ntitle: Drugs\nseverity: medium\nseverity: high\n"
+        "phrases:\n  - buy weed\n  - {phrase: bag of ket, 7: x}\n",
+        encoding="utf-8",
+    )
+    library = load_library(tmp_path)
+    assert [str(p) for p in library.problems] == [
+        f"{path}:4: severity: given twice (first on line 3); the first is used",
+        f"{path}:7: phrases[1]: key 7 must be text; ignored",
+    ]
+    assert {(p.text, p.severity) for p in library.phrases} == {
+        ("buy weed", "medium"), ("bag of ket", "medium"),
+    }
+
+
 def test_missing_or_empty_folder_is_a_problem_not_a_crash(tmp_path):
     missing = load_library(tmp_path / "nope")
     assert [str(p) for p in missing.problems] == [f"{tmp_path / 'nope'}: keyword folder not found"]

@@ -12,13 +12,13 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ..classify.keywords import MODES, SEVERITIES, Mode, Phrase, Severity, normalise_text
 from ..classify.library import DEFAULT_LANGUAGE, Context, KeywordLibrary, LibraryProblem, ThemeInfo
+from ..config.yamltree import Node, compose
 from ..config.yamltree import describe as _kind
 from ..events import THEMES
 
@@ -31,9 +31,6 @@ CONTEXT_KEYS = ("context", "themes", "language")
 MAX_WEIGHT = 100.0
 # A substring this short sits inside too many ordinary words ("ana" in "banana").
 MIN_SUBSTRING = 4
-
-# libyaml's composer, when PyYAML was built with it, is ten times faster and marks lines alike.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # BCP 47 language, optional script and region: "pl", "ur-Latn", "es-MX".
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z]{4})?(-(?:[a-z]{2}|[0-9]{3}))?$", re.IGNORECASE)
 
@@ -68,13 +65,6 @@ def load_library(folder: Path | str) -> KeywordLibrary:
 
 
 @dataclass(slots=True)
-class _Value:
-    data: Any  # dict[str, _Value] | list[_Value] | scalar
-    line: int
-    key: str  # dotted path such as phrases[3].exclude[0]
-
-
-@dataclass(slots=True)
 class _Phrase:
     phrase: Phrase
     source: str
@@ -93,9 +83,8 @@ class _Loader:
         # Per theme: normalised phrase (and the joined form of several words) -> first entry.
         self.seen: dict[str, dict[str, _Phrase]] = {}
         self.joined: dict[str, dict[str, _Phrase]] = {}
-        self._constructor = yaml.SafeLoader("")
 
-    def read(self, path: Path) -> _Value | None:
+    def read(self, path: Path) -> Node | None:
         where = str(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -106,8 +95,13 @@ class _Loader:
         except OSError as e:
             self.problems.append(LibraryProblem(where, 0, "", f"cannot read: {e}; file skipped"))
             return None
+
+        def report(line: int, key: str, message: str) -> None:
+            self.problems.append(LibraryProblem(where, line, key, message))
+
         try:
-            root = yaml.compose(text, Loader=_YAML_LOADER)
+            # Only the bad key is left out and the file still loads: the note says so.
+            tree = compose(text, report, not_text="ignored", twice="the first is used")
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark
             line = mark.line + 1 if mark else 0
@@ -116,39 +110,7 @@ class _Loader:
             )
             return None
         self.files.append(where)
-        if root is None:
-            return _Value({}, 1, "")
-        return self._node(where, root, "")
-
-    def _node(self, where: str, node: yaml.Node, key: str) -> _Value:
-        line = node.start_mark.line + 1
-        if isinstance(node, MappingNode):
-            out: dict[str, _Value] = {}
-            for knode, vnode in node.value:
-                name = self._constructor.construct_object(knode)
-                kline = knode.start_mark.line + 1
-                if not isinstance(name, str):
-                    self.problems.append(LibraryProblem(where, kline, key,
-                                                        f"key {name!r} must be text; ignored"))
-                    continue
-                child = f"{key}.{name}" if key else name
-                if name in out:
-                    self.problems.append(LibraryProblem(
-                        where, kline, child,
-                        f"given twice (first on line {out[name].line}); the first is used",
-                    ))
-                    continue
-                value = self._node(where, vnode, child)
-                # A block value starts on the line after its key; name the key's line.
-                value.line = kline
-                out[name] = value
-            return _Value(out, line, key)
-        if isinstance(node, SequenceNode):
-            return _Value(
-                [self._node(where, v, f"{key}[{i}]") for i, v in enumerate(node.value)], line, key
-            )
-        assert isinstance(node, ScalarNode)
-        return _Value(self._constructor.construct_object(node), line, key)
+        return tree
 
     def library(self) -> KeywordLibrary:
         return KeywordLibrary(
@@ -172,26 +134,26 @@ class _File:
     def __init__(self, loader: _Loader, path: Path) -> None:
         self.loader = loader
         self.path = str(path)
-        self.tree: _Value | None = None
+        self.tree: Node | None = None
         self.theme_name = ""
 
     # -- reporting -----------------------------------------------------------------------------
 
-    def problem(self, v: _Value, message: str, key: str | None = None) -> None:
+    def problem(self, v: Node, message: str, key: str | None = None) -> None:
         self.loader.problems.append(
             LibraryProblem(self.path, v.line, v.key if key is None else key, message)
         )
 
-    def invalid(self, v: _Value, message: str, key: str | None = None) -> _Invalid:
+    def invalid(self, v: Node, message: str, key: str | None = None) -> _Invalid:
         self.problem(v, message, key)
         return _Invalid()
 
-    def where(self, v: _Value) -> str:
+    def where(self, v: Node) -> str:
         return f"{self.path}:{v.line}"
 
     # -- typed accessors -----------------------------------------------------------------------
 
-    def mapping(self, v: _Value, allowed: tuple[str, ...], skipped: str) -> dict[str, _Value]:
+    def mapping(self, v: Node, allowed: tuple[str, ...], skipped: str) -> dict[str, Node]:
         """The mapping in `v`; an unknown key is a problem that skips it (a misspelt `exclude`
         or `severity` would change what the entry does)."""
         if not isinstance(v.data, dict):
@@ -209,20 +171,20 @@ class _File:
             raise _Invalid()
         return v.data
 
-    def required(self, m: dict[str, _Value], parent: _Value, name: str, skipped: str) -> _Value:
+    def required(self, m: dict[str, Node], parent: Node, name: str, skipped: str) -> Node:
         if name not in m:
             key = f"{parent.key}.{name}" if parent.key else name
             raise self.invalid(parent, f"is required but missing; {skipped}", key)
         return m[name]
 
-    def text(self, v: _Value, skipped: str) -> str:
+    def text(self, v: Node, skipped: str) -> str:
         if not isinstance(v.data, str) or not v.data.strip():
             quote = " (quote it)" if isinstance(v.data, bool | int | float) else ""
             raise self.invalid(v, f"must be non-empty text, not {_kind(v.data)}{quote}; "
                                   f"{skipped}")
         return v.data.strip()
 
-    def choice(self, v: _Value, choices: tuple[str, ...], what: str, skipped: str) -> str:
+    def choice(self, v: Node, choices: tuple[str, ...], what: str, skipped: str) -> str:
         if not isinstance(v.data, str) or v.data not in choices:
             hint = (difflib.get_close_matches(v.data, choices, n=1)
                     if isinstance(v.data, str) else [])
@@ -231,7 +193,7 @@ class _File:
                                   f"{also}; {skipped}")
         return v.data
 
-    def language(self, v: _Value, skipped: str) -> str:
+    def language(self, v: Node, skipped: str) -> str:
         m = _LANGUAGE.match(v.data) if isinstance(v.data, str) else None
         if m is None:
             raise self.invalid(v, f"unknown language {v.data!r} (allowed: a language code such "
@@ -241,14 +203,14 @@ class _File:
         return lang.lower() + (script.title() if script else "") + (region.upper() if region
                                                                     else "")
 
-    def sequence(self, v: _Value, skipped: str) -> list[_Value]:
+    def sequence(self, v: Node, skipped: str) -> list[Node]:
         if not isinstance(v.data, list):
             raise self.invalid(v, f"must be a list, not {_kind(v.data)}; {skipped}")
         return v.data
 
     # -- files ---------------------------------------------------------------------------------
 
-    def kind(self, tree: _Value) -> str | None:
+    def kind(self, tree: Node) -> str | None:
         self.tree = tree
         data = tree.data if isinstance(tree.data, dict) else {}
         has_theme, has_contexts = "theme" in data, "contexts" in data
@@ -263,7 +225,7 @@ class _File:
             return "theme"
         return "contexts"
 
-    def header(self, data: dict[str, _Value], allowed: tuple[str, ...]) -> None:
+    def header(self, data: dict[str, Node], allowed: tuple[str, ...]) -> None:
         for name, child in data.items():
             if name not in allowed:
                 hint = difflib.get_close_matches(name, allowed, n=1)
@@ -271,7 +233,7 @@ class _File:
                 # A header key changes no entry: report it, load the rest.
                 self.problem(child, f"unknown key (allowed: {', '.join(allowed)}){also}; ignored")
 
-    def contexts(self, tree: _Value) -> None:
+    def contexts(self, tree: Node) -> None:
         assert isinstance(tree.data, dict)
         self.header(tree.data, CONTEXT_FILE_KEYS)
         try:
@@ -287,7 +249,7 @@ class _File:
             except _Invalid:
                 pass
 
-    def context(self, item: _Value, seen: dict[tuple[str, str], Context]) -> None:
+    def context(self, item: Node, seen: dict[tuple[str, str], Context]) -> None:
         skipped = "context skipped"
         m = self.mapping(item, CONTEXT_KEYS, skipped)
         text = self.text(self.required(m, item, "context", skipped), skipped)
@@ -346,7 +308,7 @@ class _File:
             except _Invalid:
                 pass
 
-    def phrase(self, item: _Value, theme: str, default: str, contexts: list[Context]) -> None:
+    def phrase(self, item: Node, theme: str, default: str, contexts: list[Context]) -> None:
         skipped = "phrase skipped"
         if isinstance(item.data, dict):
             m = self.mapping(item, PHRASE_KEYS, skipped)
@@ -415,7 +377,7 @@ class _File:
         if " " in normalised:
             self.loader.joined.setdefault(theme, {})[_joined(normalised)] = entry
 
-    def check_duplicate(self, item: _Value, theme: str, text: str, normalised: str) -> None:
+    def check_duplicate(self, item: Node, theme: str, text: str, normalised: str) -> None:
         """Two phrases that match the same texts would flag twice: "self harm" already matches
         "selfharm", and "Kill  Myself" is "kill myself"."""
         seen = self.loader.seen.get(theme, {})
