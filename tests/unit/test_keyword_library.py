@@ -1,4 +1,4 @@
-"""The keyword libraries in alerts/keywords/ and their loader: the shipped files load cleanly and
+"""The keyword libraries in keywords/ and their loader: the shipped files load cleanly and
 cover every theme and community language; obfuscated, misspelt and foreign-language searches are
 flagged; educational, medical and support contexts suppress (and say why); ordinary school
 searches are never flagged; and a broken file is reported by file, line and key while the rest
@@ -16,7 +16,7 @@ from schoolgate.classify.library import KeywordLibrary
 from schoolgate.sources.keywords import load_library
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "alerts" / "keywords"
+FOLDER = ROOT / "keywords"
 HIGH_THEMES = ("suicide_selfharm", "extremism_radicalisation", "cse_grooming")
 COMMUNITY_LANGUAGES = ("pl", "ur-Latn", "ar", "ro", "es")
 

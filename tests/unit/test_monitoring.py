@@ -14,7 +14,7 @@ from schoolgate.identify import Identity
 from schoolgate.sources.keywords import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
 
-LIBRARY = Path(__file__).resolve().parents[2] / "alerts" / "keywords"
+LIBRARY = Path(__file__).resolve().parents[2] / "keywords"
 
 
 @pytest.fixture(scope="module")
