@@ -55,7 +55,7 @@ def _config(tmp: Path) -> Path:
 school: {{name: Bench School, timezone: Europe/London}}
 data_dir: {tmp / 'data'}
 metrics: {{host: 127.0.0.1, port: 0}}
-keywords: {{library: {ROOT / 'alerts' / 'keywords'}}}
+keywords: {{library: {ROOT / 'keywords'}}}
 illegal_lists:
   iwf: {{kind: iwf, source: {tmp / 'iwf.txt'}, form: plain}}
 categories:

@@ -66,7 +66,7 @@ def _dockerfile_copies() -> list[str]:
 
 def test_dockerfile_copies_the_data_folders():
     copied = {s.rstrip("/") for s in _dockerfile_copies()}
-    assert {"config", "categories", "alerts", "proxy", "pyproject.toml"} <= copied
+    assert {"config", "categories", "keywords", "alerts", "proxy", "pyproject.toml"} <= copied
 
 
 @pytest.mark.parametrize("source", _dockerfile_copies())

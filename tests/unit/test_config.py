@@ -68,7 +68,7 @@ def test_example_config_loads_with_its_groups_and_categories():
     assert set(config.schedules) == {"school_day", "working_hours"}
     assert config.circumvention.categories == {"vpn", "redirector", "doh", "remote-control"}
     assert config.tls.do_not_decrypt == (REPO / "categories" / "do_not_decrypt" / "domains",)
-    assert config.keyword_library == REPO / "alerts" / "keywords"
+    assert config.keyword_library == REPO / "keywords"
 
 
 def test_sample_school_loads(config, tmp_path):

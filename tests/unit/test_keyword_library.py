@@ -1,4 +1,4 @@
-"""The keyword libraries in alerts/keywords/ and their loader: the shipped files load cleanly and
+"""The keyword libraries in keywords/ and their loader: the shipped files load cleanly and
 cover every theme and community language; obfuscated, misspelt and foreign-language searches are
 flagged; educational, medical and support contexts suppress (and say why); ordinary school
 searches are never flagged; and a broken file is reported by file, line and key while the rest
@@ -12,10 +12,11 @@ import pytest
 
 from schoolgate.classify import Classifier
 from schoolgate.events import THEMES
-from schoolgate.classify.library import KeywordLibrary, load_library
+from schoolgate.classify.library import KeywordLibrary
+from schoolgate.sources.keywords import load_library
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDER = ROOT / "alerts" / "keywords"
+FOLDER = ROOT / "keywords"
 HIGH_THEMES = ("suicide_selfharm", "extremism_radicalisation", "cse_grooming")
 COMMUNITY_LANGUAGES = ("pl", "ur-Latn", "ar", "ro", "es")
 
@@ -436,6 +437,25 @@ def test_contexts_file_problems_and_a_school_file_joining_a_theme(tmp_path):
     # "lesson" applies to every theme; ignore_contexts keeps a phrase visible beside it.
     assert library.match("buy weed lesson") == []
     assert [f.phrase for f in library.match("frank dealer x lesson")] == ["frank dealer x"]
+
+
+def test_a_key_given_twice_or_not_text_is_reported_and_the_file_still_loads(tmp_path):
+    # The tree is config.yamltree's, shared with the config checker; the notes are the
+    # keyword loader's, which keeps the first value and goes on ("keep one" is the config's).
+    path = tmp_path / "drugs.yaml"
+    path.write_text(
+        "theme: drugs\ntitle: Drugs\nseverity: medium\nseverity: high\n"
+        "phrases:\n  - buy weed\n  - {phrase: bag of ket, 7: x}\n",
+        encoding="utf-8",
+    )
+    library = load_library(tmp_path)
+    assert [str(p) for p in library.problems] == [
+        f"{path}:4: severity: given twice (first on line 3); the first is used",
+        f"{path}:7: phrases[1]: key 7 must be text; ignored",
+    ]
+    assert {(p.text, p.severity) for p in library.phrases} == {
+        ("buy weed", "medium"), ("bag of ket", "medium"),
+    }
 
 
 def test_missing_or_empty_folder_is_a_problem_not_a_crash(tmp_path):

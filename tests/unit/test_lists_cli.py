@@ -32,7 +32,7 @@ from schoolgate.classify.formats import ListFormat
 from schoolgate.classify.index import ListIndex, ut1_sources
 from schoolgate.config.loader import load_config
 from schoolgate.sources.illegal import IllegalListSource
-from schoolgate.classify.library import load_library
+from schoolgate.sources.keywords import load_library
 from schoolgate.sources.lists import cache_path
 from schoolgate.store.audit import read_audit
 
@@ -521,7 +521,7 @@ def shown_config(tmp_path: Path, config_path: Path, dest: Path, capsys) -> Path:
     text += ("illegal_lists:\n  iwf:\n    title: IWF URL list\n    kind: iwf\n"
              "    source: iwf.txt\n  ctiru:\n    kind: ctiru\n    source: iwf.txt\n"
              "tls:\n  do_not_decrypt: [lists/banks]\n  do_not_decrypt_hosts: [intranet.example]\n"
-             f"keywords:\n  library: {REPO / 'alerts' / 'keywords'}\n")
+             f"keywords:\n  library: {REPO / 'keywords'}\n")
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path)
     # The gateway's last good copy of iwf (digests only); ctiru was never loaded.
@@ -564,7 +564,7 @@ def test_lists_show_json(shown_config, dest, capsys):
     dnd = report["do_not_decrypt"]
     assert dnd["hosts_in_config"] == 1
     assert (dnd["files"][0]["domains"], dnd["files"][0]["bad_lines"]) == (1, 1)
-    library = load_library(REPO / "alerts" / "keywords").summary()
+    library = load_library(REPO / "keywords").summary()
     assert report["keyword_library"]["phrases"] == library.phrases
     assert report["keyword_library"]["by_theme"] == library.by_theme
 
@@ -587,7 +587,7 @@ def test_lists_show_text(shown_config, dest, capsys):
     assert '  iwf "IWF URL list": kind iwf, form plain, from a file; 2 entries, last good copy ' in out
     assert "  ctiru: kind ctiru, form plain, from a file; NOT LOADED" in out
     assert "Do-not-decrypt lists: 1 file, and 1 host written in the config" in out
-    library = load_library(REPO / "alerts" / "keywords").summary()
+    library = load_library(REPO / "keywords").summary()
     assert f"{library.phrases:,} phrases in {library.files} files" in out
     for theme, count in library.by_theme.items():
         assert f"  {theme}  {count:,} phrase" in out

@@ -11,10 +11,10 @@ from sample_school import BASE_CONFIG, replace_once
 
 from schoolgate.sources.lists import build_classifier
 from schoolgate.identify import Identity
-from schoolgate.classify.library import load_library
+from schoolgate.sources.keywords import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
 
-LIBRARY = Path(__file__).resolve().parents[2] / "alerts" / "keywords"
+LIBRARY = Path(__file__).resolve().parents[2] / "keywords"
 
 
 @pytest.fixture(scope="module")

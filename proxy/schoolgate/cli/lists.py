@@ -28,11 +28,11 @@ from ..classify.index import (
     sources_fingerprint,
     ut1_sources,
 )
-from ..classify.library import load_library
 from ..classify.lists import read_domain_list
 from ..config.loader import load_config
 from ..config.model import Config, ConfigError
 from ..sources.illegal import sources_for
+from ..sources.keywords import load_library
 from ..sources.lists import cache_path, category_sources
 from ..sources.ut1 import (
     KIND,
