@@ -134,7 +134,8 @@ def main() -> None:
             f.response = None
             f.request.url = url  # safe search rewrites the path
 
-    chunks = [list(zip(flows[i:i + CHUNK], urls[i:i + CHUNK])) for i in range(0, REQUESTS, CHUNK)]
+    chunks = [list(zip(flows[i:i + CHUNK], urls[i:i + CHUNK], strict=True))
+              for i in range(0, REQUESTS, CHUNK)]
 
     with taddons.context(*with_metrics) as tctx:
         invoke = tctx.master.addons.invoke_addon_sync

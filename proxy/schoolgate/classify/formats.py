@@ -202,10 +202,10 @@ _HOSTS_IGNORED = frozenset(
         "ip6-allnodes",
         "ip6-allrouters",
         "ip6-allhosts",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 - a hosts-file sink, not a bind
     }
 )
-_SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0"})
+_SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0"})  # noqa: S104 - a hosts-file sink, not a bind
 
 
 def _is_address(text: str) -> bool:

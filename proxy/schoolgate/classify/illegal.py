@@ -67,7 +67,8 @@ def parse_entries(lines: Iterable[str], form: str, source: str) -> tuple[array, 
             continue
         if form == "sha256":
             if not _HEX64.match(text):
-                problems.append(f"{source}:{number}: not a 64-character SHA-256 hex digest; skipped")
+                problems.append(
+                    f"{source}:{number}: not a 64-character SHA-256 hex digest; skipped")
                 continue
             keys.append(digest_key(bytes.fromhex(text)))
         else:

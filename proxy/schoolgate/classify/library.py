@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from .keywords import SEVERITIES, KeywordMatch, KeywordSet, Phrase
 from ..events import THEMES
+from .keywords import SEVERITIES, KeywordMatch, KeywordSet, Phrase
 
 __all__ = [
     "DEFAULT_LANGUAGE",

@@ -205,7 +205,8 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     p(f"Illegal-content lists: {len(illegal) or 'none configured'}")
     for lst in illegal:
         if lst["entries"] is None:
-            state = "NOT LOADED: no last good copy yet (the gateway saves one when it loads the list)"
+            state = ("NOT LOADED: no last good copy yet "
+                     "(the gateway saves one when it loads the list)")
         else:
             state = (f"{_n(lst['entries'], 'entry', 'entries')}, last good copy "
                      f"{_age(lst['age_seconds'])} old" + ("  STALE" if lst["stale"] else ""))

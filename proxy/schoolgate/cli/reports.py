@@ -195,7 +195,8 @@ def cmd_weekly(args: argparse.Namespace) -> int:
     return 0
 
 
-def _send(args, config: Config, to: tuple[str, ...], key: str, parts, attachment: Path) -> int:
+def _send(args: argparse.Namespace, config: Config, to: tuple[str, ...], key: str,
+          parts: tuple[str, str, str], attachment: Path) -> int:
     if args.send_email is None:
         print("schoolgate: e-mail is not set up in this installation (see the alerts "
               "configuration); the report files were written", file=sys.stderr)

@@ -35,7 +35,7 @@ class Node:
     key: str  # dotted path such as groups.ks3.subnets[2]
 
 
-def describe(value: Any) -> str:
+def describe(value: object) -> str:
     """A value as a message names it: "text 'x'", "a list", "empty"."""
     if value is None:
         return "empty"
@@ -100,7 +100,8 @@ class _TreeBuilder:
             return Node(out, line, key)
         if isinstance(node, SequenceNode):
             return Node([self.node(v, f"{key}[{i}]") for i, v in enumerate(node.value)], line, key)
-        assert isinstance(node, ScalarNode)
+        if not isinstance(node, ScalarNode):
+            raise TypeError(f"not a YAML node: {node!r}")
         return Node(self.constructor.construct_object(node), line, key)
 
 

@@ -50,10 +50,10 @@ def load_library(folder: Path | str) -> KeywordLibrary:
     trees = [(p, t) for p in paths if (t := loader.read(p)) is not None]
     theme_files: list[tuple[Path, _File]] = []
     for path, tree in trees:
-        f = _File(loader, path)
-        kind = f.kind(tree)
+        f = _File(loader, path, tree)
+        kind = f.kind()
         if kind == "contexts":
-            f.contexts(tree)
+            f.contexts()
         elif kind == "theme":
             theme_files.append((path, f))
     # Contexts first (phrases are checked against them); a theme's own file first, so it sets
@@ -131,10 +131,12 @@ class _File:
     """Checks one file. Each check reports a problem and raises `_Invalid`, which skips the
     entry (or the file) at hand."""
 
-    def __init__(self, loader: _Loader, path: Path) -> None:
+    def __init__(self, loader: _Loader, path: Path, tree: Node) -> None:
         self.loader = loader
         self.path = str(path)
-        self.tree: Node | None = None
+        self.tree = tree
+        # The file's top-level keys; `kind` reports a file whose top is not a mapping.
+        self.top: dict[str, Node] = tree.data if isinstance(tree.data, dict) else {}
         self.theme_name = ""
 
     # -- reporting -----------------------------------------------------------------------------
@@ -210,9 +212,8 @@ class _File:
 
     # -- files ---------------------------------------------------------------------------------
 
-    def kind(self, tree: Node) -> str | None:
-        self.tree = tree
-        data = tree.data if isinstance(tree.data, dict) else {}
+    def kind(self) -> str | None:
+        tree, data = self.tree, self.top
         has_theme, has_contexts = "theme" in data, "contexts" in data
         if has_theme == has_contexts:
             self.problem(tree, "a keyword file starts with `theme:` (a theme's phrases) or "
@@ -233,11 +234,10 @@ class _File:
                 # A header key changes no entry: report it, load the rest.
                 self.problem(child, f"unknown key (allowed: {', '.join(allowed)}){also}; ignored")
 
-    def contexts(self, tree: Node) -> None:
-        assert isinstance(tree.data, dict)
-        self.header(tree.data, CONTEXT_FILE_KEYS)
+    def contexts(self) -> None:
+        self.header(self.top, CONTEXT_FILE_KEYS)
         try:
-            entries = self.sequence(tree.data["contexts"], "file skipped")
+            entries = self.sequence(self.top["contexts"], "file skipped")
         except _Invalid:
             return
         seen: dict[tuple[str, str], Context] = {
@@ -278,11 +278,8 @@ class _File:
             seen[(theme, normalised)] = c
 
     def theme(self) -> None:
-        tree = self.tree
-        assert tree is not None
+        tree, data = self.tree, self.top
         skipped = "file skipped"
-        data = tree.data
-        assert isinstance(data, dict)
         self.header(data, THEME_KEYS)
         try:
             theme = self.choice(data["theme"], THEMES, "theme", skipped)

@@ -212,7 +212,7 @@ class CheckMode:
         if not addresses:
             return None
         host, port = addresses[0][:2]
-        if host in ("", "0.0.0.0"):
+        if host in ("", "0.0.0.0"):  # noqa: S104 - naming a bound address
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"
