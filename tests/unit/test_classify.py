@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.sources.lists import build_classifier
 from schoolgate.classify import (
     CategoryMatch,
     Classification,
@@ -17,7 +16,9 @@ from schoolgate.classify import (
     normalise_host,
     normalise_url,
 )
+from schoolgate.classify.index import ListIndex, ListSource
 from schoolgate.classify.lists import ListProblem, read_domain_list
+from schoolgate.sources.lists import build_classifier
 
 # ---------------------------------------------------------------------------------------------
 # Host names
@@ -262,12 +263,17 @@ def classifier(tmp_path) -> Classifier:
         "games": "bet.example\n",
         "education": "bbc.co.uk\nsport.bbc.co.uk\n",
     }
-    c = Classifier()
+    files = []
     for category, text in lists.items():
         path = tmp_path / category
         path.write_text(text, encoding="utf-8")
-        c.add_list(category, path)
-    return c
+        files.append((category, path))
+    return _with_lists(*files)
+
+
+def _with_lists(*lists: tuple[str, Path]) -> Classifier:
+    """A classifier over these (category, list file) pairs, as sources.lists builds one."""
+    return Classifier(ListIndex.build([ListSource(category, path) for category, path in lists]))
 
 
 def _found(classification: Classification) -> list[tuple[str, str]]:
@@ -317,9 +323,7 @@ def test_categories_are_listed_once_most_specific_first(tmp_path):
     path.write_text("example.com\nb.example.com\n", encoding="utf-8")
     other = tmp_path / "games"
     other.write_text("example.com\n", encoding="utf-8")
-    c = Classifier()
-    c.add_list("gambling", path)
-    c.add_list("games", other)
+    c = _with_lists(("gambling", path), ("games", other))
     result = c.classify_host("a.b.example.com")
     assert _found(result) == [
         ("gambling", "b.example.com"), ("gambling", "example.com"), ("games", "example.com"),
@@ -336,8 +340,7 @@ def test_ipv4_mapped_request_host_matches_the_ipv4_entry(classifier):
 def test_request_hosts_and_entries_meet_after_normalising(tmp_path):
     path = tmp_path / "gambling"
     path.write_text("BÜCHER.de\n.Casino.Example.\n", encoding="utf-8")
-    c = Classifier()
-    c.add_list("gambling", path)
+    c = _with_lists(("gambling", path))
     for url in ("http://www.bücher.de/", "HTTP://WWW.CASINO.EXAMPLE.:80/x"):
         _, host = normalise_url(url)
         assert c.classify_host(host).categories == ("gambling",), url
@@ -348,8 +351,7 @@ def test_idn_entries_match_what_browsers_send(tmp_path):
     # both (UTS #46), and the different site fass.de is not caught by it.
     path = tmp_path / "gambling"
     path.write_text("faß.de\n", encoding="utf-8")
-    c = Classifier()
-    c.add_list("gambling", path)
+    c = _with_lists(("gambling", path))
     assert c.classify("http://faß.de/").categories == ("gambling",)
     assert c.classify("http://xn--fa-hia.de/poker").categories == ("gambling",)
     assert c.classify("http://fass.de/").categories == ()
@@ -433,8 +435,7 @@ def test_ut1_leading_dot_entries_cover_their_subdomains(ut1):
     path = ut1 / "dynamic-dns" / "domains"
     dotted = [(n, text) for n, text in _data_lines(path) if text.startswith(".")]
     assert dotted, "dynamic-dns/domains was expected to have leading-dot entries"
-    c = Classifier()
-    c.add_list("dynamic-dns", path)
+    c = _with_lists(("dynamic-dns", path))
     for n, text in dotted:
         domain = text.lstrip(".")
         for host in (domain, f"anything.{domain}"):
@@ -452,8 +453,7 @@ def test_ut1_leading_dot_entries_cover_their_subdomains(ut1):
     ],
 )
 def test_ut1_underscore_entries_match(ut1, category, host):
-    c = Classifier()
-    c.add_list(category, ut1 / category / "domains")
+    c = _with_lists((category, ut1 / category / "domains"))
     assert c.classify_host(host).categories == (category,)
 
 
@@ -461,7 +461,6 @@ def test_ut1_ipv4_entries_match_exactly(ut1):
     path = ut1 / "agressif" / "domains"
     ips = [text for _, text in _data_lines(path) if text.replace(".", "").isdigit()]
     assert ips, "agressif/domains was expected to list IPv4 addresses"
-    c = Classifier()
-    c.add_list("agressif", path)
+    c = _with_lists(("agressif", path))
     for ip in ips:
         assert c.classify_host(ip).categories == ("agressif",)

@@ -513,4 +513,5 @@ def test_classifier_runs_keyword_sets_over_the_decoded_url_and_handed_text():
     assert [(m.phrase.text, m.phrase.theme) for m in found] == [("kill myself", "suicide_selfharm")]
     assert [m.phrase.theme for m in c.classify("http://x.test/free-PORNvideos").keywords] == ["adult"]
     assert c.classify("https://www.google.com/").keywords == ()
-    assert [m.phrase.text for m in c.match_text("I want to kill   myself")] == ["kill myself"]
+    assert [m.phrase.text for m in c.library.keyword_set.match("I want to kill   myself")] == [
+        "kill myself"]

@@ -115,19 +115,12 @@ class Classifier:
 
     def __init__(self, index: ListIndex | None = None, *, illegal: IllegalLists | None = None,
                  library: KeywordLibrary | None = None) -> None:
-        self._sources: list[ListSource] = []
         self.index = index if index is not None else ListIndex.build([])
         self.illegal = illegal if illegal is not None else IllegalLists()
         """The live illegal-content lists (refreshed on their own schedule)."""
         self.library = library
         """The keyword library searches and addresses are matched against, or None."""
         self.loaded_from_cache = False
-
-    def add_list(self, category: str, path: Path) -> ListSummary:
-        """Add one list file and rebuild (for small, hand-made setups and tests)."""
-        self._sources.append(ListSource(category, Path(path)))
-        self.index = ListIndex.build(self._sources)
-        return self.index.summaries[-1]
 
     @property
     def summaries(self) -> tuple[ListSummary, ...]:
@@ -222,12 +215,6 @@ class Classifier:
             return tuple(library.match(search.normalised, normalised=True)
                          if search.normalised else ())
         return library.findings(keywords).flags if keywords else ()
-
-    def match_text(self, text: str) -> tuple[KeywordMatch, ...]:
-        """The keyword library's phrases in any text handed over (a search term, page text)."""
-        if self.library is None:
-            return ()
-        return tuple(self.library.keyword_set.match(normalise_text(text), normalised=True))
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal

@@ -115,9 +115,6 @@ class IllegalList:
         self._lookup = frozenset(k.to_bytes(8, "big") for k in keys)
         self._sorted = keys
 
-    def contains(self, key: int) -> bool:
-        return key.to_bytes(8, "big") in self._lookup
-
     def holds_any(self, prefixes: set[bytes]) -> bool:
         """Whether any of these 8-byte digest prefixes is in the list (see `IllegalLists.match`)."""
         return not self._lookup.isdisjoint(prefixes)
