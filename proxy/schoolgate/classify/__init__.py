@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
-from .index import ListIndex, ListSource
-from .keywords import KeywordMatch, _words, decode_url_text, normalise_text
+from .index import ListIndex
+from .keywords import KeywordMatch, _words, decode_url_text
 from .library import Flag, KeywordLibrary
 from .lists import ListProblem, ListSummary
 from .search import SearchQuery, extract_search, needs_body
