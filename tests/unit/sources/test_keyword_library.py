@@ -14,8 +14,9 @@ from schoolgate.classify import Classifier
 from schoolgate.events import THEMES
 from schoolgate.classify.library import KeywordLibrary
 from schoolgate.sources.keywords import load_library
+from sample_school import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 FOLDER = ROOT / "keywords"
 HIGH_THEMES = ("suicide_selfharm", "extremism_radicalisation", "cse_grooming")
 COMMUNITY_LANGUAGES = ("pl", "ur-Latn", "ar", "ro", "es")

@@ -30,8 +30,9 @@ from schoolgate.classify.formats import (
     strip_url_host_prefix,
 )
 from schoolgate.classify.urls import URLError, normalise_host
+from sample_school import REPO
 
-UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"
+UT1 = REPO.parent / "shared" / "data" / "ut1"
 IPV4 = re.compile(
     r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
 )

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schoolgate.gateway.service import Gateway
 
-from sample_school import BASE_CONFIG
+from sample_school import BASE_CONFIG, REPO
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO
 DASHBOARDS = REPO / "dashboards"
 RULES = DASHBOARDS / "rules" / "schoolgate.rules.yml"
 RULE_TESTS = sorted((DASHBOARDS / "rules" / "tests").glob("*.yml"))

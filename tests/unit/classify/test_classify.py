@@ -19,6 +19,7 @@ from schoolgate.classify import (
 from schoolgate.classify.index import ListIndex, ListSource
 from schoolgate.classify.lists import ListProblem, read_domain_list
 from schoolgate.sources.lists import build_classifier
+from sample_school import REPO
 
 # ---------------------------------------------------------------------------------------------
 # Host names
@@ -386,7 +387,7 @@ def test_bad_lines_are_skipped_and_reported_but_the_rest_of_the_file_loads(make_
 # ---------------------------------------------------------------------------------------------
 # Real UT1 lists from the shared data folder (read in place, never copied into the repository).
 
-UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"
+UT1 = REPO.parent / "shared" / "data" / "ut1"
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ from schoolgate.config.routing import RoutingError, load_routing
 from schoolgate.config.model import Routing
 from schoolgate.events import Event
 from schoolgate.store import open_for_writing
+from sample_school import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 SHIPPED = ROOT / "alerts" / "routing.yaml"
 TEMPLATES = ROOT / "alerts" / "templates"
 T0 = 1_700_000_000.0  # Tue 14 Nov 2023 22:13:20 UTC (GMT in London)

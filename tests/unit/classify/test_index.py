@@ -29,8 +29,9 @@ from schoolgate.classify.index import (
     url_path_key,
     ut1_sources,
 )
+from sample_school import REPO
 
-UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"
+UT1 = REPO.parent / "shared" / "data" / "ut1"
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sample_school import BASE_CONFIG, replace_once
+from sample_school import BASE_CONFIG, REPO, replace_once
 
 from schoolgate.sources.lists import build_classifier
 from schoolgate.identify import Identity
 from schoolgate.sources.keywords import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
 
-LIBRARY = Path(__file__).resolve().parents[2] / "keywords"
+LIBRARY = REPO / "keywords"
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from schoolgate.store.audit import read_audit
 
 from sample_school import BASE_CONFIG, REPO, replace_once
 
-UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"
+UT1 = REPO.parent / "shared" / "data" / "ut1"
 CHOSEN = ["gambling", "games", "vpn"]
 KINDS = {ListFormat.DOMAINS: "domains", ListFormat.URLS: "urls",
          ListFormat.EXPRESSIONS: "expressions"}

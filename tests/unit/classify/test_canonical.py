@@ -34,8 +34,9 @@ from schoolgate.classify.canonical import (
     parse_ipv4,
     registrable_domain,
 )
+from sample_school import REPO
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = REPO.parent / "shared" / "data"
 CANON = DATA / "canonicalization"
 GO = CANON / "go_safebrowsing"
 PSL = DATA / "psl"

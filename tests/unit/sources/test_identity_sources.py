@@ -45,8 +45,10 @@ from schoolgate.sources.identity import (
 from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory
 from schoolgate.sources.tables import IdentityFileError
 
+from sample_school import REPO
+
 # tests/ holds helpers shared by the unit and end-to-end tests (ldap_server.py).
-TESTS = str(Path(__file__).resolve().parents[1])
+TESTS = str(REPO / "tests")
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 

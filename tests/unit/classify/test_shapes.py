@@ -17,8 +17,9 @@ from schoolgate.classify.shapes import (
     CIRCUMVENTION_CATEGORIES, DOH_JSON, DOH_WIRE, WEB_PORTS, connect_port_allowed, doh_request,
     header_value, is_circumvention_category,
 )
+from sample_school import REPO
 
-UT1 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ut1"
+UT1 = REPO.parent / "shared" / "data" / "ut1"
 
 # RFC 8484 section 4.1.1, verbatim: a query for www.example.com, type A, ID 0.
 RFC8484_GET = "/dns-query?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB"

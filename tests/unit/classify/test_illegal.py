@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sample_school import BASE_CONFIG, replace_once
+from sample_school import BASE_CONFIG, REPO, replace_once
 
 from schoolgate.sources.lists import build_classifier
 from schoolgate.classify import Classifier
@@ -93,7 +93,7 @@ def test_hashed_list_matches_like_the_plain_one(tmp_path):
 def test_shipped_test_lists_match_their_documented_entries():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "categories" / "illegal"
+    root = REPO / "categories" / "illegal"
     ctiru = IllegalListSource(spec("ctiru", "ctiru", root / "ctiru-test.sha256", "sha256"))
     iwf = IllegalListSource(spec("iwf", "iwf", root / "iwf-test.txt", "plain"))
     assert ctiru.refresh() and iwf.refresh()
