@@ -23,6 +23,7 @@ from mitmproxy.proxy.layers.http import HttpConnectHook, HttpRequestHeadersHook,
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
 from sample_school import REPO, replace_once
 from schoolgate.check import run as check_run
 from schoolgate.check.answers import (

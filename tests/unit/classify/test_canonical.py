@@ -20,8 +20,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from sample_school import REPO
 from schoolgate.classify import canonical
-from schoolgate.sources.suffixes import suffix_list
 from schoolgate.classify.canonical import (
     CanonicalURL,
     URLError,
@@ -34,7 +34,7 @@ from schoolgate.classify.canonical import (
     parse_ipv4,
     registrable_domain,
 )
-from sample_school import REPO
+from schoolgate.sources.suffixes import suffix_list
 
 DATA = REPO.parent / "shared" / "data"
 CANON = DATA / "canonicalization"

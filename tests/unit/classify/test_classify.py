@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sample_school import REPO
 from schoolgate.classify import (
     CategoryMatch,
     Classification,
@@ -19,7 +20,6 @@ from schoolgate.classify import (
 from schoolgate.classify.index import ListIndex, ListSource
 from schoolgate.classify.lists import ListProblem, read_domain_list
 from schoolgate.sources.lists import build_classifier
-from sample_school import REPO
 
 # ---------------------------------------------------------------------------------------------
 # Host names

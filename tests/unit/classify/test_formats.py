@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import re2
 
+from sample_school import REPO
 from schoolgate.classify.formats import (
     _FAST_HOST,
     ListFormat,
@@ -30,7 +31,6 @@ from schoolgate.classify.formats import (
     strip_url_host_prefix,
 )
 from schoolgate.classify.urls import URLError, normalise_host
-from sample_school import REPO
 
 UT1 = REPO.parent / "shared" / "data" / "ut1"
 IPV4 = re.compile(

@@ -12,8 +12,6 @@ import time
 import pytest
 
 from sample_school import BASE_CONFIG, REPO, replace_once
-
-from schoolgate.sources.lists import build_classifier
 from schoolgate.classify import Classifier
 from schoolgate.classify.illegal import IllegalLists, digest_key, parse_entries
 from schoolgate.config.model import ConfigError, IllegalListConfig
@@ -21,6 +19,7 @@ from schoolgate.gateway.rules import build_rules
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
 from schoolgate.sources.illegal import IllegalListSource
+from schoolgate.sources.lists import build_classifier
 
 PLAIN = """\
 # comment lines and blank lines are ignored
@@ -91,7 +90,6 @@ def test_hashed_list_matches_like_the_plain_one(tmp_path):
 
 
 def test_shipped_test_lists_match_their_documented_entries():
-    from pathlib import Path
 
     root = REPO / "categories" / "illegal"
     ctiru = IllegalListSource(spec("ctiru", "ctiru", root / "ctiru-test.sha256", "sha256"))

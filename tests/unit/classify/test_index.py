@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from sample_school import REPO
 from schoolgate.classify.formats import ListFormat, read_domains, read_urls
 from schoolgate.classify.index import (
     FORMAT_VERSION,
@@ -29,7 +30,6 @@ from schoolgate.classify.index import (
     url_path_key,
     ut1_sources,
 )
-from sample_school import REPO
 
 UT1 = REPO.parent / "shared" / "data" / "ut1"
 

@@ -12,7 +12,14 @@ import pytest
 
 from schoolgate.classify.keywords import normalise_text
 from schoolgate.classify.search import (
-    ENGINES, MAX_BODY, MAX_TERM, VERTICALS, VIAS, SearchQuery, extract_search, needs_body,
+    ENGINES,
+    MAX_BODY,
+    MAX_TERM,
+    VERTICALS,
+    VIAS,
+    SearchQuery,
+    extract_search,
+    needs_body,
 )
 
 FORM = "application/x-www-form-urlencoded"

@@ -8,16 +8,21 @@ from __future__ import annotations
 import base64
 import struct
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import pytest
 from mitmproxy.http import Headers
 
-from schoolgate.classify.shapes import (
-    CIRCUMVENTION_CATEGORIES, DOH_JSON, DOH_WIRE, WEB_PORTS, connect_port_allowed, doh_request,
-    header_value, is_circumvention_category,
-)
 from sample_school import REPO
+from schoolgate.classify.shapes import (
+    CIRCUMVENTION_CATEGORIES,
+    DOH_JSON,
+    DOH_WIRE,
+    WEB_PORTS,
+    connect_port_allowed,
+    doh_request,
+    header_value,
+    is_circumvention_category,
+)
 
 UT1 = REPO.parent / "shared" / "data" / "ut1"
 

@@ -24,19 +24,16 @@ from typing import Any
 import pytest
 import yaml
 
-from schoolgate.sources.lists import build_classifier
+from sample_school import BASE_CONFIG, REPO, replace_once
 from schoolgate import cli
-from schoolgate.sources import ut1 as listsimport
-from schoolgate.sources.lists import category_sources
 from schoolgate.classify.formats import ListFormat
 from schoolgate.classify.index import ListIndex, ut1_sources
 from schoolgate.config.loader import load_config
+from schoolgate.sources import ut1 as listsimport
 from schoolgate.sources.illegal import IllegalListSource
 from schoolgate.sources.keywords import load_library
-from schoolgate.sources.lists import cache_path
+from schoolgate.sources.lists import build_classifier, cache_path, category_sources
 from schoolgate.store.audit import read_audit
-
-from sample_school import BASE_CONFIG, REPO, replace_once
 
 UT1 = REPO.parent / "shared" / "data" / "ut1"
 CHOSEN = ["gambling", "games", "vpn"]

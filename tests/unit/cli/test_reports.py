@@ -13,12 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from schoolgate.config.model import ConfigError
 from schoolgate.cli import reports as commands
-from schoolgate.reports.scheduler import ReportSchedule, next_at, previous_at
-from schoolgate.config.model import ReportSettings
-from schoolgate.store import EVENT_COLUMNS, event_row, open_for_writing
+from schoolgate.config.model import ConfigError, ReportSettings
 from schoolgate.events import Event
+from schoolgate.reports.scheduler import ReportSchedule, next_at, previous_at
+from schoolgate.store import EVENT_COLUMNS, event_row, open_for_writing
 
 LONDON = ZoneInfo("Europe/London")
 

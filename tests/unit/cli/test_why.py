@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from schoolgate import cli
-
 from sample_school import BASE_CONFIG, BASE_LISTS, replace_once
+from schoolgate import cli
 
 # A host on two category lists (social_networks by its domain, gambling by a deeper subdomain
 # entry), and on a plain illegal list whose entry must never be printed.

@@ -11,14 +11,13 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schoolgate.config.model import Config
-from schoolgate.config.loader import load_config
+from sample_school import BASE_CONFIG, replace_once
 from schoolgate.config.diff import config_diff
+from schoolgate.config.loader import load_config
+from schoolgate.config.model import Config
 from schoolgate.gateway.service import Gateway
 from schoolgate.sources.localpolicy import LocalEntry, change_local_policy, local_policy_path
 from schoolgate.store.audit import read_audit
-
-from sample_school import BASE_CONFIG, replace_once
 
 SCHEDULES = """\
 schedules:

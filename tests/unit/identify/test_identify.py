@@ -9,6 +9,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+
 import schoolgate.identify
 from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, replace_once
 from schoolgate.config.loader import load_config

@@ -9,11 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sample_school import BASE_CONFIG, BASE_LISTS, line_of, replace_once
-
-from schoolgate.sources.lists import build_classifier
 from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
+from schoolgate.sources.lists import build_classifier
 
 LISTS = dict(BASE_LISTS, games="roblox.com\n", vpn="nordvpn.com\n")
 CATEGORIES = """\

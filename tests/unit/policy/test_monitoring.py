@@ -3,16 +3,13 @@ which group threshold, and what the event and why carry."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sample_school import BASE_CONFIG, REPO, replace_once
-
-from schoolgate.sources.lists import build_classifier
 from schoolgate.identify import Identity
-from schoolgate.sources.keywords import load_library
 from schoolgate.policy import ALLOW, BLOCK, Policy
+from schoolgate.sources.keywords import load_library
+from schoolgate.sources.lists import build_classifier
 
 LIBRARY = REPO / "keywords"
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from sample_school import BASE_CONFIG, line_of, replace_once
-
-from schoolgate.sources.lists import build_classifier
 from schoolgate.config.model import ConfigError
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, Policy
+from schoolgate.sources.lists import build_classifier
 
 OVERRIDES = """\
     blocked_categories: [gambling]

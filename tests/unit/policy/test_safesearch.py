@@ -10,8 +10,18 @@ import random
 import pytest
 
 from schoolgate.policy.safesearch import (
-    ENGINES, LEVELS, NO_SAFE_MODE_ENGINES, YOUTUBE_MODES, Rewrite, SafeSearchPolicy,
-    engine_suffixes, enforce, google_hosts, lock_form_body, lock_query, unsafe_engine,
+    ENGINES,
+    LEVELS,
+    NO_SAFE_MODE_ENGINES,
+    YOUTUBE_MODES,
+    Rewrite,
+    SafeSearchPolicy,
+    enforce,
+    engine_suffixes,
+    google_hosts,
+    lock_form_body,
+    lock_query,
+    unsafe_engine,
 )
 
 STRICT = SafeSearchPolicy()

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from schoolgate.config.model import RETENTION_KINDS as KINDS
+from schoolgate.events import Event
 from schoolgate.reports import RetentionPolicy, export_user, purge
 from schoolgate.reports.export import EXPORT_COLUMNS
-from schoolgate.config.model import RETENTION_KINDS as KINDS
-from schoolgate.store import EVENT_COLUMNS, event_row, StoreError, open_for_writing
-from schoolgate.events import Event
+from schoolgate.store import EVENT_COLUMNS, StoreError, event_row, open_for_writing
 from schoolgate.store.audit import record_change
 
 NOW = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
@@ -59,7 +59,7 @@ def hosts(db: Path) -> list[str]:
 def add_alerts(db: Path, days_old: list[float]) -> None:
     conn = sqlite3.connect(db)
     with conn:
-        for i, days in enumerate(days_old):
+        for days in days_old:
             created = (NOW - timedelta(days=days)).isoformat(timespec="milliseconds")
             conn.execute(
                 "INSERT INTO alert_outbox (created, kind, channel, subject, body, payload, "

@@ -23,6 +23,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 from mitmproxy.utils.htpasswd import HtpasswdFile
+
+from sample_school import REPO
 from schoolgate.config.model import Config, LdapSettings
 from schoolgate.identify import Identity, SubnetGroups
 from schoolgate.identify.identifier import Identifier, IdentitySources
@@ -44,8 +46,6 @@ from schoolgate.sources.identity import (
 )
 from schoolgate.sources.ldap import DirectoryUnavailable, LdapDirectory
 from schoolgate.sources.tables import IdentityFileError
-
-from sample_school import REPO
 
 # tests/ holds helpers shared by the unit and end-to-end tests (ldap_server.py).
 TESTS = str(REPO / "tests")

@@ -6,15 +6,13 @@ still loads."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from schoolgate.classify import Classifier
-from schoolgate.events import THEMES
-from schoolgate.classify.library import KeywordLibrary
-from schoolgate.sources.keywords import load_library
 from sample_school import REPO
+from schoolgate.classify import Classifier
+from schoolgate.classify.library import KeywordLibrary
+from schoolgate.events import THEMES
+from schoolgate.sources.keywords import load_library
 
 ROOT = REPO
 FOLDER = ROOT / "keywords"

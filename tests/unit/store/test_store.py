@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from schoolgate.config.model import EventSettings
 from schoolgate.events import Event
 from schoolgate.store import (
