@@ -22,6 +22,7 @@ RUN pip install .
 # What the technician edits, read through paths in the config (relative to config/).
 COPY config/ config/
 COPY categories/ categories/
+COPY keywords/ keywords/
 COPY alerts/ alerts/
 
 # The data directory holds the event store and the interception CA: keep it in a volume, or every

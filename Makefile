@@ -6,13 +6,23 @@ PY      := $(VENV)/bin/python
 CONFIG  ?= config/schoolgate.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test bench check-config clean
+.PHONY: run test test-unit lint bench clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/schoolgate run --config $(CONFIG)
 
-test: $(VENV)/.installed-test
+# Lint first: a type error or a broken import rule fails in seconds, not after the e2e suite.
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tests alone (no subprocess gateway, no browser): about half a minute.
+test-unit: $(VENV)/.installed-test
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# ruff over the code, tests and benchmarks; mypy over the package (settings in pyproject.toml).
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check proxy tests benchmarks
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/run.py

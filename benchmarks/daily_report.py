@@ -140,7 +140,8 @@ def _timestamps(rng: random.Random, count: int) -> list[int]:
     starts = [int(datetime.combine(MONDAY + timedelta(days=d), datetime.min.time(), tzinfo=zone)
                   .timestamp() * 1000) for d in range(7)]
     rand = rng.random
-    out = [starts[d] + m * 60_000 + int(rand() * 60_000) for d, m in zip(days, minutes)]
+    out = [starts[d] + m * 60_000 + int(rand() * 60_000)
+           for d, m in zip(days, minutes, strict=True)]
     out.sort()
     return out
 
@@ -165,7 +166,7 @@ def seed(db: Path, count: int, rng_seed: int = 2026) -> dict:
         chunk = stamps[chunk_start:chunk_start + CHUNK]
         who = rng.choices(people, weights=weights, k=len(chunk))
         rows = []
-        for ms, (user, device, ip, group, _) in zip(chunk, who):
+        for ms, (user, device, ip, group, _) in zip(chunk, who, strict=True):
             minute, rest = divmod(ms, 60_000)
             prefix = prefixes.get(minute)
             if prefix is None:

@@ -195,7 +195,8 @@ def run(seconds: float = 10.0, concurrency: int = 16) -> list[tuple[str, dict]]:
             r"proxy listening on\s+\S+:(\d+)",
         )
         try:
-            results.append(("schoolgate", load(("127.0.0.1", port), url, host, seconds, concurrency)))
+            result = load(("127.0.0.1", port), url, host, seconds, concurrency)
+            results.append(("schoolgate", result))
             results.append(("schoolgate-blk", load(("127.0.0.1", port), "http://blocked.test/x",
                                                    "blocked.test", seconds, concurrency)))
         finally:
@@ -210,7 +211,8 @@ def main() -> None:
     base = dict(results)["mitmdump"]["rate"]
     print(f"\nGateway request rate ({seconds:.0f} s per scenario, 16 keep-alive clients, "
           f"{os.cpu_count()} cores, loopback)")
-    print(f"{'scenario':16} {'req/s':>9} {'vs mitmdump':>12} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'scenario':16} {'req/s':>9} {'vs mitmdump':>12} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>7}")
     for name, r in results:
         print(f"{name:16} {r['rate']:9.0f} {r['rate'] / base:11.2f}x {r['p50_ms']:8.2f} "
               f"{r['p99_ms']:8.2f} {r['errors']:7d}")

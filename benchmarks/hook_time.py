@@ -34,13 +34,11 @@ from mitmproxy import http
 from mitmproxy.addonmanager import safecall
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
 from mitmproxy.test import taddons, tflow
-from prometheus_client import CollectorRegistry
 
 from schoolgate.config.loader import load_config
 from schoolgate.events import Event
 from schoolgate.gateway import bootstrap
 from schoolgate.gateway.addons import identify as identify_addon
-from schoolgate.gateway.service import Gateway
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYWORDS = ROOT / "keywords"

@@ -55,7 +55,7 @@ def _config(tmp: Path) -> Path:
 school: {{name: Bench School, timezone: Europe/London}}
 data_dir: {tmp / 'data'}
 metrics: {{host: 127.0.0.1, port: 0}}
-keywords: {{library: {ROOT / 'alerts' / 'keywords'}}}
+keywords: {{library: {ROOT / 'keywords'}}}
 illegal_lists:
   iwf: {{kind: iwf, source: {tmp / 'iwf.txt'}, form: plain}}
 categories:
@@ -103,10 +103,10 @@ def main() -> None:
         from mitmproxy.test import taddons, tflow
     from prometheus_client import CollectorRegistry
 
+    from schoolgate.config.loader import load_config
     from schoolgate.gateway.addons import decision_of
     from schoolgate.gateway.addons.metrics import Metrics
     from schoolgate.gateway.bootstrap import ordered
-    from schoolgate.config.loader import load_config
     from schoolgate.gateway.service import Gateway
 
     with tempfile.TemporaryDirectory() as t:
@@ -134,7 +134,8 @@ def main() -> None:
             f.response = None
             f.request.url = url  # safe search rewrites the path
 
-    chunks = [list(zip(flows[i:i + CHUNK], urls[i:i + CHUNK])) for i in range(0, REQUESTS, CHUNK)]
+    chunks = [list(zip(flows[i:i + CHUNK], urls[i:i + CHUNK], strict=True))
+              for i in range(0, REQUESTS, CHUNK)]
 
     with taddons.context(*with_metrics) as tctx:
         invoke = tctx.master.addons.invoke_addon_sync

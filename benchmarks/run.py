@@ -12,12 +12,14 @@ import classify_full  # noqa: E402
 import classify_index  # noqa: E402
 import daily_report  # noqa: E402
 import gateway_load  # noqa: E402
+import hook_time  # noqa: E402
 import metrics_cost  # noqa: E402
 import reload_stall  # noqa: E402
 
 if __name__ == "__main__":
     classify_index.main([])
     classify_full.main()
+    hook_time.main([])
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()

@@ -1,4 +1,5 @@
-"""Load Schoolgate into a stock mitmproxy: ``mitmdump -s proxy/entry.py --set schoolgate_config=PATH``.
+"""Load Schoolgate into a stock mitmproxy:
+``mitmdump -s proxy/entry.py --set schoolgate_config=PATH``.
 
 `schoolgate run` is the supported way to start the gateway; this shim is for people who already
 run mitmproxy with their own options and addons. Both start Schoolgate through the same bootstrap
@@ -8,9 +9,8 @@ mitmproxy stops with the reason; the school's CA and lazy upstream connections a
 
 from __future__ import annotations
 
-from typing import Any
-
 from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
 
 from schoolgate.config.loader import load_config
 from schoolgate.config.model import ConfigError
@@ -24,7 +24,7 @@ class Schoolgate:
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
 
-    def load(self, loader: Any) -> None:
+    def load(self, loader: Loader) -> None:
         loader.add_option(
             "schoolgate_config",
             str,

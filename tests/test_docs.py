@@ -66,7 +66,8 @@ def _dockerfile_copies() -> list[str]:
 
 def test_dockerfile_copies_the_data_folders():
     copied = {s.rstrip("/") for s in _dockerfile_copies()}
-    assert {"config", "categories", "alerts", "templates", "proxy", "pyproject.toml"} <= copied
+    assert {"config", "categories", "keywords", "alerts", "templates", "proxy",
+            "pyproject.toml"} <= copied
 
 
 @pytest.mark.parametrize("source", _dockerfile_copies())

@@ -21,13 +21,13 @@ _classify = Classifier.classify
 _getaddrinfo = socket.getaddrinfo
 
 
-def classify(self: Classifier, url, **request):  # noqa: ANN001, ANN003, ANN201
+def classify(self: Classifier, url, **request):
     if "explode" in str(url).split("/")[2]:  # the host part of the URL
         raise RuntimeError("injected classifier failure (e2e test)")
     return _classify(self, url, **request)
 
 
-def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN201
+def getaddrinfo(host, *args, **kwargs):
     name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
     if isinstance(name, str) and name.rstrip(".").lower().endswith(".test"):
         host = "127.0.0.1"

@@ -203,7 +203,7 @@ class Origin:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
-            def handle_error(self, request, client_address):  # noqa: ANN001
+            def handle_error(self, request, client_address):
                 origin.errors.append(f"{scheme} {client_address}: {sys.exc_info()[1]!r}")
 
         server = Server(("127.0.0.1", 0), _Handler)
@@ -532,7 +532,7 @@ class GatewayProcess:
             raise
         return gw
 
-    def _read(self, stream, label: str) -> None:  # noqa: ANN001
+    def _read(self, stream, label: str) -> None:
         for line in stream:
             with self._cond:
                 self.lines.append((label, line.rstrip("\n")))

@@ -42,7 +42,7 @@ CLOCK_FILE = SETTINGS.get("clock_file")
 _getaddrinfo = socket.getaddrinfo
 
 
-def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001, ANN201
+def getaddrinfo(host, *args, **kwargs):
     name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
     if isinstance(name, str):
         name = name.rstrip(".").lower()

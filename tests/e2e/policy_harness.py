@@ -19,8 +19,8 @@ import base64
 import contextlib
 import http.client
 import json
-import ssl
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -99,7 +99,7 @@ class RecordingOrigin:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
 
-            def handle_error(self, request, client_address):  # noqa: ANN001
+            def handle_error(self, request, client_address):
                 ORIGIN_ERRORS.append(f"recording {scheme} {client_address}: {sys.exc_info()[1]!r}")
 
         server = Server(("127.0.0.1", 0), _Handler)

@@ -71,7 +71,7 @@ class _Forms(HTMLParser):
         super().__init__()
         self.forms: list[dict] = []
 
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+    def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "form":
             self.forms.append({"action": a.get("action"), "fields": {}})

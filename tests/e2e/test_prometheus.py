@@ -71,7 +71,7 @@ SCRAPE = "1s"
 RANGE_SECONDS = 30  # range queries cover the last 30 s at a 1 s step, as a panel would
 
 SEARCH_HOST = "www.google.com"
-FLAGGED_TERM = "how to make a bomb"  # weapons_violence, high, in alerts/keywords
+FLAGGED_TERM = "how to make a bomb"  # weapons_violence, high, in keywords/
 
 RESOLVER = '''"""`schoolgate` with every `*.test` name and www.google.com resolving to 127.0.0.1,
 where the e2e origin listens. Written by tests/e2e/test_prometheus.py; takes the arguments of
@@ -352,7 +352,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
     def patch(doc: dict) -> None:
         doc["illegal_lists"] = {"iwf": {"kind": "iwf", "source": str(iwf), "form": "plain"}}
-        doc["keywords"] = {"library": str(ROOT / "alerts" / "keywords")}
+        doc["keywords"] = {"library": str(ROOT / "keywords")}
         doc["alerts"] = {"routing": str(routing)}
 
     setup = write_config(directory / "gateway", upstream_ca=pki.ca_cert, patch=patch)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from schoolgate.events import Event
 from schoolgate.reports import build_daily, build_weekly, render_html, render_weekly_html
 from schoolgate.store import EVENT_COLUMNS, event_row, open_for_writing
-from schoolgate.events import Event
 
 from .harness import ROOT
 

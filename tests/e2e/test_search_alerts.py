@@ -87,7 +87,7 @@ fallback:
 """, encoding="utf-8")
 
     def patch(doc: dict) -> None:
-        doc["keywords"] = {"library": str(ROOT / "alerts" / "keywords")}
+        doc["keywords"] = {"library": str(ROOT / "keywords")}
         doc["alerts"] = {"routing": str(routing)}
         doc["groups"]["staff"]["subnets"] = ["127.0.0.2/32"]
         doc["groups"]["staff"]["keyword_threshold"] = 20  # staff: recorded and alerted, not blocked

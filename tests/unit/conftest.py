@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.config.model import Config
-from schoolgate.config.loader import load_config
-
 from sample_school import BASE_CONFIG, BASE_LISTS
+from schoolgate.config.loader import load_config
+from schoolgate.config.model import Config
 
 # Importing mitmproxy 12.2 imports libraries that call their own dependencies' deprecated names
 # (mitmproxy -> pyparsing's setParseAction/parseAll, ldap3 -> pyasn1's tagMap), and those raise

@@ -8,15 +8,22 @@ and queues); the deliverer task stores and sends in the background.
 
 from __future__ import annotations
 
+from ..config.model import (
+    EMAIL,
+    Delivery,
+    Destination,
+    Limits,
+    Routing,
+    Rule,
+    SmtpSettings,
+    WebhookSettings,
+)
+from ..config.routing import ALERT_THEMES, RoutingError, load_routing
+from ..events import ILLEGAL_THEME
 from .engine import AlertEngine, SafeguardingAlerts, dedup_key
 from .messages import Alert, AlertTemplates, TemplateError, context_command
 from .outbox import OUTCOMES, Deliverer, Outbox, Round
 from .rows import OutboxRow
-from ..config.routing import ALERT_THEMES, RoutingError, load_routing
-from ..config.model import (
-    EMAIL, Delivery, Destination, Limits, Routing, Rule, SmtpSettings, WebhookSettings,
-)
-from ..events import ILLEGAL_THEME
 from .senders import DeliveryError, Sender, SmtpSender, WebhookSender, senders_for, webhook_payload
 
 __all__ = [

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from ..config.model import Delivery
 from ..store import connect, open_for_writing
@@ -99,7 +98,7 @@ class Outbox:
                 rows = []
                 for row_id in ids:
                     r = conn.execute(
-                        "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ? "
+                        "UPDATE alert_outbox SET attempts = attempts + 1, next_attempt_at = ? "  # noqa: S608 - column constants; values bound
                         f"WHERE id = ? RETURNING {', '.join(_COLUMNS)}",
                         (_iso(now + lease), row_id)).fetchone()
                     rows.append(OutboxRow.from_db(r))
@@ -134,7 +133,7 @@ class Outbox:
         """Rows (with `status`, or all), oldest first."""
         conn = self._connect()
         try:
-            sql = f"SELECT {', '.join(_COLUMNS)} FROM alert_outbox"
+            sql = f"SELECT {', '.join(_COLUMNS)} FROM alert_outbox"  # noqa: S608 - column constants; values bound
             args: tuple = ()
             if status is not None:
                 sql += " WHERE status = ?"
@@ -330,7 +329,8 @@ class Deliverer:
         self._task = asyncio.create_task(self._run(), name="schoolgate alert deliverer")
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        if self._wake is None:
+            raise RuntimeError("the deliverer runs only after start()")
         while not self._stopping:
             self._wake.clear()
             try:
@@ -350,8 +350,7 @@ class Deliverer:
         alert decided just before shutdown is sent after the restart."""
         # Stage 1: no new rounds; wake the loop if it is waiting.
         self._stopping = True
-        if self._task is not None:
-            assert self._wake is not None
+        if self._task is not None and self._wake is not None:
             self._wake.set()
             # Stage 2: wait for the round in progress, with a bound (a hung mail server).
             try:

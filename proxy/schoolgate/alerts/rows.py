@@ -45,5 +45,6 @@ class OutboxRow:
             id=r[0], created=timestamp(r[1]) or 0.0, kind=r[2], channel=r[3],
             recipients=tuple(r[4].split(",")) if r[4] else (), subject=r[5], body=r[6],
             html=r[7], payload=json.loads(r[8]), dedup_key=r[9], attempts=r[10],
-            next_attempt_at=timestamp(r[11]), status=r[12], last_error=r[13], sent_at=timestamp(r[14]),
+            next_attempt_at=timestamp(r[11]), status=r[12], last_error=r[13],
+            sent_at=timestamp(r[14]),
         )

@@ -28,7 +28,7 @@ CHECK_HEADER = "X-Schoolgate-Check"
 """Sent by the check client: `<token> group=<group>`. The gateway always takes it off."""
 ANSWER = "X-Schoolgate-Check-"
 """Prefix of the headers on the gateway's answer to a check request (see `answer_headers`)."""
-TOKEN_FILE = "check-token"
+TOKEN_FILE = "check-token"  # noqa: S105 - a file name, not a secret
 """In the data directory, mode 0600: whoever can read it can run checks."""
 ADDRESS_FILE = "listen-address"
 """In the data directory: `HOST:PORT` the running gateway listens on (written once it does)."""

@@ -11,11 +11,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..classify import Classification, Classifier
-from ..sources.lists import category_sources
 from ..classify.formats import ListFormat, ParsedList, read_list
 from ..config.model import CheckSettings, Config, Group
 from ..policy import Policy
 from ..policy.safesearch import NO_SAFE_MODE_ENGINES
+from ..sources.lists import category_sources
 
 __all__ = [
     "CATEGORY",

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
-from .index import ListIndex, ListSource
-from .keywords import KeywordMatch, _words, decode_url_text, normalise_text
+from .index import ListIndex
+from .keywords import KeywordMatch, _words, decode_url_text
 from .library import Flag, KeywordLibrary
 from .lists import ListProblem, ListSummary
 from .search import SearchQuery, extract_search, needs_body
@@ -115,19 +114,12 @@ class Classifier:
 
     def __init__(self, index: ListIndex | None = None, *, illegal: IllegalLists | None = None,
                  library: KeywordLibrary | None = None) -> None:
-        self._sources: list[ListSource] = []
         self.index = index if index is not None else ListIndex.build([])
         self.illegal = illegal if illegal is not None else IllegalLists()
         """The live illegal-content lists (refreshed on their own schedule)."""
         self.library = library
         """The keyword library searches and addresses are matched against, or None."""
         self.loaded_from_cache = False
-
-    def add_list(self, category: str, path: Path) -> ListSummary:
-        """Add one list file and rebuild (for small, hand-made setups and tests)."""
-        self._sources.append(ListSource(category, Path(path)))
-        self.index = ListIndex.build(self._sources)
-        return self.index.summaries[-1]
 
     @property
     def summaries(self) -> tuple[ListSummary, ...]:
@@ -222,12 +214,6 @@ class Classifier:
             return tuple(library.match(search.normalised, normalised=True)
                          if search.normalised else ())
         return library.findings(keywords).flags if keywords else ()
-
-    def match_text(self, text: str) -> tuple[KeywordMatch, ...]:
-        """The keyword library's phrases in any text handed over (a search term, page text)."""
-        if self.library is None:
-            return ()
-        return tuple(self.library.keyword_set.match(normalise_text(text), normalised=True))
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal

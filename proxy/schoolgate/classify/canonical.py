@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -514,7 +513,8 @@ def registrable_domain(
     None when there is none: no host, an IP address, a public suffix itself (`co.uk`), a single
     label, a leading dot or an empty label, or a name that cannot be encoded. A name under no
     listed suffix follows the PSL's default rule `*` (`a.example.example` gives
-    `example.example`). `suffixes` is a `sources.suffixes.suffix_list(...)`; the default is the bundled snapshot.
+    `example.example`). `suffixes` is a `sources.suffixes.suffix_list(...)`; the default is the
+    bundled snapshot.
     """
     if not host or host.startswith("."):
         return None

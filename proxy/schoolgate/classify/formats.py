@@ -5,7 +5,6 @@ every reader returns its entries and a `ListSummary`, whose `str()` is the line 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from array import array
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import NamedTuple
 import re2
 
 from .lists import ListProblem, ListSummary
-from .urls import URLError, normalise_host
+from .urls import URLError, is_ip_address, normalise_host
 
 __all__ = [
     "AdblockEntries",
@@ -202,20 +201,14 @@ _HOSTS_IGNORED = frozenset(
         "ip6-allnodes",
         "ip6-allrouters",
         "ip6-allhosts",
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 - a hosts-file sink, not a bind
     }
 )
-_SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0"})
+_SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1", "0"})  # noqa: S104 - a hosts-file sink, not a bind
 
 
 def _is_address(text: str) -> bool:
-    if text in _SINK_ADDRESSES:
-        return True
-    try:
-        ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
+    return text in _SINK_ADDRESSES or is_ip_address(text)
 
 
 def read_hosts(path: Path) -> tuple[DomainEntries, ListSummary]:

@@ -67,7 +67,8 @@ def parse_entries(lines: Iterable[str], form: str, source: str) -> tuple[array, 
             continue
         if form == "sha256":
             if not _HEX64.match(text):
-                problems.append(f"{source}:{number}: not a 64-character SHA-256 hex digest; skipped")
+                problems.append(
+                    f"{source}:{number}: not a 64-character SHA-256 hex digest; skipped")
                 continue
             keys.append(digest_key(bytes.fromhex(text)))
         else:
@@ -113,9 +114,6 @@ class IllegalList:
         # steps: 1.6 us per expression, more than the hash.
         self._lookup = frozenset(k.to_bytes(8, "big") for k in keys)
         self._sorted = keys
-
-    def contains(self, key: int) -> bool:
-        return key.to_bytes(8, "big") in self._lookup
 
     def holds_any(self, prefixes: set[bytes]) -> bool:
         """Whether any of these 8-byte digest prefixes is in the list (see `IllegalLists.match`)."""

@@ -18,23 +18,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 import re2
 
+from ..files import replacing
 from .formats import (
     DomainEntries,
     ListFormat,
     ParsedList,
-    UT1Category,
     Usage,
+    UT1Category,
     expression_options,
     read_list,
     read_ut1_folder,
     strip_url_host_prefix,
 )
-from ..files import replacing
 from .lists import ListProblem, ListSummary
 from .urls import parent_domains
 

@@ -40,7 +40,8 @@ class ListSummary:
 
     def __str__(self) -> str:
         bad = len(self.problems)
-        return f"{self.path}: {self.entries} entries" + (f", {bad} bad lines skipped" if bad else "")
+        skipped = f", {bad} bad lines skipped" if bad else ""
+        return f"{self.path}: {self.entries} entries{skipped}"
 
 
 def read_domain_list(path: Path) -> tuple[list[tuple[str, int]], ListSummary]:

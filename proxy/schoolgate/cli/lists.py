@@ -28,11 +28,11 @@ from ..classify.index import (
     sources_fingerprint,
     ut1_sources,
 )
-from ..classify.library import load_library
 from ..classify.lists import read_domain_list
 from ..config.loader import load_config
 from ..config.model import Config, ConfigError
 from ..sources.illegal import sources_for
+from ..sources.keywords import load_library
 from ..sources.lists import cache_path, category_sources
 from ..sources.ut1 import (
     KIND,
@@ -205,7 +205,8 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     p(f"Illegal-content lists: {len(illegal) or 'none configured'}")
     for lst in illegal:
         if lst["entries"] is None:
-            state = "NOT LOADED: no last good copy yet (the gateway saves one when it loads the list)"
+            state = ("NOT LOADED: no last good copy yet "
+                     "(the gateway saves one when it loads the list)")
         else:
             state = (f"{_n(lst['entries'], 'entry', 'entries')}, last good copy "
                      f"{_age(lst['age_seconds'])} old" + ("  STALE" if lst["stale"] else ""))

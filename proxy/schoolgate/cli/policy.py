@@ -19,7 +19,11 @@ from ..config.loader import load_config
 from ..config.model import Config, ConfigError
 from ..sources.illegal import without_fetching
 from ..sources.localpolicy import (
-    ALL_GROUPS, LocalEntry, change_local_policy, local_policy_path, next_id,
+    ALL_GROUPS,
+    LocalEntry,
+    change_local_policy,
+    local_policy_path,
+    next_id,
 )
 from ..store.audit import read_audit, record_change
 from .common import apply_now, chosen_groups, iso_or_none, school_time, signal_reload
@@ -61,7 +65,8 @@ def register(sub: argparse._SubParsersAction,
         sp.add_argument("--reason", required=True, help="why, in words the audit log will show")
         sp.add_argument("--by", required=True, metavar="NAME", help="who is making the change")
         sp.add_argument("--until", metavar="DATE",
-                        help="lapse at this date or date and time (YYYY-MM-DD[THH:MM], school time)")
+                        help="lapse at this date or date and time "
+                             "(YYYY-MM-DD[THH:MM], school time)")
         sp.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for the running gateway to confirm (default 10)")
         config_arg(sp)
@@ -181,9 +186,9 @@ def change_policy(config: Config, verb: str, target: str, scopes: list[str], *, 
 def cmd_undo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     scopes = chosen_groups(args, config)
-    removed: list = []
+    removed: list[LocalEntry] = []
 
-    def drop(entries):
+    def drop(entries: list[LocalEntry]) -> list[LocalEntry]:
         keep = []
         for e in entries:
             if e.target == args.target and e.action == args.verb and e.scope in scopes:

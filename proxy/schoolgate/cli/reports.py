@@ -16,16 +16,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from ..config.model import Config, ConfigError
 from ..config.loader import load_config
-from ..store import StoreError
+from ..config.model import RETENTION_KINDS, Config, ConfigError
 from ..reports.context import context_around, context_for_reference, format_context
 from ..reports.daily import build_daily, email_parts, write_daily
 from ..reports.export import export_user
 from ..reports.reading import Person, local_midnight
 from ..reports.retention import purge
-from ..config.model import RETENTION_KINDS
-from ..reports.weekly import build_weekly, weekly_email_parts, week_start, write_weekly
+from ..reports.weekly import build_weekly, week_start, weekly_email_parts, write_weekly
+from ..store import StoreError
 
 __all__ = ["SendEmailNow", "register"]
 
@@ -197,7 +196,8 @@ def cmd_weekly(args: argparse.Namespace) -> int:
     return 0
 
 
-def _send(args, config: Config, to: tuple[str, ...], key: str, parts, attachment: Path) -> int:
+def _send(args: argparse.Namespace, config: Config, to: tuple[str, ...], key: str,
+          parts: tuple[str, str, str], attachment: Path) -> int:
     if args.send_email is None:
         print("schoolgate: e-mail is not set up in this installation (see the alerts "
               "configuration); the report files were written", file=sys.stderr)

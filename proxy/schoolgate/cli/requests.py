@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from ..classify import Classifier, URLError
+from ..classify import Classification, Classifier, URLError
 from ..classify.urls import parse_target
 from ..config.loader import load_config
 from ..config.model import Config, ConfigError
@@ -224,7 +224,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     classifier = Classifier()
     classifier.illegal = without_fetching(config)
-    assert report.url is not None  # _open_report refuses a redacted one
+    if report.url is None:  # _open_report refuses a redacted one
+        raise RuntimeError(f"report {report.id} has no address to test")
     try:
         page = classifier.classify(report.url)
     except URLError as e:
@@ -296,7 +297,8 @@ def cmd_deny(args: argparse.Namespace) -> int:
     n = report.id
     classifier = Classifier()
     classifier.illegal = without_fetching(config)
-    assert report.url is not None
+    if report.url is None:  # _open_report refuses a redacted one
+        raise RuntimeError(f"report {report.id} has no address to test")
     listed = classifier.illegal_match(report.url)
     if not decide_report(db, n, status="denied", by=args.by, note=args.note,
                          redact_url=listed is not None):
@@ -367,11 +369,13 @@ def _scope_text(scopes: list[str]) -> str:
 def _default_target(report: ProblemReport) -> str:
     """The site for "this should not be blocked" (a page needs its site's images and scripts
     too); the page itself for "this should be blocked" (not the whole site it is on)."""
-    assert report.url is not None
+    if report.url is None:  # _open_report refuses a redacted one
+        raise RuntimeError(f"report {report.id} has no address to test")
     return report.host if report.kind == "unblock" else report.url
 
 
-def _not_decided_by_it(config: Config, page, verb: str, scopes: list[str]) -> list[str]:
+def _not_decided_by_it(config: Config, page: Classification, verb: str,
+                       scopes: list[str]) -> list[str]:
     """Groups for which the new entry does not decide the reported page, because a more
     specific allow or block entry does: said, so the technician can use --target."""
 

@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction,
     run = sub.add_parser("run", help="start the gateway", description="Start the gateway.")
     config_arg(run)
     run.add_argument("--listen", metavar="HOST:PORT", help="override listen.host and listen.port")
-    run.add_argument("--metrics", metavar="HOST:PORT", help="override metrics.host and metrics.port")
+    run.add_argument("--metrics", metavar="HOST:PORT",
+                     help="override metrics.host and metrics.port")
     run.set_defaults(func=cmd_run)
 
 
@@ -108,7 +109,7 @@ class _Announce:
         if not addrs:
             return
         host, port = addrs[0][0], addrs[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        shown = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - naming a bound address
         proxy = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         ca_cert = self.config.ca_cert_path
         listening = ", ".join(f"{a[0] or '*'}:{a[1]}" for a in addrs)

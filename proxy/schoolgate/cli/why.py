@@ -173,7 +173,8 @@ def _print_why(r: dict[str, Any]) -> None:
     if r["categories"]:
         print(f"  categories  {', '.join(r['categories'])}")
         if r["matched_line"] is not None:
-            print(f"  matched     {r['matched_entry']} ({r['matched_list']}, line {r['matched_line']})")
+            print(f"  matched     {r['matched_entry']} "
+                  f"({r['matched_list']}, line {r['matched_line']})")
     else:
         print("  categories  none (no list matches this host)")
     deciding = (r["matched_entry"], r["matched_line"])

@@ -15,6 +15,7 @@ import re
 import zoneinfo
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -22,11 +23,32 @@ import yaml
 from ..classify.shapes import CIRCUMVENTION_CATEGORIES
 from ..classify.urls import URLError, normalise_host, parse_target
 from .model import (
-    BLOCK_OR_LOG, HTTPS_MODES, ILLEGAL_LIST_FORMS, ILLEGAL_LIST_KINDS, RETENTION_KINDS,
-    SAFE_SEARCH_LEVELS, Address, Category, CheckSettings, CircumventionSettings, Config,
-    ConfigError, EventSettings, Group, IdentityConfig, IllegalListConfig, LdapSettings, Network,
-    Override, PushSettings, ReportSettings, RetentionPolicy, RunTime, Schedule,
-    ScheduledBlock, TlsSettings,
+    BLOCK_OR_LOG,
+    HTTPS_MODES,
+    ILLEGAL_LIST_FORMS,
+    ILLEGAL_LIST_KINDS,
+    RETENTION_KINDS,
+    SAFE_SEARCH_LEVELS,
+    Address,
+    Category,
+    CheckSettings,
+    CircumventionSettings,
+    Config,
+    ConfigError,
+    EventSettings,
+    Group,
+    IdentityConfig,
+    IllegalListConfig,
+    LdapSettings,
+    Network,
+    Override,
+    PushSettings,
+    ReportSettings,
+    RetentionPolicy,
+    RunTime,
+    Schedule,
+    ScheduledBlock,
+    TlsSettings,
 )
 from .routing import RoutingError, load_routing
 from .times import ScheduleError, parse_run_time, parse_window
@@ -417,7 +439,8 @@ class _Checker(YamlChecker):
             return None
         url_v = self.required(m, v, "url")
         url = self.text(url_v) if url_v is not None else None
-        texts = {}
+        # Only text keys, passed by name: LdapSettings checks them and names the one at fault.
+        texts: dict[str, Any] = {}
         for key in ("user_dn_template", "user_search_base", "user_filter", "service_dn",
                     "group_search_base", "group_filter"):
             if key in m and (t := self.text(m[key])) is not None:
@@ -573,6 +596,7 @@ class _Checker(YamlChecker):
                 continue
             title = name.replace("_", " ").capitalize()
             lists: list[Path] = []
+            items: list[_Value] | None
             if isinstance(cv.data, list):  # shorthand: name: [file, file]
                 items = cv.data
             else:
@@ -700,7 +724,7 @@ class _Checker(YamlChecker):
             reason_v = self.required(m, item, "reason")
             target = self.text(target_v) if target_v is not None else None
             reason = self.text(reason_v) if reason_v is not None else None
-            if target is None or reason is None:
+            if target_v is None or target is None or reason is None:
                 continue
             try:
                 host, path_prefix = parse_target(target)

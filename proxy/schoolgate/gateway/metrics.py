@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
@@ -25,12 +26,12 @@ from prometheus_client.registry import Collector
 
 from .. import __version__
 from ..alerts import OUTCOMES
-from ..store.checks import latest_run
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
 from ..policy import ALLOW, BLOCK, ERROR, Verdict
 from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
+from ..store.checks import latest_run
 
 __all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
 
@@ -113,7 +114,7 @@ class _CheckCollector(Collector):
     check runs in the CLI's process or a worker thread, and this one-row read happens in the
     metrics thread, never on the request path."""
 
-    def __init__(self, database):
+    def __init__(self, database: Path) -> None:
         self._database = database
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
@@ -285,13 +286,13 @@ class GatewayMetrics:
     def watch_outbox(self, depth: Callable[[], int]) -> None:
         self.registry.register(_OutboxCollector(depth))
 
-    def watch_checks(self, database) -> None:
+    def watch_checks(self, database: Path) -> None:
         self.registry.register(_CheckCollector(database))
 
     def serve(self, address: Address) -> Address:
         """Serve /metrics in a background thread; returns the address actually bound."""
         self._server, self._thread = start_http_server(
-            address.port, addr=address.host or "0.0.0.0", registry=self.registry
+            address.port, addr=address.host or "0.0.0.0", registry=self.registry  # noqa: S104 - host '' asks for every interface
         )
         host, port = self._server.server_address[:2]
         return Address(str(host), int(port))

@@ -7,7 +7,8 @@ tell the gateway who is at which IP, over a small authenticated HTTP/1.1 API on 
 
 POST and DELETE also take a JSON list of such objects (a batch, applied all or nothing) and need
 ``Authorization: Bearer <token>``. Every answer is JSON; errors say which field is wrong.
-Runs on the gateway's event loop: only `asyncio` streams, no new dependency.
+Runs on the gateway's event loop: asyncio streams carry the bytes, h11 (a mitmproxy dependency)
+speaks HTTP/1.1 over them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import hmac
 import json
 import logging
 import math
-import re
-from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
+import h11
+
+from ..identify import normalise_ip
 from ..identify.maps import MAX_TTL, IpUserMap
 from ..identify.names import normalise_user
-from ..identify import normalise_ip
 
 __all__ = ["PushServer"]
 
@@ -42,33 +44,18 @@ LINGER_BYTES = 4 * MAX_BODY
 #: Token length at least: a short token can be guessed by anyone who can reach the port.
 MIN_TOKEN = 16
 
-REASONS = {
-    100: "Continue", 200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
-    413: "Content Too Large", 431: "Request Header Fields Too Large",
-    500: "Internal Server Error", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
-}
-
 ROUTES = {"/v1/ip-map": ("POST", "DELETE"), "/v1/health": ("GET",)}
 
-_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_METHOD = re.compile(r"[A-Z]{1,16}")
+_HEAD_TOO_LARGE = f"request line and headers exceed {MAX_HEAD} bytes"
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None
+                 ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
-
-
-@dataclass(slots=True)
-class _Request:
-    method: str
-    path: str
-    version: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class PushServer:
@@ -80,7 +67,7 @@ class PushServer:
 
     def __init__(self, ip_map: IpUserMap, token: str, host: str = "127.0.0.1", port: int = 0,
                  *, default_ttl: int = 8 * 3600, request_timeout: float = 10.0,
-                 max_connections: int = 64):
+                 max_connections: int = 64) -> None:
         token = token.strip()
         if len(token) < MIN_TOKEN or not token.isprintable() or " " in token:
             raise ValueError(f"push API token must be at least {MIN_TOKEN} printable characters "
@@ -99,8 +86,7 @@ class PushServer:
 
     async def start(self) -> None:
         """Listen; `.port` is the real port afterwards."""
-        self._server = await asyncio.start_server(self._connection, self.host, self.port,
-                                                  limit=MAX_HEAD)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("IP map push API listening on %s:%d", self.host, self.port)
 
@@ -120,154 +106,162 @@ class PushServer:
 
     # -- one connection ---------------------------------------------------------------------------
 
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Our own task, tracked from its creation, so that `stop` cancels even one not yet run.
+        task = asyncio.create_task(self._connection(reader, writer))
+        self._connections.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._connections.discard(task)
+            writer.close()  # `_connection` closes it too, unless cancelled before it ran
+
+        task.add_done_callback(done)
+
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         try:
             if len(self._connections) > self.max_connections:
-                await self._send(writer, 503, {"error": "too many connections; try again"},
+                await self._send(conn, writer, 503, {"error": "too many connections; try again"},
                                  close=True)
             else:
-                while await self._exchange(reader, writer):
-                    pass
+                while await self._exchange(conn, reader, writer):
+                    conn.start_next_cycle()
             await self._linger(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             pass  # the sender went away; nothing to answer
         except Exception:  # noqa: BLE001 - one bad connection must never stop the server
             log.exception("push API: unexpected error; connection closed")
         finally:
-            self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _exchange(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; True to keep the connection for another."""
         try:
             async with asyncio.timeout(self.request_timeout):
-                request = await self._read_head(reader)
-                if request is None:
+                request = await self._next_event(conn, reader)
+                if not isinstance(request, h11.Request):
                     return False  # closed cleanly between requests
-                status, body, keep = await self._handle(request, reader, writer)
+                status, body = await self._handle(request, conn, reader, writer)
         except TimeoutError:
-            await self._send(writer, 408, {"error": "request not received in time"}, close=True)
+            await self._send(conn, writer, 408, {"error": "request not received in time"},
+                             close=True)
             return False
         except _HTTPError as e:
             peer = writer.get_extra_info("peername")
             log.log(logging.WARNING if e.status == 401 else logging.INFO,
                     "push API: %d for %s: %s", e.status, peer[0] if peer else "?", e.message)
-            # The rest of the request was not read: the connection cannot be reused.
-            await self._send(writer, e.status, {"error": e.message}, e.headers, close=True)
+            # The rest of the request may be unread: the connection cannot be reused.
+            await self._send(conn, writer, e.status, {"error": e.message}, e.headers, close=True)
             return False
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             raise  # the sender went away mid-request: nobody to answer
         except Exception:  # noqa: BLE001 - answer, log, and keep serving others
             log.exception("push API: unexpected error")
-            await self._send(writer, 500, {"error": "internal error; see the gateway log"},
+            await self._send(conn, writer, 500, {"error": "internal error; see the gateway log"},
                              close=True)
             return False
-        await self._send(writer, status, body, close=not keep)
-        return keep
+        await self._send(conn, writer, status, body, close=False)
+        # h11 says whether both sides can go on: not after HTTP/1.0 or ``Connection: close``.
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> _Request | None:
+    @staticmethod
+    async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader
+                          ) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """h11's next event, read for as needed (so never NEED_DATA); bad HTTP is an _HTTPError."""
         try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            raise _HTTPError(431, f"request line and headers exceed {MAX_HEAD} bytes") from None
-        except asyncio.IncompleteReadError as e:
-            if not e.partial.strip():
-                return None
-            raise _HTTPError(400, "request ended before its headers did") from None
-        try:
-            text = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise _HTTPError(400, "request line and headers must be ASCII") from None
-        lines = text[:-4].split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or not parts[1].startswith("/"):
-            raise _HTTPError(400, "malformed request line (expected: METHOD /path HTTP/1.1)")
-        method, target, version = parts
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            if version.startswith("HTTP/"):
-                raise _HTTPError(505, "only HTTP/1.1 and HTTP/1.0 are spoken here")
-            raise _HTTPError(400, "malformed request line (expected: METHOD /path HTTP/1.1)")
-        request = _Request(method, target.split("?", 1)[0], version)
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon or not _TOKEN_CHARS.fullmatch(name):
-                raise _HTTPError(400, f"malformed header line {line[:60]!r}")
-            name = name.lower()
-            value = value.strip(" \t")
-            if name in request.headers and name in ("content-length", "authorization",
-                                                    "transfer-encoding", "expect"):
-                raise _HTTPError(400, f"header {name} given twice")
-            request.headers[name] = value
-        return request
+            while (event := conn.next_event()) is h11.NEED_DATA:
+                conn.receive_data(await reader.read(65536))  # b"" at the end: h11 takes it as EOF
+        except h11.RemoteProtocolError as e:  # its hint: 400, 431 or 501
+            message = _HEAD_TOO_LARGE if e.error_status_hint == 431 else f"bad request: {e}"
+            raise _HTTPError(e.error_status_hint, message) from None
+        return event
 
-    async def _handle(self, request: _Request, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> tuple[int, dict[str, Any], bool]:
-        allowed = ROUTES.get(request.path)
+    async def _handle(self, request: h11.Request, conn: h11.Connection,
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> tuple[int, dict[str, Any]]:
+        # h11 has checked the grammar; what it lets through that this API does not speak:
+        if request.http_version not in (b"1.1", b"1.0"):
+            raise _HTTPError(505, "only HTTP/1.1 and HTTP/1.0 are spoken here")
+        if not request.method.isupper() or not request.target.startswith(b"/"):
+            raise _HTTPError(400, "malformed request line (expected: METHOD /path HTTP/1.1)")
+        # h11 bounds a head still arriving; one that came in a single read is measured here.
+        if len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers) > MAX_HEAD:
+            raise _HTTPError(431, _HEAD_TOO_LARGE)
+        method = request.method.decode("ascii")
+        path = request.target.split(b"?", 1)[0].decode("ascii")  # h11: targets are ASCII
+        allowed = ROUTES.get(path)
         if allowed is None:
-            raise _HTTPError(404, f"no such endpoint {request.path[:100]!r} "
+            raise _HTTPError(404, f"no such endpoint {path[:100]!r} "
                                   f"(there are: {', '.join(ROUTES)})")
-        if request.method not in allowed:
-            raise _HTTPError(405, f"{request.method} is not allowed here",
-                             {"Allow": ", ".join(allowed)})
-        if request.path == "/v1/health":
-            return 200, {"status": "ok"}, self._keep_alive(request)
+        if method not in allowed:
+            raise _HTTPError(405, f"{method} is not allowed here", {"Allow": ", ".join(allowed)})
+        if path == "/v1/health":
+            await self._read_body(request, conn, reader, writer)  # to reuse the connection
+            return 200, {"status": "ok"}
         self._check_token(request)
-        data = await self._read_json(request, reader, writer)
-        if request.method == "POST":
+        if _header(request, b"transfer-encoding"):
+            raise _HTTPError(411, "send Content-Length; chunked bodies are not accepted")
+        if not _header(request, b"content-length"):
+            raise _HTTPError(411, "a Content-Length header is required")
+        body = await self._read_body(request, conn, reader, writer)
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise _HTTPError(400, f"body is not valid JSON: {e}") from None
+        if method == "POST":
             entries = self._entries(data, ("ip", "user", "ttl"), need_user=True)
             now = self.ip_map.clock()
             for ip, user, ttl in entries:
-                assert user is not None
+                if user is None:  # need_user=True: `_entries` refused it already
+                    raise RuntimeError(f"push API: entry for {ip} passed checks without a user")
                 self.ip_map.set(ip, user, ttl, now=now)
             log.debug("push API: stored %d entries", len(entries))
-            return 200, {"stored": len(entries)}, self._keep_alive(request)
+            return 200, {"stored": len(entries)}
         entries = self._entries(data, ("ip", "user"), need_user=False)
         deleted = sum(self.ip_map.forget(ip, user) for ip, user, _ in entries)
-        return 200, {"deleted": deleted}, self._keep_alive(request)
+        return 200, {"deleted": deleted}
 
-    def _check_token(self, request: _Request) -> None:
-        value = request.headers.get("authorization")
-        if value is None:
+    def _check_token(self, request: h11.Request) -> None:
+        values = _header(request, b"authorization")
+        if not values:
             raise _HTTPError(401, "send the token as: Authorization: Bearer <token>",
                              {"WWW-Authenticate": 'Bearer realm="schoolgate"'})
-        scheme, _, given = value.partition(" ")
+        if len(values) > 1:
+            raise _HTTPError(400, "header authorization given twice")
+        scheme, _, given = values[0].partition(b" ")
         # compare_digest: the time taken says nothing about how much of the token was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode("utf-8", "surrogateescape"), self._token):
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self._token):
             raise _HTTPError(401, "wrong token",
                              {"WWW-Authenticate": 'Bearer realm="schoolgate", '
                                                   'error="invalid_token"'})
 
-    async def _read_json(self, request: _Request, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> Any:
-        if "transfer-encoding" in request.headers:
-            raise _HTTPError(411, "send Content-Length; chunked bodies are not accepted")
-        length_text = request.headers.get("content-length")
-        if length_text is None:
-            raise _HTTPError(411, "a Content-Length header is required")
-        if not length_text.isdigit() or len(length_text) > 12:
-            raise _HTTPError(400, f"Content-Length {length_text[:20]!r} is not a number")
-        length = int(length_text)
-        if length > MAX_BODY:
-            raise _HTTPError(413, f"body of {length} bytes is over the {MAX_BODY}-byte limit; "
-                                  "send smaller batches")
-        if request.headers.get("expect", "").lower() == "100-continue":
+    async def _read_body(self, request: h11.Request, conn: h11.Connection,
+                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        """The body, refused with 413 as soon as it is known to be over `MAX_BODY`."""
+        for length in _header(request, b"content-length"):  # h11: digits, one value
+            # Over 12 digits cannot be a real length (nor, at 20, fit in 64 bits): refuse it.
+            if len(length) > 12:
+                raise _HTTPError(400, f"Content-Length {length[:20].decode()} is out of range")
+            if int(length) > MAX_BODY:
+                raise _HTTPError(413, f"body of {int(length)} bytes is over the {MAX_BODY}-byte "
+                                      "limit; send smaller batches")
+        if conn.they_are_waiting_for_100_continue:
             # curl waits a second for this before sending a body over 1 KiB.
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[],
+                                                             reason=b"Continue")))
             await writer.drain()
-        body = await reader.readexactly(length)
-        try:
-            return json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise _HTTPError(400, f"body is not valid JSON: {e}") from None
+        body = bytearray()
+        while isinstance(event := await self._next_event(conn, reader), h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY:  # a chunked body (to /v1/health) says its size only at the end
+                raise _HTTPError(413, f"body over the {MAX_BODY}-byte limit")
+        return bytes(body)
 
-    def _entries(self, data: Any, fields: tuple[str, ...], *, need_user: bool
+    def _entries(self, data: object, fields: tuple[str, ...], *, need_user: bool
                  ) -> list[tuple[str, str | None, int]]:
         """Check every entry before any is applied, so a batch is all or nothing."""
         if isinstance(data, list):
@@ -329,17 +323,20 @@ class PushServer:
                     received += len(chunk)
 
     @staticmethod
-    def _keep_alive(request: _Request) -> bool:
-        connection = request.headers.get("connection", "").lower()
-        return request.version == "HTTP/1.1" and "close" not in connection
-
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
-                    headers: dict[str, str] | None = None, *, close: bool) -> None:
+    async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, status: int,
+                    body: dict[str, Any], headers: dict[str, str] | None = None, *,
+                    close: bool) -> None:
         payload = json.dumps(body).encode("utf-8") + b"\n"
-        head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}",
-                "Content-Type: application/json", f"Content-Length: {len(payload)}",
-                "Cache-Control: no-store", f"Connection: {'close' if close else 'keep-alive'}"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("ascii") + payload)
+        head = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                ("Cache-Control", "no-store"), ("Connection", "close" if close else "keep-alive"),
+                *(headers or {}).items()]
+        writer.write(conn.send(h11.Response(status_code=status, headers=head,
+                                            reason=HTTPStatus(status).phrase.encode("ascii"))))
+        writer.write(conn.send(h11.Data(data=payload)))
+        writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
+
+
+def _header(request: h11.Request, name: bytes) -> list[bytes]:
+    """Every value of header `name`, given in lower case (as h11 gives header names)."""
+    return [value for key, value in request.headers if key == name]

@@ -12,18 +12,23 @@ from dataclasses import dataclass
 
 from ..classify import Classifier
 from ..classify.illegal import IllegalLists
-from ..classify.library import KeywordLibrary, load_library
+from ..classify.library import KeywordLibrary
 from ..classify.urls import parse_target
 from ..config.model import Config, ConfigError
+from ..identify.identifier import IdentitySources
 from ..identify.maps import IpUserMap
 from ..pages import Page
 from ..policy import Policy
 from ..policy.blockpage import BlockPage
-from ..identify.identifier import IdentitySources
 from ..sources.identity import build_identity
+from ..sources.keywords import load_library
 from ..sources.lists import build_classifier
 from ..sources.localpolicy import (
-    LocalPolicyError, apply_local_policy, load_local_policy, local_policy_path, next_change,
+    LocalPolicyError,
+    apply_local_policy,
+    load_local_policy,
+    local_policy_path,
+    next_change,
 )
 
 __all__ = ["Rules", "build_rules", "load_keywords", "refuse_illegal_allows"]

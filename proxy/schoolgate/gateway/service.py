@@ -180,7 +180,7 @@ class Gateway:
         push = c.identity.push
         if push is not None:
             token = push.token_file.read_text(encoding="utf-8").strip()
-            self.push_server = PushServer(self.ip_users, token, push.listen.host or "0.0.0.0",
+            self.push_server = PushServer(self.ip_users, token, push.listen.host or "0.0.0.0",  # noqa: S104 - host '' asks for all
                                           push.listen.port, default_ttl=int(push.default_ttl))
             await self.push_server.start()
             log.info("IP map push endpoint on %s:%d", push.listen.host, self.push_server.port)

@@ -103,7 +103,7 @@ class CredentialCache:
 def apr1_md5(password: bytes, salt: bytes) -> str:
     """Apache's ``$apr1$`` hash (1000 rounds of MD5), the default of `htpasswd` without ``-B``.
     Weak by today's standards; read so that existing files keep working."""
-    final = hashlib.md5(password + salt + password).digest()
+    final = hashlib.md5(password + salt + password).digest()  # noqa: S324 - reading apr1 htpasswd files
     ctx = password + b"$apr1$" + salt
     for left in range(len(password), 0, -16):
         ctx += final[:min(16, left)]
@@ -111,11 +111,11 @@ def apr1_md5(password: bytes, salt: bytes) -> str:
     while i:
         ctx += b"\0" if i & 1 else password[:1]
         i >>= 1
-    final = hashlib.md5(ctx).digest()
+    final = hashlib.md5(ctx).digest()  # noqa: S324 - reading apr1 htpasswd files
     for i in range(1000):
         round_ = (password if i & 1 else final) + (salt if i % 3 else b"")
         round_ += (password if i % 7 else b"") + (final if i & 1 else password)
-        final = hashlib.md5(round_).digest()
+        final = hashlib.md5(round_).digest()  # noqa: S324 - reading apr1 htpasswd files
     out = []
     for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)):
         v = final[a] << 16 | final[b] << 8 | final[c]
@@ -132,10 +132,11 @@ def _matches(stored: str, password: str) -> bool:
         # 72 bytes; bcrypt 5 raises instead, which would lock out users with long passwords.
         return bcrypt.checkpw(secret[:72], stored.encode("ascii"))
     if stored.startswith("{SHA}"):
-        digest = base64.b64encode(hashlib.sha1(secret).digest()).decode("ascii")
+        digest = base64.b64encode(hashlib.sha1(secret).digest()).decode("ascii")  # noqa: S324 - reading {SHA} htpasswd files
         return hmac.compare_digest(stored[5:], digest)
     m = _APR1.fullmatch(stored)
-    assert m is not None, "only hashes accepted by hash_problem are stored"
+    if m is None:  # hash_problem refuses such a hash before it is stored
+        return False
     return hmac.compare_digest(stored, apr1_md5(secret, m[1].encode("ascii")))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..classify import Classification, CategoryMatch
+from ..classify import CategoryMatch, Classification
 from ..classify.canonical import canonicalize
 from ..classify.library import Flag
 from ..classify.search import SearchQuery
@@ -22,7 +22,12 @@ from ..classify.urls import parent_domains
 from ..config.model import Config, Group, Override, Schedule
 from ..identify import Identity
 from .safesearch import (
-    NO_SAFE_MODE_ENGINES, Rewrite, SafeSearchPolicy, enforce, engine_suffixes, unsafe_engine,
+    NO_SAFE_MODE_ENGINES,
+    Rewrite,
+    SafeSearchPolicy,
+    enforce,
+    engine_suffixes,
+    unsafe_engine,
 )
 
 __all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from ..classify.urls import parent_domains
 from ..classify.shapes import header_value
+from ..classify.urls import parent_domains
 
 __all__ = [
     "ENGINES",

@@ -5,6 +5,7 @@ retention purge. Everything here reads the store through read-only connections e
 
 from __future__ import annotations
 
+from ..config.model import RetentionPolicy
 from .context import Around, context_around, context_for_reference, format_context
 from .daily import (
     DailyReport,
@@ -17,7 +18,6 @@ from .daily import (
 )
 from .export import export_user
 from .reading import Person, local_day_range
-from ..config.model import RetentionPolicy
 from .retention import purge
 from .weekly import WeeklySummary, build_weekly, render_weekly_html, weekly_email_parts
 

@@ -49,7 +49,7 @@ def count_events(conn: sqlite3.Connection, person: Person, start: datetime, end:
     """How many events one person has with start <= ts <= end (answered from the index alone)."""
     where, params = person.condition()
     return conn.execute(
-        f"SELECT count(*) FROM events WHERE {where} AND ts >= ? AND ts <= ?",
+        f"SELECT count(*) FROM events WHERE {where} AND ts >= ? AND ts <= ?",  # noqa: S608 - condition from Person; values bound
         (*params, iso_utc(start), iso_utc(end)),
     ).fetchone()[0]
 

@@ -8,17 +8,20 @@ licensed and confidential, and the law on indecent images forbids passing the ad
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-import os
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from ..files import replacing
 from ..store import StoreError
 from .reading import SELECT_SHOWN, ShownEvent, iso_utc, read_only
 from .rendering import safe_cell
@@ -91,11 +94,12 @@ def export_user(
         # before the rows, and nothing the size of two years of one person's browsing is held in
         # memory.
         count, lo, hi = conn.execute(
-            "SELECT count(*), min(ts), max(ts) FROM events WHERE user = ?"
+            "SELECT count(*), min(ts), max(ts) FROM events WHERE user = ?"  # noqa: S608 - constant text; values bound
             + ("" if since is None else " AND ts >= ?"), params
         ).fetchone()
         about = _about(user, school_name, tz, since, now, count, lo, hi, retention)
-        with _private(csv_path) as c, _private(json_path) as j:
+        # Each file appears whole or not at all: an export cut short leaves nothing behind.
+        with _text(csv_path) as c, _text(json_path) as j:
             for line in _header_lines(about):
                 c.write(f"# {line}\r\n")
             w = csv.writer(c, lineterminator="\r\n")
@@ -108,8 +112,6 @@ def export_user(
                 j.write(("," if i else "") + json.dumps(record, ensure_ascii=False) + "\n")
             j.write("]\n}\n")
     except sqlite3.Error as e:
-        csv_path.unlink(missing_ok=True)
-        json_path.unlink(missing_ok=True)
         raise StoreError(f"cannot read the event store {db_path}: {e}") from None
     finally:
         conn.close()
@@ -146,7 +148,8 @@ def _record(e: ShownEvent, zone: ZoneInfo) -> dict[str, str | None]:
     }
 
 
-def _about(user, school_name, tz, since, now, count, lo, hi, retention) -> dict:
+def _about(user: str, school_name: str, tz: str, since: datetime | None, now: datetime,
+           count: int, lo: str | None, hi: str | None, retention: str) -> dict:
     return {
         "what": f"Every web filtering record {school_name} holds for the user {user!r}",
         "school": school_name,
@@ -189,16 +192,8 @@ def _header_lines(about: dict) -> list[str]:
     return [" ".join(line.split()) for line in lines]
 
 
-class _private:
-    """A text file only its owner can read, created anew."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> io.TextIOWrapper:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.file = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        return self.file
-
-    def __exit__(self, *exc) -> None:
-        self.file.close()
+@contextlib.contextmanager
+def _text(path: Path) -> Iterator[TextIO]:
+    """A text file only its owner can read, in place once the block ends without an error."""
+    with replacing(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        yield text

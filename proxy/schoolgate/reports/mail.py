@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from ..config.model import Config
+from ..config.model import Config, SmtpSettings
 
 __all__ = ["ReportMailError", "send_configured", "send_report_mail"]
 
@@ -26,8 +26,8 @@ class ReportMailError(Exception):
     """The report could not be sent; the files are written and the message says why."""
 
 
-async def send_report_mail(smtp, to: Sequence[str], subject: str, text: str, html: str,
-                           attachments: Sequence[Path] = ()) -> None:
+async def send_report_mail(smtp: SmtpSettings, to: Sequence[str], subject: str, text: str,
+                           html: str, attachments: Sequence[Path] = ()) -> None:
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = smtp.sender
@@ -63,7 +63,7 @@ async def send_report_mail(smtp, to: Sequence[str], subject: str, text: str, htm
         raise ReportMailError(f"mail server {smtp.host}:{smtp.port}: {e}") from None
 
 
-def send_configured(config: Config, to, subject: str, text: str, html: str,
+def send_configured(config: Config, to: Sequence[str], subject: str, text: str, html: str,
                     attachments: Sequence[Path] = ()) -> None:
     """Send through the SMTP server of the config's alert routing (blocking: for the CLI)."""
     routing = config.alert_routing

@@ -100,7 +100,7 @@ def _purge_table(
 ) -> int:
     if dry_run:
         return conn.execute(
-            f"SELECT count(*) FROM {table} WHERE {column} < ? AND {condition}", (cutoff,)
+            f"SELECT count(*) FROM {table} WHERE {column} < ? AND {condition}", (cutoff,)  # noqa: S608 - table rules are constants
         ).fetchone()[0]
     deleted = 0
     # Walk forward through time from the oldest record; rows kept (another kind) are stepped
@@ -108,7 +108,7 @@ def _purge_table(
     since: str | None = None
     while True:
         rows = conn.execute(
-            f"SELECT rowid, {column} FROM {table} WHERE {column} < ? AND {condition}"
+            f"SELECT rowid, {column} FROM {table} WHERE {column} < ? AND {condition}"  # noqa: S608 - table rules are constants
             + ("" if since is None else f" AND {column} >= ?")
             + f" ORDER BY {column} LIMIT ?",
             (cutoff, batch_size) if since is None else (cutoff, since, batch_size),
@@ -119,7 +119,7 @@ def _purge_table(
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                f"DELETE FROM {table} WHERE rowid IN ({', '.join('?' * len(ids))})", ids
+                f"DELETE FROM {table} WHERE rowid IN ({', '.join('?' * len(ids))})", ids  # noqa: S608 - table rules are constants
             )
             conn.execute("COMMIT")
         except BaseException:

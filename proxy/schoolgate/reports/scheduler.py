@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .daily import build_daily, daily_paths, email_parts, write_daily
 from ..config.model import ReportSettings
+from .daily import build_daily, daily_paths, email_parts, write_daily
 from .retention import purge
 from .weekly import build_weekly, week_start, weekly_email_parts, weekly_paths, write_weekly
 

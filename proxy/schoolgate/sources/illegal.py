@@ -66,8 +66,9 @@ class IllegalListSource:
     def _read_source(self) -> list[str]:
         source = self.config.source
         if source.startswith(("http://", "https://")):
-            req = urllib.request.Request(source, headers={"User-Agent": "Schoolgate"})
-            with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310 - config-given URL
+            # http(s) only, checked above: no file: or custom scheme reaches urlopen.
+            req = urllib.request.Request(source, headers={"User-Agent": "Schoolgate"})  # noqa: S310
+            with urllib.request.urlopen(req, timeout=60) as r:  # noqa: S310
                 return r.read().decode("utf-8", errors="replace").splitlines()
         with open(source, encoding="utf-8", errors="replace") as f:
             return f.read().splitlines()
@@ -161,7 +162,8 @@ def load_at_start(sources: list[IllegalListSource]) -> list[str]:
 
 def sources_for(config: Config) -> list[IllegalListSource]:
     """One source per configured list, keeping its last good copy in the data directory."""
-    return [IllegalListSource(c, config.data_dir / "illegal") for c in config.illegal_lists.values()]
+    folder = config.data_dir / "illegal"
+    return [IllegalListSource(c, folder) for c in config.illegal_lists.values()]
 
 
 def without_fetching(config: Config) -> IllegalLists:

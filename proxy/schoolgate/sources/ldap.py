@@ -181,7 +181,8 @@ class LdapDirectory:
         service = None
         try:
             service = self._service_connection()
-            assert service is not None
+            if service is None:
+                raise DirectoryUnavailable("LDAP lookups need a service account (service_dn)")
             dn = self._user_dn(name, service)
             groups = frozenset() if dn is None else self._search_groups(service, name, dn)
         except DirectoryUnavailable:
@@ -239,7 +240,8 @@ class LdapDirectory:
 
     def _find_user(self, conn: ldap3.Connection, name: str) -> str | None:
         s = self.settings
-        assert s.user_search_base is not None
+        if s.user_search_base is None:
+            raise DirectoryUnavailable("LDAP user search needs user_search_base")
         query = s.user_filter.replace("{user}", escape_filter_chars(name))
         conn.search(s.user_search_base, query, ldap3.SUBTREE, attributes=[], size_limit=2)
         _check(conn, "user search", allow=("success", "sizeLimitExceeded", "noSuchObject"))

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..files import write_atomically
-from ..config.model import Config, Override
 from ..classify.urls import parse_target
+from ..config.model import Config, Override
+from ..files import write_atomically
 
 __all__ = [
     "ALL_GROUPS",
@@ -130,7 +130,8 @@ def apply_local_policy(
         try:
             host, path = parse_target(e.target)
         except ValueError:
-            continue  # the CLI checked it when it was made; a later rule change is no reason to stop
+            # The CLI checked it when it was made; a later rule change is no reason to stop.
+            continue
         day = datetime.fromtimestamp(e.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         o = Override(e.target, host, path, e.reason,
                      f"local policy entry {e.id} (by {e.by}, {day})")

@@ -7,8 +7,8 @@ Used by `schoolgate lists import ut1` (`lists_cli`); no mitmproxy, no store.
 
 from __future__ import annotations
 
-import difflib
 import base64
+import difflib
 import fcntl
 import http.client
 import json
@@ -27,8 +27,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.client import HTTPMessage
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from .. import __version__
 from ..classify.formats import ListFormat, read_list, read_ut1_folder
@@ -162,7 +163,7 @@ def import_ut1(source: str, dest: Path, categories: Sequence[str] | None = None,
             titles = source_kind.titles()
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
             try:
-                os.chmod(staging, 0o755)  # mkdtemp makes 0700; the gateway may be another user
+                os.chmod(staging, 0o755)  # mkdtemp makes 0700; the gateway may be another user  # noqa: S103 - a folder others must read
                 source_kind.copy(chosen, staging)
                 for path in staging.rglob("*"):
                     # Now, not the archive's times: the list cache and the gateway's file
@@ -547,7 +548,8 @@ def _check_members(members: list[tarfile.TarInfo], shown: str) -> int:
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """Follow redirects to http and https only (urllib would also follow one to ftp)."""
 
-    def http_error_302(self, req, fp, code, msg, headers):  # noqa: ANN001
+    def http_error_302(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                       headers: HTTPMessage) -> Any:  # noqa: ANN401 - urllib's own type
         target = headers.get("location") or headers.get("uri")
         if target is not None:
             scheme = urllib.parse.urlsplit(urllib.parse.urljoin(req.full_url, target)).scheme
@@ -567,14 +569,15 @@ def _download(url: str, shown: str, into: Path) -> Path:
         raise ImportRefused(f"{shown}: only http and https addresses are fetched, not {scheme}:")
     opener = urllib.request.build_opener(_HttpOnlyRedirects())
     parts = urllib.parse.urlsplit(url)
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - http(s) checked by the caller
         urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1])),
         headers={"User-Agent": f"Schoolgate/{__version__}"},
     )
     if parts.username is not None:
         # urllib does not send a URL's user name and password itself. Unredirected: a redirect
         # to another server must not carry them along.
-        login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        user = urllib.parse.unquote(parts.username)
+        login = f"{user}:{urllib.parse.unquote(parts.password or '')}"
         request.add_unredirected_header(
             "Authorization", "Basic " + base64.b64encode(login.encode()).decode("ascii"))
     deadline = time.monotonic() + DOWNLOAD_DEADLINE

@@ -66,7 +66,7 @@ EVENT_COLUMNS = (
     "matched_phrase",
 )
 _INSERT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - column constants
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 
@@ -131,7 +131,7 @@ def events_by_reference(path: Path, reference: str) -> list[dict]:
     try:
         conn.row_factory = sqlite3.Row
         rows = conn.execute(
-            f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE reference = ? "
+            f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE reference = ? "  # noqa: S608 - column constants; values bound
             "ORDER BY ts DESC",
             (ref,),
         ).fetchall()
@@ -237,7 +237,8 @@ class EventWriter:
             self._held = 0
 
     async def _write(self, batch: list[Event], loop: asyncio.AbstractEventLoop) -> None:
-        assert self._db is not None
+        if self._db is None:
+            raise RuntimeError("the store writes only after start()")
         rows = []
         for event in batch:
             try:
@@ -276,7 +277,8 @@ class EventWriter:
             return
 
     async def _transaction(self, rows: list[tuple]) -> None:
-        assert self._db is not None
+        if self._db is None:
+            raise RuntimeError("the store writes only after start()")
         await self._db.execute("BEGIN")
         try:
             await self._db.executemany(_INSERT, rows)
@@ -324,7 +326,7 @@ class EventWriter:
                 self.depth,
             )
         finally:
-            assert self._db is not None
-            await self._db.close()
+            if self._db is not None:
+                await self._db.close()
             self._task = None
         return queued

@@ -65,7 +65,7 @@ def record_change(
     conn = connect(path, "write", timeout=10)
     try:
         cur = conn.execute(
-            f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            f"INSERT INTO audit ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",  # noqa: S608 - column constants
             row,
         )
         return int(cur.lastrowid or 0)
@@ -81,7 +81,7 @@ def read_audit(path: Path, since: datetime | None = None) -> list[AuditEntry]:
         return []
     conn = connect(path, "read")
     try:
-        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit"
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit"  # noqa: S608 - column constants; values bound
         args: tuple = ()
         if since is not None:
             sql += " WHERE ts >= ?"

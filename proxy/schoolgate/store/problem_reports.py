@@ -123,7 +123,7 @@ def read_reports(path: Path, status: str | None = "open") -> list[ProblemReport]
     """Reports with `status` (None: every one), oldest first. [] before migration 6."""
     if not path.exists():
         return []
-    sql = f"SELECT id, {', '.join(_COLUMNS)} FROM problem_reports"
+    sql = f"SELECT id, {', '.join(_COLUMNS)} FROM problem_reports"  # noqa: S608 - column constants; values bound
     args: tuple = ()
     if status is not None:
         sql += " WHERE status = ?"
@@ -134,7 +134,7 @@ def read_reports(path: Path, status: str | None = "open") -> list[ProblemReport]
 def read_report(path: Path, number: int) -> ProblemReport | None:
     if not path.exists():
         return None
-    rows = _read(path, f"SELECT id, {', '.join(_COLUMNS)} FROM problem_reports WHERE id = ?",
+    rows = _read(path, f"SELECT id, {', '.join(_COLUMNS)} FROM problem_reports WHERE id = ?",  # noqa: S608 - column constants; values bound
                  (number,))
     return rows[0] if rows else None
 
@@ -163,7 +163,7 @@ def decide_report(path: Path, number: int, *, status: str, by: str, note: str | 
     conn = connect(path, "write")
     try:
         cur = conn.execute(
-            "UPDATE problem_reports SET status = ?, decided_ts = ?, decided_by = ?, "
+            "UPDATE problem_reports SET status = ?, decided_ts = ?, decided_by = ?, "  # noqa: S608 - constant text; values bound
             "decision_note = ?, override_scope = ?"
             + (", url = NULL" if redact_url else "")
             + " WHERE id = ? AND status = 'open'",

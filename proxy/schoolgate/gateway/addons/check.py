@@ -30,14 +30,21 @@ from pathlib import Path
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
-from ...check.answers import ADDRESS_FILE, ANSWER, CHECK_HEADER, TOKEN_FILE, answer_headers, parse_check_header
+from ...check.answers import (
+    ADDRESS_FILE,
+    ANSWER,
+    CHECK_HEADER,
+    TOKEN_FILE,
+    answer_headers,
+    parse_check_header,
+)
 from ...check.run import CheckRun, run_check
 from ...check.summary import write_summary
 from ...check.timetable import next_run
-from ...store.checks import record_run
 from ...files import write_atomically
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
+from ...store.checks import record_run
 from ..decision import ClientState
 from ..service import Gateway
 from . import begin, decision_of, serve_verdict
@@ -205,7 +212,7 @@ class CheckMode:
         if not addresses:
             return None
         host, port = addresses[0][:2]
-        if host in ("", "0.0.0.0"):
+        if host in ("", "0.0.0.0"):  # noqa: S104 - naming a bound address
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"

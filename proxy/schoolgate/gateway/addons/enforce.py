@@ -40,7 +40,8 @@ class Enforce:
 
     def _lock_safe_search(self, flow: http.HTTPFlow, d: Decision) -> None:
         request = flow.request
-        assert d.identity is not None
+        if d.identity is None:
+            raise RuntimeError("safe search is locked only after identify")
         rewrite = d.rules.policy.safe_search(d.identity.group, request.method, request.host,
                                              request.path, request.headers)
         if rewrite is None:
@@ -67,7 +68,8 @@ class Enforce:
             try:
                 d.body_pending = False
                 request = flow.request
-                assert d.identity is not None and d.classification is not None
+                if d.identity is None or d.classification is None:
+                    raise RuntimeError("a body is read only after identify and classify")
                 d.classification = d.rules.classifier.with_body(
                     d.classification, request.method, request.host, request.path,
                     request.get_content(strict=False), request.headers.get("content-type"))

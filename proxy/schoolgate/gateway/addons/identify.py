@@ -19,8 +19,8 @@ from typing import Any
 from mitmproxy import http
 
 from ...identify import Identity
-from ...identify.passwords import parse_basic_auth
 from ...identify.names import login_name
+from ...identify.passwords import parse_basic_auth
 from ..rules import Rules
 from ..service import Gateway
 from . import begin, cached_identity, fail_closed, needs_decision

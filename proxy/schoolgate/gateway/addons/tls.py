@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any
 
 from mitmproxy import connection, http, tls
 
@@ -74,7 +73,8 @@ class TlsDecisions:
             group = policy.group(identity.group)
             verdict = policy.connect_port(identity, host, port)
             if verdict is None and is_ip_address(host):
-                verdict = self._no_sni_verdict(identity, group, f"a CONNECT to the IP address {host}")
+                verdict = self._no_sni_verdict(identity, group,
+                                               f"a CONNECT to the IP address {host}")
                 if verdict.action == ALLOW:
                     # Logged, not blocked: decrypted, each request inside is recorded with the
                     # address as its host; not decrypted, the ClientHello records the connection.
@@ -123,7 +123,7 @@ class TlsDecisions:
                     # Nothing inside will be seen: this event is the only record of it.
                     data.ignore_connection = True
                     self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-                    self._record(identity, _with(verdict, reason="tls:passthrough"),
+                    self._record(identity, dataclasses.replace(verdict, reason="tls:passthrough"),
                                  state.connect_host, "TLS")
                 else:
                     self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
@@ -187,16 +187,14 @@ def host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
     """The verdict for a connection decided by its host name alone (nothing is decrypted)."""
     verdict = rules.policy.decide(identity, rules.classifier.classify(f"https://{host}/"))
     if verdict.action != ALLOW:
-        verdict = _with(verdict, rule=f"{verdict.rule} (decided by host name: the connection "
-                        "is not decrypted)")
+        verdict = dataclasses.replace(
+            verdict, rule=f"{verdict.rule} (decided by host name: the connection is not decrypted)")
     return verdict
 
 
 def passed_through(verdict: Verdict, group: Group, no_decrypt: bool) -> Verdict:
     """An allowed connection's verdict as recorded when it is passed through undecrypted."""
     why = "on the do-not-decrypt list" if no_decrypt else f"group {group.name} is SNI-only"
-    return _with(verdict, rule=f"passed through undecrypted: {why}", reason="tls:passthrough")
+    return dataclasses.replace(verdict, rule=f"passed through undecrypted: {why}",
+                               reason="tls:passthrough")
 
-
-def _with(verdict: Verdict, **changes: Any) -> Verdict:
-    return dataclasses.replace(verdict, **changes)
