@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.cli.why import WHY_KEYS
 from schoolgate import cli
+from schoolgate.cli.why import WHY_KEYS
 from schoolgate.config.loader import _Checker, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..events import Event
+from ..config.model import Destination, Routing
+from ..events import ILLEGAL_THEME, SEVERITIES, Event
 from .messages import (
     Alert,
     AlertTemplates,
@@ -31,8 +32,6 @@ from .messages import (
     template_kind,
 )
 from .outbox import Deliverer
-from ..events import ILLEGAL_THEME, SEVERITIES
-from ..config.model import Destination, Routing
 from .senders import Sender, senders_for
 
 __all__ = ["AlertEngine", "SafeguardingAlerts", "dedup_key"]

@@ -186,7 +186,7 @@ def _sets(key: str, old: Iterable[Any], new: Iterable[Any], *, quote: bool = Fal
     return out
 
 
-def _value(v: Any) -> str:
+def _value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):

@@ -95,9 +95,8 @@ def load_config(path: str | Path) -> Config:
     checker = _Checker(path)
     tree = checker.tree(root)
     config = checker.config(tree)
-    if checker.problems:
-        raise ConfigError(checker.problems)
-    assert config is not None
+    if checker.problems or config is None:
+        raise ConfigError(checker.problems or [f"{path}: the configuration is empty"])
     return config
 
 
@@ -370,7 +369,8 @@ class _Checker(YamlChecker):
         cm = (self.mapping(m["canaries"], self.CANARY_KEYS) if "canaries" in m
               and m["canaries"].data is not None else None) or {}
         lists: dict[str, tuple[str, ...]] = {}
-        for name, lv in (self.mapping(cm["illegal"], None) or {} if "illegal" in cm else {}).items():
+        named = (self.mapping(cm["illegal"], None) or {}) if "illegal" in cm else {}
+        for name, lv in named.items():
             if name not in illegal:
                 self.bad(lv, f"no illegal list {name!r} (defined: {', '.join(illegal) or 'none'})")
                 continue
@@ -543,14 +543,17 @@ class _Checker(YamlChecker):
 
     def port_range(self, v: _Value) -> tuple[int, int] | None:
         """A port (443) or a range of ports as text ("8000-8999")."""
-        if isinstance(v.data, str) and (m := re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", v.data)):
+        m = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", v.data) if isinstance(
+            v.data, str) else None
+        if m:
             lo, hi = int(m[1]), int(m[2])
             if 1 <= lo <= hi <= 65535:
                 return lo, hi
             self.bad(v, f"{v.data!r} is not a range of ports from 1 to 65535, low to high")
             return None
         if isinstance(v.data, str):
-            self.bad(v, f"must be a port such as 443 or a range such as '8000-8999', not {_kind(v.data)}")
+            self.bad(v, "must be a port such as 443 or a range such as '8000-8999', not "
+                     f"{_kind(v.data)}")
             return None
         port = self.integer(v, 1, 65535)
         return None if port is None else (port, port)
@@ -686,7 +689,9 @@ class _Checker(YamlChecker):
                 self.bad(gm["allowed_categories"], "only means something with walled_garden: true "
                          "(without it every category not blocked is allowed)")
 
-            def pick(key: str, choices: tuple[str, ...], default: str) -> str:
+            def pick(key: str, choices: tuple[str, ...], default: str,
+                     gm: dict[str, _Value] = gm) -> str:
+                # `gm` bound now: the group this loop turn checks (pick is called right here).
                 return (self.choice(gm[key], choices) or default) if key in gm else default
 
             threshold = (
@@ -754,11 +759,11 @@ class _Checker(YamlChecker):
             if source_v is not None and (text := self.text(source_v)):
                 if text.startswith(("http://", "https://")):
                     source = text
-                elif (p := self.path(source_v, must_be="file", what="illegal list file")) is not None:
+                elif (p := self.path(source_v, must_be="file",
+                                     what="illegal list file")) is not None:
                     source = str(p)
-            if None in (kind, form, refresh, source):
+            if kind is None or form is None or refresh is None or source is None:
                 continue
-            assert refresh is not None and source is not None
             if refresh > 12 * 3600:
                 self.bad(lm["refresh"], "must be at most 12h: schools must refresh these lists at "
                          "least twice a day")

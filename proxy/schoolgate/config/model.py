@@ -570,7 +570,8 @@ class Routing:
     def is_staff(self, group: str) -> bool:
         return group in self.staff_groups
 
-    def route(self, theme: str, severity: str, group: str, *, must_alert: bool) -> list[Destination]:
+    def route(self, theme: str, severity: str, group: str, *,
+              must_alert: bool) -> list[Destination]:
         """Destinations for a concern, in rule order, without duplicates. With `must_alert`
         (illegal-list hits, high severity) the fallback applies when no rule matched."""
         staff = self.is_staff(group)
@@ -646,5 +647,5 @@ class Config:
         """The public CA certificate that managed devices must trust (PEM)."""
         return self.ca_dir / "mitmproxy-ca-cert.pem"
 
-    def replace(self, **changes: Any) -> Config:
+    def replace(self, **changes: Any) -> Config:  # noqa: ANN401 - any field, as in dataclasses.replace
         return dataclasses.replace(self, **changes)

@@ -15,8 +15,16 @@ import yaml
 
 from ..events import ILLEGAL_THEME, SEVERITIES, THEMES
 from .model import (
-    ABOUT, EMAIL, WEBHOOK_FORMATS, Delivery, Destination, Limits, Routing, Rule,
-    SmtpSettings, WebhookSettings,
+    ABOUT,
+    EMAIL,
+    WEBHOOK_FORMATS,
+    Delivery,
+    Destination,
+    Limits,
+    Routing,
+    Rule,
+    SmtpSettings,
+    WebhookSettings,
 )
 from .yamltree import Node as _Value
 from .yamltree import YamlChecker
@@ -206,7 +214,8 @@ class _Checker(YamlChecker):
             d2 = Delivery()
 
             def dur(key: str) -> float:
-                return (self.duration(dm[key]) or getattr(d2, key)) if key in dm else getattr(d2, key)
+                default: float = getattr(d2, key)
+                return (self.duration(dm[key]) or default) if key in dm else default
 
             delivery = Delivery(
                 first_retry=dur("first_retry"),
@@ -405,7 +414,8 @@ class _Checker(YamlChecker):
 
 
 def _close(text: str, choices: tuple[str, ...]) -> str | None:
-    """The choice `text` most likely meant, also by one word of it ("sucide" -> suicide_selfharm)."""
+    """The choice `text` most likely meant, also by one word of it ("sucide" ->
+    suicide_selfharm)."""
     if hint := difflib.get_close_matches(text, choices, n=1):
         return hint[0]
     words = {word: choice for choice in choices for word in choice.split("_") if len(word) > 3}

@@ -76,7 +76,8 @@ class BlockPage:
             # Never show the site: for a domain entry that would reveal a confidential entry.
             status, accent = 403, "#b3261e"
             heading = "Access denied"
-            explanation = _ILLEGAL_WORDING.get(verdict.illegal_kind or "", _ILLEGAL_WORDING["other"])
+            explanation = _ILLEGAL_WORDING.get(verdict.illegal_kind or "",
+                                               _ILLEGAL_WORDING["other"])
             advice = ("If you think this page has been blocked in error, tell the school's IT team "
                       "and give them the reference; they will contact the list's provider.")
             rows = []

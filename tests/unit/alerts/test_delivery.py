@@ -29,12 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sample_school import REPO
 from schoolgate.alerts import AlertEngine, Deliverer, Outbox, Round, SafeguardingAlerts, senders_for
-from schoolgate.config.routing import load_routing
 from schoolgate.config.model import Routing
+from schoolgate.config.routing import load_routing
 from schoolgate.events import Event
 from schoolgate.store import open_for_writing
-from sample_school import REPO
 
 ROOT = REPO
 TEMPLATES = ROOT / "templates" / "email"

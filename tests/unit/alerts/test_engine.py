@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from sample_school import REPO
 from schoolgate.alerts import AlertEngine, AlertTemplates, TemplateError
 from schoolgate.alerts.messages import email_folder
-from schoolgate.config.routing import RoutingError, load_routing
 from schoolgate.config.model import Routing
+from schoolgate.config.routing import RoutingError, load_routing
 from schoolgate.events import Event
 from schoolgate.store import open_for_writing
-from sample_school import REPO
 
 ROOT = REPO
 SHIPPED = ROOT / "alerts" / "routing.yaml"

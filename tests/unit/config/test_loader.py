@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from schoolgate.cli.why import WHY_KEYS
-from schoolgate import cli
-from schoolgate.config.model import Address, ConfigError, EventSettings
-from schoolgate.config.loader import load_config, parse_address
-
 from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, REPO, line_of, replace_once
+from schoolgate import cli
+from schoolgate.cli.why import WHY_KEYS
+from schoolgate.config.loader import load_config, parse_address
+from schoolgate.config.model import Address, ConfigError, EventSettings
 
 # ---------------------------------------------------------------------------------------------
 # The example configuration shipped in config/

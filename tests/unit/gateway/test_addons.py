@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 
@@ -12,17 +13,14 @@ from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
-import dataclasses
-
+from sample_school import BASE_CONFIG
+from schoolgate.config.model import Config
 from schoolgate.gateway.addons import begin, decision_of
 from schoolgate.gateway.bootstrap import ordered
-from schoolgate.config.model import Config
 from schoolgate.gateway.failures import FailureLog
 from schoolgate.gateway.service import Gateway
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy
 from schoolgate.store import events_by_reference
-
-from sample_school import BASE_CONFIG
 
 GROUPS = ["primary", "secondary", "sixth_form", "staff", "guest"]
 CATEGORIES = ["gambling", "social_networks", "education", "none"]

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from schoolgate.gateway.service import Gateway
-
 from sample_school import BASE_CONFIG, REPO
+from schoolgate.gateway.service import Gateway
 
 REPO = REPO
 DASHBOARDS = REPO / "dashboards"

@@ -20,23 +20,27 @@ from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
+from sample_school import BASE_CONFIG
 from schoolgate import cli
-from schoolgate.gateway.addons import decision_of
-from schoolgate.gateway.bootstrap import ordered
-from schoolgate.gateway.addons.problem_reports import MAX_REASON, ProblemReports, RateLimit
-from schoolgate.policy.blockpage import (
-    REPORT_PATH, REPORT_SITE_PATH, BlockPage, open_url, report_token, seal_url,
-)
-from schoolgate.config.model import Config
 from schoolgate.config.loader import load_config
+from schoolgate.config.model import Config
+from schoolgate.gateway.addons import decision_of
+from schoolgate.gateway.addons.problem_reports import MAX_REASON, ProblemReports, RateLimit
+from schoolgate.gateway.bootstrap import ordered
 from schoolgate.gateway.service import Gateway
-from schoolgate.sources.localpolicy import load_local_policy, local_policy_path
 from schoolgate.policy import Policy
+from schoolgate.policy.blockpage import (
+    REPORT_PATH,
+    REPORT_SITE_PATH,
+    BlockPage,
+    open_url,
+    report_token,
+    seal_url,
+)
+from schoolgate.sources.localpolicy import load_local_policy, local_policy_path
 from schoolgate.store import open_for_writing
 from schoolgate.store.audit import read_audit
 from schoolgate.store.problem_reports import NewReport, add_report, read_reports
-
-from sample_school import BASE_CONFIG
 
 ILLEGAL_HOST = "listed-site.test"  # a domain entry of the test IWF list
 PUPIL = "10.20.1.2"  # secondary

@@ -7,16 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schoolgate.sources.lists import build_classifier
-from schoolgate.policy.blockpage import BlockPage
+from sample_school import BASE_CONFIG, replace_once
 from schoolgate.classify import CategoryMatch, Classification
 from schoolgate.config.loader import load_config
 from schoolgate.config.model import ConfigError
 from schoolgate.gateway.reload import watched_files
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference
-
-from sample_school import BASE_CONFIG, replace_once
+from schoolgate.policy.blockpage import BlockPage
+from schoolgate.sources.lists import build_classifier
 
 # Crockford base32 has no I, L, O or U.
 REFERENCE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}$")

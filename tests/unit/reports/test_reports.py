@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from schoolgate.config.model import EventSettings
-from schoolgate.store import EVENT_COLUMNS, event_row, EventWriter, StoreError, open_for_writing
 from schoolgate.events import Event
-from schoolgate.store.migrations import MIGRATIONS
 from schoolgate.reports import (
     Person,
     build_daily,
@@ -33,9 +31,11 @@ from schoolgate.reports import (
     weekly_email_parts,
     write_daily,
 )
-from schoolgate.reports.daily import CSV_COLUMNS, CONTEXT_ROWS, render_text
+from schoolgate.reports.daily import CONTEXT_ROWS, CSV_COLUMNS, render_text
 from schoolgate.reports.reading import SAFEGUARDING_SQL
 from schoolgate.reports.weekly import render_weekly_csv
+from schoolgate.store import EVENT_COLUMNS, EventWriter, StoreError, event_row, open_for_writing
+from schoolgate.store.migrations import MIGRATIONS
 
 TZ = "Europe/London"
 SCHOOL = "Test Academy"

@@ -4,8 +4,9 @@ gateway answers those paths itself (explicit and transparent mode, HTTP and inte
 stores each report with who sent it, for the technician's `schoolgate requests`.
 
 These requests are never classified and never reach a server: `requestheaders` marks them
-(`Decision.own_page`) so Classify and Enforce pass them by, and every path through here ends in a response,
-a refusal on any failure; a flow left without one is failed closed by Enforce's last-line check.
+(`Decision.own_page`) so Classify and Enforce pass them by, and every path through here ends in a
+response, a refusal on any failure; a flow left without one is failed closed by Enforce's
+last-line check.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import time
 import unicodedata
 import urllib.parse
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mitmproxy import http
 
@@ -122,7 +124,7 @@ class ProblemReports:
         except Exception as e:  # noqa: BLE001 - always answer: never let the request out
             self._failed(flow, e)
 
-    def request(self, flow: http.HTTPFlow):
+    def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         """A report's body is here: check it and store it. Returns a coroutine (which mitmproxy
         awaits before the next addon) for a report only, so every other request stays sync."""
         d = decision_of(flow)
