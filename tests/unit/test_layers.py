@@ -43,7 +43,7 @@ LAYERS: dict[str, int] = {
     "schoolgate.gateway": 5,
     "schoolgate.cli": 6,
 }
-LEAVES = ("schoolgate.events", "schoolgate.pages", "schoolgate.config.model",
+LEAVES = ("schoolgate.events", "schoolgate.files", "schoolgate.pages", "schoolgate.config.model",
           "schoolgate.config.yamltree")
 PURE = ("schoolgate.classify", "schoolgate.identify", "schoolgate.policy")
 #: What the pure layers may not import: the proxy, the store, a YAML loader, network clients.
