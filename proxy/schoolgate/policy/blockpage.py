@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..config.model import Config
+from ..files import create_once
 from ..pages import Page
 from . import ERROR, Verdict
 
@@ -160,19 +160,8 @@ def report_key(data_dir: Path) -> bytes | None:
 
 
 def _create_key(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".report-key.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secrets.token_hex(32) + "\n")
-    try:
-        os.link(tmp, path)  # atomic: when two processes start at once, the first key wins
-    except FileExistsError:
-        pass
-    except OSError:  # a file system without hard links: renaming is atomic too
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # When two processes start at once, the first key wins and both use it.
+    create_once(path, secrets.token_hex(32) + "\n")
     return path.read_text(encoding="ascii").strip()
 
 
