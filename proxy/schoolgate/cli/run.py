@@ -13,9 +13,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mitmproxy import addons as mitm_addons
 from mitmproxy import ctx, options
-from mitmproxy.addons import errorcheck, termlog
+from mitmproxy.addons import (
+    block,
+    core,
+    disable_h2c,
+    errorcheck,
+    next_layer,
+    proxyserver,
+    termlog,
+    tlsconfig,
+)
 from mitmproxy.master import Master
 
 from .. import __version__
@@ -59,7 +67,7 @@ async def _run(config: Config) -> int:
     # Logs go to stderr, leaving stdout for the start-up banner (and journald keeps both).
     terminal_log = termlog.TermLog(out=sys.stderr)
     master.addons.add(terminal_log)
-    master.addons.add(*mitm_addons.default_addons())
+    master.addons.add(*lean_addons())
     logging.getLogger("schoolgate").setLevel(logging.INFO)
 
     gateway = bootstrap.build(config)
@@ -71,7 +79,7 @@ async def _run(config: Config) -> int:
         listen_port=config.listen.port,
         mode=[config.mode],
         termlog_verbosity="info",
-        **bootstrap.proxy_options(config),
+        **_without_onboarding(bootstrap.proxy_options(config)),
     )
     master.addons.add(*bootstrap.ordered(gateway), _Announce(config, gateway))
 
@@ -95,6 +103,40 @@ async def _run(config: Config) -> int:
         await gateway.stop()  # no-op when `done` already stopped it
         terminal_log.uninstall()
     return 0
+
+
+def lean_addons() -> list[object]:
+    """The mitmproxy addons `schoolgate run` needs, instead of mitmproxy's thirty defaults: each
+    default addon with a request or response hook runs on every flow, whether it does anything or
+    not, and most exist for the interactive tools.
+
+    Kept: Core (option checks and commands), Block (`block_global`: a gateway listening on a
+    public address refuses clients from the internet, so it is never an open proxy), DisableH2C
+    (an h2c upgrade or HTTP/2 prior knowledge would carry requests past the HTTP hooks),
+    Proxyserver, NextLayer and TlsConfig (the proxy itself and its interception).
+
+    Dropped, with why: ProxyAuth (Schoolgate answers 407 itself, against htpasswd or LDAP);
+    UpstreamAuth (no upstream mode: `mode` is regular or transparent); DnsResolver and
+    StripDnsHttpsRecords (DNS mode only); UpdateAltSvc (reverse mode only); Onboarding (the
+    mitmproxy-branded mitm.it app; schools install the CA through device management);
+    ScriptLoader (no `-s` scripts: entry.py is for stock mitmdump); Save, SaveHar, Export, Cut,
+    Comment, CommandHistory (which writes a history file) and Browser (interactive tools);
+    ClientPlayback, ServerPlayback, MapLocal, MapRemote, ModifyBody, ModifyHeaders, StickyAuth,
+    StickyCookie, AntiCache, AntiComp and BlockList (traffic rewriting a technician would set with
+    `--set`, which `schoolgate run` does not take; blocking is Schoolgate's own job)."""
+    return [
+        core.Core(),
+        block.Block(),
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+    ]
+
+
+def _without_onboarding(options: dict[str, object]) -> dict[str, object]:
+    # The lean master has no Onboarding addon, so no mitm.it app to switch off (and no option).
+    return {k: v for k, v in options.items() if k != "onboarding"}
 
 
 class _Announce:
