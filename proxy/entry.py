@@ -43,7 +43,10 @@ class Schoolgate:
         except StartupError as e:
             raise exceptions.OptionsError(str(e)) from None
         self.gateway = gateway
-        ctx.options.update(**bootstrap.proxy_options(config))
+        # mitmdump loads mitmproxy's default addons, Onboarding among them: its mitm.it app is
+        # mitmproxy-branded, and schools install the CA through device management (README).
+        # `schoolgate run`'s lean master has no Onboarding to switch off.
+        ctx.options.update(onboarding=False, **bootstrap.proxy_options(config))
         ctx.master.addons.add(*bootstrap.ordered(gateway))
 
 

@@ -79,7 +79,7 @@ async def _run(config: Config) -> int:
         listen_port=config.listen.port,
         mode=[config.mode],
         termlog_verbosity="info",
-        **_without_onboarding(bootstrap.proxy_options(config)),
+        **bootstrap.proxy_options(config),
     )
     master.addons.add(*bootstrap.ordered(gateway), _Announce(config, gateway))
 
@@ -132,11 +132,6 @@ def lean_addons() -> list[object]:
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
     ]
-
-
-def _without_onboarding(options: dict[str, object]) -> dict[str, object]:
-    # The lean master has no Onboarding addon, so no mitm.it app to switch off (and no option).
-    return {k: v for k, v in options.items() if k != "onboarding"}
 
 
 class _Announce:

@@ -67,9 +67,6 @@ def proxy_options(config: Config) -> dict[str, object]:
         # Lazy: never open a connection to a blocked site's server, not even the TLS handshake
         # mitmproxy would otherwise make to copy its certificate details.
         "connection_strategy": "lazy",
-        # mitm.it's onboarding app is mitmproxy-branded; schools install the CA through their
-        # device management instead (README).
-        "onboarding": False,
     }
     if config.upstream_trusted_ca:
         options["ssl_verify_upstream_trusted_ca"] = str(config.upstream_trusted_ca)

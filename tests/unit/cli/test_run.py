@@ -7,7 +7,7 @@ from mitmproxy import addons as mitm_addons
 from mitmproxy.addons import block, disable_h2c, next_layer, proxyserver, tlsconfig
 from mitmproxy.test import taddons
 
-from schoolgate.cli.run import _without_onboarding, lean_addons
+from schoolgate.cli.run import lean_addons
 from schoolgate.gateway import bootstrap
 
 
@@ -35,14 +35,9 @@ def test_the_dropped_defaults_are_the_ones_that_rewrite_replay_save_or_script():
 def test_schoolgates_options_apply_to_the_lean_master(config):
     # The test context brings its own Core; the rest are the lean master's.
     with taddons.context(*[a for a in lean_addons() if type(a).__name__ != "Core"]) as tctx:
-        tctx.options.update(**_without_onboarding(bootstrap.proxy_options(config)))
+        tctx.options.update(**bootstrap.proxy_options(config))
         assert tctx.options.connection_strategy == "lazy"
         assert tctx.options.confdir == str(config.ca_dir)
         # An open proxy on a public address is refused: Block's option is there and on.
         assert tctx.options.block_global is True
 
-
-def test_only_the_onboarding_option_is_left_out(config):
-    options = bootstrap.proxy_options(config)
-    assert "onboarding" in options
-    assert _without_onboarding(options) == {k: v for k, v in options.items() if k != "onboarding"}
