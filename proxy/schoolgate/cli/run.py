@@ -14,23 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mitmproxy import ctx, options
-from mitmproxy.addons import (
-    block,
-    core,
-    disable_h2c,
-    errorcheck,
-    next_layer,
-    proxyserver,
-    termlog,
-    tlsconfig,
-)
-from mitmproxy.master import Master
+from mitmproxy.addons import errorcheck, termlog
 
 from .. import __version__
 from ..classify.formats import ListFormat, read_list
 from ..config.loader import load_config, parse_address
 from ..config.model import Config
 from ..gateway import bootstrap
+from ..gateway.master import lean_addons, lean_master
 from ..gateway.service import Gateway, StartupError
 from ..sources.lists import category_sources
 from ..store import StoreError
@@ -63,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(config: Config) -> int:
     opts = options.Options()
-    master = Master(opts, with_termlog=False)
+    master = lean_master(opts)
     # Logs go to stderr, leaving stdout for the start-up banner (and journald keeps both).
     terminal_log = termlog.TermLog(out=sys.stderr)
     master.addons.add(terminal_log)
@@ -103,35 +94,6 @@ async def _run(config: Config) -> int:
         await gateway.stop()  # no-op when `done` already stopped it
         terminal_log.uninstall()
     return 0
-
-
-def lean_addons() -> list[object]:
-    """The mitmproxy addons `schoolgate run` needs, instead of mitmproxy's thirty defaults: each
-    default addon with a request or response hook runs on every flow, whether it does anything or
-    not, and most exist for the interactive tools.
-
-    Kept: Core (option checks and commands), Block (`block_global`: a gateway listening on a
-    public address refuses clients from the internet, so it is never an open proxy), DisableH2C
-    (an h2c upgrade or HTTP/2 prior knowledge would carry requests past the HTTP hooks),
-    Proxyserver, NextLayer and TlsConfig (the proxy itself and its interception).
-
-    Dropped, with why: ProxyAuth (Schoolgate answers 407 itself, against htpasswd or LDAP);
-    UpstreamAuth (no upstream mode: `mode` is regular or transparent); DnsResolver and
-    StripDnsHttpsRecords (DNS mode only); UpdateAltSvc (reverse mode only); Onboarding (the
-    mitmproxy-branded mitm.it app; schools install the CA through device management);
-    ScriptLoader (no `-s` scripts: entry.py is for stock mitmdump); Save, SaveHar, Export, Cut,
-    Comment, CommandHistory (which writes a history file) and Browser (interactive tools);
-    ClientPlayback, ServerPlayback, MapLocal, MapRemote, ModifyBody, ModifyHeaders, StickyAuth,
-    StickyCookie, AntiCache, AntiComp and BlockList (traffic rewriting a technician would set with
-    `--set`, which `schoolgate run` does not take; blocking is Schoolgate's own job)."""
-    return [
-        core.Core(),
-        block.Block(),
-        disable_h2c.DisableH2C(),
-        proxyserver.Proxyserver(),
-        next_layer.NextLayer(),
-        tlsconfig.TlsConfig(),
-    ]
 
 
 class _Announce:
