@@ -141,6 +141,8 @@ class GatewayMetrics:
             ["action", "category", "group"],
             registry=r,
         )
+        self._request_children: dict[tuple[str, str, str], Counter] = {}
+        self._block_children: dict[str, Counter] = {}
         self.decision_seconds = Histogram(
             "schoolgate_decision_seconds",
             "Time from the first hook to the verdict for one request.",
@@ -269,11 +271,20 @@ class GatewayMetrics:
 
     def count(self, verdict: Verdict) -> None:
         """Count one decision: by action, deciding category and group; blocks by the kind of rule;
-        attempts to get round the filter by group."""
+        attempts to get round the filter by group. The label children are kept in a dict:
+        `labels()` takes a lock and checks its arguments on every call."""
         category = ILLEGAL_CATEGORY if verdict.illegal_list else (verdict.category or NO_CATEGORY)
-        self.requests.labels(verdict.action, category, verdict.group).inc()
+        key = (verdict.action, category, verdict.group)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(*key)
+        child.inc()
         if verdict.action != ALLOW:
-            self.blocks.labels(block_reason(verdict)).inc()
+            reason = block_reason(verdict)
+            block = self._block_children.get(reason)
+            if block is None:
+                block = self._block_children[reason] = self.blocks.labels(reason)
+            block.inc()
         if verdict.theme == "circumvention":
             self.circumvention.labels(verdict.group).inc()
 
