@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from ..config.loader import load_config
 from ..config.model import Config, ConfigError
 from ..files import write_atomically
 from ..identify.maps import IpUserMap
+from ..sources.lists import builder_command
 from ..sources.localpolicy import local_policy_path
 from ..store.audit import record_change
 from .metrics import GatewayMetrics
@@ -189,7 +189,7 @@ class Reloader:
         """Compile changed lists in a child process (see `schoolgate.sources.lists`), so the loop
         only waits for a cache load. If the child fails, build_rules builds in the thread."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "schoolgate.sources.lists", str(config.path),
+            *builder_command(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         _, err = await proc.communicate()
