@@ -13,9 +13,8 @@ import signal
 import stat
 from pathlib import Path
 
-from mitmproxy import certs
-
 from ..config.model import Config
+from . import ca
 from .addons.check import CheckMode
 from .addons.classify import Classify
 from .addons.enforce import Enforce
@@ -34,19 +33,14 @@ log = logging.getLogger("schoolgate")
 def ensure_ca(config: Config) -> Path:
     """Create the interception CA on first start; return the public certificate's path.
 
-    The CA is named after the school so a pupil inspecting a certificate sees who issued it.
-    mitmproxy writes the private key files with mode 0600.
+    The CA is named after the school so a pupil inspecting a certificate sees who issued it;
+    its key is ECDSA P-256 (see `gateway.ca` for why), and the key files get mode 0600.
     """
-    key_file = config.ca_dir / "mitmproxy-ca.pem"
+    key_file = config.ca_dir / f"{ca.BASENAME}-ca.pem"
     if not key_file.exists():
         try:
-            certs.CertStore.create_store(
-                config.ca_dir,
-                "mitmproxy",
-                2048,
-                organization="Schoolgate",
-                cn=f"Schoolgate CA - {config.school_name}"[:64],
-            )
+            ca.create_ca(config.ca_dir, organization="Schoolgate",
+                         common_name=f"Schoolgate CA - {config.school_name}"[:64])
         except OSError as e:
             raise StartupError(f"cannot create the CA in {config.ca_dir}: {e}") from None
         log.info("created a new interception CA in %s", config.ca_dir)
