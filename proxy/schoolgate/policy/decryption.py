@@ -116,13 +116,14 @@ def decryption(rules: DecryptionRules, group: str, host: str) -> Decryption:
     if mode == "sni-only":
         return Decryption(False, "sni-only")
     classifier = rules.classifier
+    no_decrypt = classifier.no_decrypt(host)
+    if mode != "selective" and not no_decrypt:
+        return Decryption(True, "group-decrypts-all")  # the common case: no hashing needed
     illegal, unknown = classifier.illegal.url_entry_on(_canonical_host(host))
     if illegal is not None:
         return Decryption(True, "illegal-url-entry")
-    if classifier.no_decrypt(host):
+    if no_decrypt:
         return Decryption(False, "no-decrypt-list")
-    if mode != "selective":
-        return Decryption(True, "group-decrypts-all")
     if unknown is not None:
         # A hashed list that does not name its entries' hosts: any host may hold one.
         return Decryption(True, "illegal-hosts-unknown")

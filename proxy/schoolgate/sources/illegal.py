@@ -65,9 +65,10 @@ class IllegalListSource:
         """Seconds until the next refresh is due: 0 when the list was never loaded, or its last
         good copy is already older than the refresh interval (a gateway that was down)."""
         age = self.age(now)
-        if age is None or (self.checked_at is None and self.config.form == "plain"
-                           and self.list.host_keys is None):
-            return 0.0  # never loaded, or a copy from before host digests: read the source now
+        if age is None or (self.checked_at is None and self.list.host_keys is None):
+            # Never loaded, or a copy without host digests (from before they were kept, or torn):
+            # read the source now, once, rather than decrypt every `selective` host until then.
+            return 0.0
         return max(0.0, self.config.refresh_seconds - age)
 
     # -- loading (blocking I/O: call from a thread) --------------------------------------------
