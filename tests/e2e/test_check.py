@@ -147,6 +147,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, pki: OriginPKI) -> Iterator[En
                              "blocked_categories": ["gambling"]}
         groups["byod"] = {"title": "Own devices", "subnets": ["172.17.0.0/16"],
                           "https": "sni-only", "blocked_categories": ["gambling"]}
+        groups["selective"] = {"title": "Selective", "subnets": ["172.18.0.0/16"],
+                               "https": "selective", "blocked_categories": ["gambling"]}
         groups["staff"].update(safe_search="moderate", youtube="off", circumvention="log")
         # Canaries on the tripwire's port: an allowed one that leaked would connect there.
         doc["check"] = {"canaries": {
@@ -201,6 +203,14 @@ def test_check_passes_and_nothing_reaches_any_server(env: Env):
         ("infants", "Outside the walled garden"): "block: walled garden",
         ("pupils", "Education site"): "allow",
         ("byod", "Education site"): "allow: passed through undecrypted",
+        # Selective: hosts with URL-level illegal entries and search engines are decrypted,
+        # the rest decided by name (the shipped CTIRU test list names its entries' hosts).
+        ("selective", "IWF list (iwf)"): "block: illegal list iwf",
+        ("selective", "CTIRU list (ctiru)"): "block: illegal list ctiru",
+        ("selective", "Gambling & betting"): "block at CONNECT: category gambling",
+        ("selective", "Google safe search"): "allow: safe=active",
+        ("selective", "YouTube safe search"): "allow: YouTube-Restrict: Strict",
+        ("selective", "Education site"): "allow: passed through undecrypted",
     }
     for key, got in expect.items():
         assert key in table, f"no row {key}:\n{result.stdout}"
@@ -208,6 +218,7 @@ def test_check_passes_and_nothing_reaches_any_server(env: Env):
         assert table[key].endswith(got), table[key]
     # What cannot be enforced without decrypting is a warning that says why, never a pass.
     assert table[("byod", "Google safe search")].startswith("WARN")
+    assert table[("selective", "DNS-over-HTTPS")].startswith("WARN")  # on a relayed host
     assert "school's DNS" in result.stdout
     assert table[("staff", "Filter-bypass tools")].startswith("SKIP")
     # Illegal-list test addresses are shown by host only.
@@ -220,7 +231,7 @@ def test_a_check_is_recorded_measured_and_summarised_but_is_not_browsing(env: En
     assert result.returncode == 0, result.stdout + result.stderr
     run = json.loads(result.stdout)
     assert run["failed"] == 0 and run["passed"] > 30 and run["trigger"] == "command"
-    assert set(run["groups"]) == {"pupils", "staff", "infants", "byod"}
+    assert set(run["groups"]) == {"pupils", "staff", "infants", "byod", "selective"}
 
     conn = sqlite3.connect(f"file:{env.setup.database}?mode=ro", uri=True)
     try:

@@ -450,6 +450,13 @@ class UrlIndex:
             )
         return found
 
+    def path_tags(self, host: str) -> frozenset[int]:
+        """The tags of the entries with a path on exactly normalised `host` (after the same
+        `www.` stripping as `lookup`): the lists that decide some URL on it by its path."""
+        name = strip_url_host_prefix(host) if host[:3] in ("www", "web", "ftp") else host
+        lo, hi = self._table.find(name.encode())
+        return frozenset(self._tags[lo:hi]) if lo < hi else frozenset()
+
     def _walk(self, query: bytes, lo: int, end: int) -> list[int]:
         """Indexes in [lo, end) whose path is a prefix of `query`, longest first.
 
@@ -744,6 +751,10 @@ class ListIndex:
         """URL-list entries matching the request: `(host, path prefix, tag, line)`, path
         `""` for a domain-only entry. `path` includes the query."""
         return self.urls.lookup(host, path)
+
+    def url_path_tags(self, host: str) -> frozenset[int]:
+        """Tags of the URL-list entries with a path on normalised `host` (see `UrlIndex`)."""
+        return self.urls.path_tags(host)
 
     def match_expressions(self, url: str) -> list[tuple[str, int, int]]:
         """Expressions found in `url` (scheme optional): `(pattern, tag, line)`."""

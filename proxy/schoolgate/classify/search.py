@@ -25,6 +25,7 @@ __all__ = [
     "SearchQuery",
     "extract_search",
     "needs_body",
+    "search_engine",
 ]
 
 ENGINES: tuple[str, ...] = (
@@ -605,3 +606,12 @@ _UNDER: dict[str, _Engine] = {
     "video.search.yahoo.com": _yahoo,
     "news.search.yahoo.com": _yahoo,
 }
+
+
+def search_engine(host: str) -> str | None:
+    """The engine whose searches `extract_search` reads on normalised `host` (one of
+    `ENGINES`), or None: the hosts whose traffic must be decrypted for searches to be seen."""
+    engine = _HOSTS.get(host) or _UNDER.get(host[host.find(".") + 1 :])
+    if engine is None:
+        return None
+    return engine.__name__.lstrip("_")

@@ -18,6 +18,7 @@ from ..config.loader import load_config
 from ..config.model import ConfigError
 from ..gateway.rules import build_rules
 from ..identify import Identity, SubnetGroups
+from ..policy.decryption import decryption
 from ..sources.illegal import without_fetching
 from .common import school_time
 
@@ -48,6 +49,8 @@ WHY_KEYS = (
     "reason",
     "matches",
     "keywords",
+    "decrypt",
+    "decrypt_reason",
 )
 
 
@@ -111,7 +114,11 @@ def cmd_why(args: argparse.Namespace) -> int:
             status = 1
         else:
             verdict = policy.decide(identity, classification, when)
+            # The gateway's own predicate, on the host as the TLS decisions see it.
+            decrypt = decryption(rules.decryption, identity.group, classification.host)
             result.update(
+                decrypt=decrypt.decrypt,
+                decrypt_reason=decrypt.reason,
                 normalised_url=normalised,
                 canonical_url=classification.canonical_url,
                 lookup_expressions=list(classification.expressions),
@@ -188,4 +195,6 @@ def _print_why(r: dict[str, Any]) -> None:
     if r["reason"] == "override":
         print(f"  override    {r['matched_entry']} ({r['matched_list']})")
     print(f"  action      {r['action'].upper()}" + (f"  ({r['rule']})" if r["rule"] else ""))
+    https = "decrypted" if r["decrypt"] else "not decrypted (decided by host name)"
+    print(f"  https       {https}: {r['decrypt_reason']}")
     print()

@@ -72,7 +72,10 @@ class Override:
 SAFE_SEARCH_LEVELS = ("strict", "moderate", "off")
 
 
-HTTPS_MODES = ("decrypt", "sni-only")
+HTTPS_MODES = ("decrypt", "selective", "sni-only")
+"""A group's `https` key: decrypt every connection (but the do-not-decrypt list), decrypt only
+hosts that need a URL-level decision (`schoolgate.policy.decryption`), or decide every
+connection by its host name and never decrypt."""
 
 
 BLOCK_OR_LOG = ("block", "log")
@@ -153,8 +156,10 @@ class Group:
     keyword_threshold: float = 10.0
     """Sum of phrase weights in a page or search above which it is blocked and flagged."""
     https: str = "decrypt"
-    """`decrypt` (full URL seen), or `sni-only` for devices without the school's certificate:
-    the host name in the TLS handshake decides, and the connection is never decrypted."""
+    """`decrypt` (full URL seen); `selective`: only hosts that need a URL-level decision are
+    decrypted, the rest are decided by the host name in the TLS handshake and relayed (see
+    `schoolgate.policy.decryption`); or `sni-only` for devices without the school's
+    certificate: the host name decides, and the connection is never decrypted."""
     no_sni: str = "block"
     """A TLS handshake without a host name, or a CONNECT to a bare IP address: `block` or
     `log` (let through and record)."""

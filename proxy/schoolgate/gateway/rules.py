@@ -20,6 +20,7 @@ from ..identify.maps import IpUserMap
 from ..pages import Page
 from ..policy import Policy
 from ..policy.blockpage import BlockPage
+from ..policy.decryption import DecryptionRules
 from ..sources.identity import build_identity
 from ..sources.keywords import load_library
 from ..sources.lists import build_classifier
@@ -50,6 +51,8 @@ class Rules:
     report_page: Page
     """The template of the pages answering the block page's report forms
     (`problem-report.html`), compiled with this generation so an edit applies on reload."""
+    decryption: DecryptionRules
+    """What `policy.decryption.decryption` needs to say which hosts `selective` decrypts."""
     generation: int = 1
     next_lapse: float | None = None
     """When a command-line allow or block entry next lapses (`--until`): reload then."""
@@ -96,7 +99,7 @@ def build_rules(config: Config, illegal: IllegalLists, generation: int = 1, *,
     merged = apply_local_policy(config, kept, now)
     return Rules(merged, classifier, Policy(merged), BlockPage(merged),
                  build_identity(merged, ip_users), Page("problem-report.html", merged.templates),
-                 generation, next_change(kept, now))
+                 DecryptionRules(merged, classifier), generation, next_change(kept, now))
 
 
 def refuse_illegal_allows(config: Config, classifier: Classifier) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "YOUTUBE_MODES",
     "Rewrite",
     "SafeSearchPolicy",
+    "enforced_engine",
     "engine_suffixes",
     "enforce",
     "google_hosts",
@@ -415,6 +416,17 @@ def enforce(
         form_params=form,
         changed=new_path != path,
     )
+
+
+def enforced_engine(host: str, policy: SafeSearchPolicy) -> str | None:
+    """The engine (one of `ENGINES`) whose safe search or Restricted Mode `enforce` locks on
+    normalised `host` under `policy`, or None: the hosts that must be decrypted for it to hold."""
+    if host in YOUTUBE_HOSTS:
+        return "youtube" if policy.youtube != "off" else None
+    surfaces = _HOSTS.get(host) or (_YAHOO_ONLY if host.endswith(".search.yahoo.com") else None)
+    if surfaces is None or policy.level == "off":
+        return None
+    return surfaces[0].engine
 
 
 def _youtube(path: str, headers: Mapping[str, str], policy: SafeSearchPolicy) -> Rewrite | None:

@@ -9,13 +9,14 @@ refresh keeps the last good list and records why; the message names the source, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import urllib.request
 from array import array
 from pathlib import Path
 
-from ..classify.illegal import IllegalList, IllegalLists, parse_entries
+from ..classify.illegal import IllegalList, IllegalLists, parse_list
 from ..config.model import Config, IllegalListConfig
 from ..files import replacing
 
@@ -37,6 +38,11 @@ class IllegalListSource:
         self.last_error: str | None = None
         self.problems: list[str] = []
         self._state = state_dir / f"{config.name}.digests" if state_dir else None
+        # The digests of the hosts of URL-level entries (selective decryption), beside the
+        # entries: the SHA-256 of the entries file it goes with, then the host keys. Copies
+        # written before it existed, or a pair torn apart, load without hosts (fail safe: every
+        # host is decrypted in `selective` groups) until the next refresh.
+        self._hosts_state = state_dir / f"{config.name}.hosts" if state_dir else None
 
     @property
     def name(self) -> str:
@@ -59,7 +65,11 @@ class IllegalListSource:
         """Seconds until the next refresh is due: 0 when the list was never loaded, or its last
         good copy is already older than the refresh interval (a gateway that was down)."""
         age = self.age(now)
-        return 0.0 if age is None else max(0.0, self.config.refresh_seconds - age)
+        if age is None or (self.checked_at is None and self.list.host_keys is None):
+            # Never loaded, or a copy without host digests (from before they were kept, or torn):
+            # read the source now, once, rather than decrypt every `selective` host until then.
+            return 0.0
+        return max(0.0, self.config.refresh_seconds - age)
 
     # -- loading (blocking I/O: call from a thread) --------------------------------------------
 
@@ -81,13 +91,16 @@ class IllegalListSource:
         except (OSError, ValueError) as e:
             # The reason may hold the URL or path, never an entry.
             return self._failed(f"cannot read {self.config.source}: {e}")
-        keys, problems = parse_entries(lines, self.config.form, self.config.name)
+        keys, host_keys, problems = parse_list(lines, self.config.form, self.config.name)
         self.problems = problems
         for p in problems[:20]:
             log.warning("illegal list %s", p)
         if not keys:
             return self._failed(f"{self.config.name}: the source has no valid entries")
-        self.list.replace(keys)
+        if host_keys is None:
+            log.warning("illegal list %s: a hashed line names no host digest, so every host is "
+                        "decrypted for groups with `https: selective`", self.config.name)
+        self.list.replace(keys, host_keys)
         self.loaded_at = self.checked_at
         self.last_error = None
         self._save_state()
@@ -103,19 +116,40 @@ class IllegalListSource:
             raw = self._state.read_bytes()
             keys = array("Q")
             keys.frombytes(raw)
-            self.list.replace(keys)
+            self.list.replace(keys, self._restore_hosts(raw))
             self.loaded_at = self._state.stat().st_mtime
         except (OSError, ValueError) as e:
             log.warning("illegal list %s: last good copy unreadable: %s", self.config.name, e)
             return False
         return True
 
+    def _restore_hosts(self, entries: bytes) -> array | None:
+        if self._hosts_state is None:
+            return None
+        try:
+            raw = self._hosts_state.read_bytes()
+        except FileNotFoundError:
+            return None
+        if raw[:32] != hashlib.sha256(entries).digest():
+            return None  # saved with other entries: a save interrupted between the two files
+        hosts = array("Q")
+        hosts.frombytes(raw[32:])
+        return hosts
+
     def _save_state(self) -> None:
         if self._state is None:
             return
         try:
+            entries = self.list.keys.tobytes()
             with replacing(self._state) as f:
-                self.list.keys.tofile(f)
+                f.write(entries)
+            if self._hosts_state is not None:
+                hosts = self.list.host_keys
+                if hosts is None:
+                    self._hosts_state.unlink(missing_ok=True)
+                else:
+                    with replacing(self._hosts_state) as f:
+                        f.write(hashlib.sha256(entries).digest() + hosts.tobytes())
         except OSError as e:
             log.warning("illegal list %s: cannot save the last good copy: %s", self.config.name, e)
 

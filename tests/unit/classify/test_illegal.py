@@ -13,7 +13,7 @@ import pytest
 
 from sample_school import BASE_CONFIG, REPO, replace_once
 from schoolgate.classify import Classifier
-from schoolgate.classify.illegal import IllegalLists, digest_key, parse_entries
+from schoolgate.classify.illegal import IllegalLists, digest_key, parse_entries, parse_list
 from schoolgate.config.model import ConfigError, IllegalListConfig
 from schoolgate.gateway.rules import build_rules
 from schoolgate.identify import Identity
@@ -197,6 +197,74 @@ def test_a_last_good_copy_older_than_the_interval_is_refreshed_at_once(tmp_path)
     assert sleeps[0] == 0  # refreshed at once ...
     assert stale.entries == 4  # ... from the source
     assert interval - 5 < sleeps[1] <= interval  # then after a full interval
+
+
+# ---------------------------------------------------------------------------------------------
+# Hosts of URL-level entries (selective decryption), as digests only
+
+
+def test_hosts_of_url_entries_are_held_as_digests_beside_the_copy(tmp_path):
+    lst, _ = make_list(tmp_path, PLAIN)
+    lists = IllegalLists([lst.list])
+    # pages.test has two URL entries (one host digest); iwf-dom.test is a domain entry, decided
+    # by the host name, so it needs none.
+    assert lst.list.host_keys is not None and len(lst.list.host_keys) == 1
+    assert lists.url_entry_on("pages.test") == (lst.list, None)
+    assert lists.url_entry_on("www.pages.test") == (lst.list, None)  # lookup hosts reach it
+    assert lists.url_entry_on("iwf-dom.test") == (None, None)
+    assert lists.url_entry_on("otherpages.test") == (None, None)
+    hosts = (tmp_path / "state" / "iwf.hosts").read_bytes()
+    assert b"pages" not in hosts and b"iwf-dom" not in hosts
+    assert len(hosts) == 32 + 8  # the entries file's SHA-256, then one host key
+    assert (tmp_path / "state" / "iwf.hosts").stat().st_mode & 0o077 == 0
+
+
+def test_a_copy_from_before_host_digests_loads_fail_safe_and_is_refreshed_at_once(tmp_path):
+    lst, _ = make_list(tmp_path, PLAIN)
+    (tmp_path / "state" / "iwf.hosts").unlink()
+    old = IllegalListSource(lst.config, tmp_path / "state")
+    assert old.restore() and old.entries == 3
+    assert old.list.host_keys is None
+    # Unknown hosts: any host may have a URL entry on this list.
+    assert IllegalLists([old.list]).url_entry_on("fine.test") == (None, old.list)
+    assert old.due_in() == 0  # a fresh copy, refreshed now to learn its hosts
+    assert old.refresh()
+    assert IllegalLists([old.list]).url_entry_on("fine.test") == (None, None)
+    assert old.due_in() > 0
+
+
+def test_host_digests_saved_with_other_entries_are_not_trusted(tmp_path):
+    """A save interrupted between the two files leaves host digests of another list: they
+    would miss a new URL entry's host, so they are dropped (fail safe)."""
+    lst, source = make_list(tmp_path, PLAIN)
+    hosts = (tmp_path / "state" / "iwf.hosts").read_bytes()
+    source.write_text(PLAIN + "new.test/page\n", encoding="utf-8")
+    assert lst.refresh()
+    (tmp_path / "state" / "iwf.hosts").write_bytes(hosts)
+    again = IllegalListSource(lst.config, tmp_path / "state")
+    assert again.restore() and again.entries == 4
+    assert again.list.host_keys is None
+
+
+def test_a_hashed_source_may_name_each_entrys_host():
+    both = f"{sha('a.test/x')} {sha('a.test')}"
+    parsed = parse_list([both, f"{sha('b.test/')},{sha('b.test')}"], "sha256", "ctiru")
+    assert len(parsed.keys) == 2 and parsed.host_keys is not None
+    assert len(parsed.host_keys) == 2 and parsed.problems == []
+    # One line without its host makes the list's hosts unknown; a bad second field is a bad line.
+    parsed = parse_list([both, sha("c.test/y")], "sha256", "ctiru")
+    assert len(parsed.keys) == 2 and parsed.host_keys is None
+    parsed = parse_list([both, f"{sha('c.test/y')} c.test"], "sha256", "ctiru")
+    assert len(parsed.keys) == 1 and [p.split(": ")[0] for p in parsed.problems] == ["ctiru:2"]
+
+
+def test_the_shipped_hashed_test_list_names_its_hosts():
+    root = REPO / "categories" / "illegal"
+    ctiru = IllegalListSource(spec("ctiru", "ctiru", root / "ctiru-test.sha256", "sha256"))
+    assert ctiru.refresh()
+    lists = IllegalLists([ctiru.list])
+    assert lists.url_entry_on("ctiru-test.example.net") == (ctiru.list, None)
+    assert lists.url_entry_on("example.net") == (None, None)
 
 
 def test_staleness(tmp_path):

@@ -68,3 +68,32 @@ def test_an_illegal_match_names_the_list_never_the_entry(write_config, capsys):
 def test_no_match_gives_empty_lists(write_config, capsys):
     (r,) = _why(write_config, capsys, "https://example.com/")
     assert (r["action"], r["matches"], r["keywords"]) == ("allow", [], [])
+
+
+def test_decrypt_follows_the_groups_https_mode(write_config, capsys):
+    """`decrypt` and `decrypt_reason` are the TLS decisions' own predicate for the group."""
+    text = replace_once(CONFIG, "    title: Sixth form\n",
+                        "    title: Sixth form\n    https: selective\n")
+    text = replace_once(text, "    title: Guest Wi-Fi\n", "    title: Guest Wi-Fi\n    https: sni-only\n")
+    path = str(write_config(text, LISTS))
+
+    def why(group: str, url: str) -> tuple[bool, str]:
+        assert cli.main(["why", "--json", "--config", path, "--group", group, url]) == 0
+        r = json.loads(capsys.readouterr().out)
+        return r["decrypt"], r["decrypt_reason"]
+
+    assert why("staff", "https://facebook.com/") == (True, "group-decrypts-all")
+    assert why("guest", "https://www.google.com/search?q=x") == (False, "sni-only")
+    # selective: a host with a URL-level illegal entry, a search engine, and one decided by name.
+    assert why("sixth_form", "https://secret-illegal.example.org/") == (True, "illegal-url-entry")
+    assert why("sixth_form", "https://www.google.com/") == (True, "safe-search")
+    assert why("sixth_form", "https://facebook.com/some/page") == (False, "host-only")
+    # The text output says it too.
+    assert cli.main(["why", "--config", path, "--group", "sixth_form", "https://facebook.com/"]) == 0
+    assert "  https       not decrypted (decided by host name): host-only" in capsys.readouterr().out
+
+
+def test_decrypt_keys_are_null_for_a_url_that_cannot_be_read(write_config, capsys):
+    status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)), "http://[bad"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 1 and r["error"] and (r["decrypt"], r["decrypt_reason"]) == (None, None)

@@ -254,6 +254,12 @@ MISTAKES = [
         id="bad-mode",
     ),
     pytest.param(
+        # The message lists every HTTPS mode, selective decryption included.
+        "    title: Staff\n", "    title: Staff\n    https: some\n", "https: some",
+        "groups.staff.https", ["must be one of decrypt, selective, sni-only, not 'some'"], [],
+        id="bad-https-mode",
+    ),
+    pytest.param(
         "  host: 127.0.0.1\n  port: 8080", "  host: proxy.school.example\n  port: 8080",
         "host: proxy.school.example", "listen.host",
         ["must be an IP address"], [],

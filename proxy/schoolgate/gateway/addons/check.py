@@ -41,14 +41,16 @@ from ...check.answers import (
 from ...check.run import CheckRun, run_check
 from ...check.summary import write_summary
 from ...check.timetable import next_run
+from ...classify.urls import normalise_host
 from ...files import write_atomically
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
+from ...policy.decryption import decryption
 from ...store.checks import record_run
 from ..decision import ClientState
 from ..service import Gateway
 from . import begin, decision_of, serve_verdict
-from .tls import host_verdict, passed_through
+from .tls import host_verdict, passed_through, relayed_at_connect
 
 log = logging.getLogger("schoolgate.check")
 
@@ -253,7 +255,8 @@ class CheckAnswer:
         rules = self.gateway.rules
         host, port = flow.request.host, flow.request.port
         verdict = rules.policy.connect_port(identity, host, port)
-        if verdict is None and rules.policy.group(identity.group).https == "sni-only":
+        if verdict is None and relayed_at_connect(rules, rules.policy.group(identity.group),
+                                                  host):
             verdict = host_verdict(rules, identity, host)
         if verdict is None or verdict.action == ALLOW:
             verdict = Verdict(action="block", group=identity.group, reference=new_reference(),
@@ -273,7 +276,8 @@ class CheckAnswer:
             host = data.client_hello.sni or ""
             verdict = passed_through(host_verdict(rules, identity, host),
                                      rules.policy.group(identity.group),
-                                     rules.classifier.no_decrypt(host))
+                                     decryption(rules.decryption, identity.group,
+                                                normalise_host(host)))
         except Exception as e:  # noqa: BLE001 - still never passed through; say it failed
             self.gateway.fail_closed("tls", e)
             verdict = Verdict(action=ERROR, group=identity.group, reference=new_reference(),

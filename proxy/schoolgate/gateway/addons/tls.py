@@ -6,7 +6,9 @@ the TLS ClientHello (every mode), from the host name the client announces (SNI).
   group's `no_sni` rule.
 - Hosts on the do-not-decrypt list (banking, health, government) pass through undecrypted, but are
   still classified by SNI and logged; so are allowed hosts for `sni-only` groups (devices without
-  the school's certificate).
+  the school's certificate), and, for `selective` groups, hosts that nothing decides by URL.
+  Which hosts are decrypted is `schoolgate.policy.decryption`'s one predicate, which
+  `schoolgate why` shows too.
 - A host that must be blocked where nothing will be decrypted is refused at the handshake: the
   client's connection is closed instead of being given a certificate.
 """
@@ -24,6 +26,7 @@ from ...classify.urls import is_ip_address, normalise_host
 from ...config.model import Group
 from ...identify import Identity
 from ...policy import ALLOW, BLOCK, Verdict, new_reference
+from ...policy.decryption import Decryption, decryption
 from ..decision import event_for
 from ..rules import Rules
 from ..service import Gateway
@@ -79,7 +82,7 @@ class TlsDecisions:
                     # Logged, not blocked: decrypted, each request inside is recorded with the
                     # address as its host; not decrypted, the ClientHello records the connection.
                     return
-            if verdict is None and group.https == "sni-only":
+            if verdict is None and relayed_at_connect(rules, group, host):
                 verdict = host_verdict(rules, identity, host)
                 if verdict.action == ALLOW:
                     return  # decided again, and logged, at the ClientHello
@@ -129,8 +132,8 @@ class TlsDecisions:
                     self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
                 return
             host = normalise_host(sni)
-            no_decrypt = rules.classifier.no_decrypt(host)
-            if group.https != "sni-only" and not no_decrypt:
+            decision = decryption(rules.decryption, group.name, host)
+            if decision.decrypt:
                 # Decrypted: every request inside is decided and logged on its own.
                 self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
                 return
@@ -141,7 +144,7 @@ class TlsDecisions:
                 return
             data.ignore_connection = True
             self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-            self._record(identity, passed_through(verdict, group, no_decrypt), host, "TLS")
+            self._record(identity, passed_through(verdict, group, decision), host, "TLS")
         except (URLError, ValueError) as e:
             # A ClientHello naming something no DNS name can be: refuse, never pass it through.
             log.info("refusing a TLS handshake with an unusable host name: %s", e)
@@ -192,9 +195,23 @@ def host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
     return verdict
 
 
-def passed_through(verdict: Verdict, group: Group, no_decrypt: bool) -> Verdict:
+def relayed_at_connect(rules: Rules, group: Group, host: str) -> bool:
+    """Whether a CONNECT to `host` is decided by the host name now, as the connection will not
+    be decrypted: `sni-only` groups, and `selective` ones for a host nothing decides by URL. (A
+    do-not-decrypt host in a `decrypt` group is decided at the ClientHello, as before.)"""
+    if group.https == "decrypt":
+        return False
+    return not decryption(rules.decryption, group.name, normalise_host(host)).decrypt
+
+
+def passed_through(verdict: Verdict, group: Group, decision: Decryption) -> Verdict:
     """An allowed connection's verdict as recorded when it is passed through undecrypted."""
-    why = "on the do-not-decrypt list" if no_decrypt else f"group {group.name} is SNI-only"
+    if decision.reason == "no-decrypt-list":
+        why = "on the do-not-decrypt list"
+    elif decision.reason == "sni-only":
+        why = f"group {group.name} is SNI-only"
+    else:
+        why = f"group {group.name} decrypts selectively, and nothing here is decided by URL"
     return dataclasses.replace(verdict, rule=f"passed through undecrypted: {why}",
                                reason="tls:passthrough")
 
