@@ -2,8 +2,8 @@
 decisions and `schoolgate why` both call, for every group's `https` mode.
 
 In `selective` a host is decrypted only when some decision about it needs the URL: an
-illegal-list entry with a path on it, a category list's URL entry or word pattern, a local allow
-or block entry with a path, a search engine (searches are monitored), a site whose safe search or
+illegal-list entry with a path on it, a category list's URL entry, a local allow or block entry
+with a path, a search engine (searches are monitored), a site whose safe search or
 Restricted Mode the group locks. Every other host is decided by its name at the handshake and
 relayed. Pure code: `DecryptionRules` is compiled once per rules generation; the illegal lists are
 read live, as they refresh on their own schedule.
@@ -32,7 +32,6 @@ REASONS = (
     "search-engine",
     "override-url",
     "category-url-entry",
-    "category-expression",
     # Not decrypted
     "sni-only",
     "no-decrypt-list",
@@ -54,9 +53,6 @@ class _GroupNeeds(NamedTuple):
     group: Group
     url_tags: frozenset[int]
     """Index tags of the lists whose URL entries can change this group's verdict."""
-    expressions: bool
-    """Word patterns (`expressions` lists) that can change this group's verdict exist: they can
-    match any URL on any host, so no host can be decided by its name alone."""
     override_hosts: frozenset[str]
     """Hosts of the group's allow and block entries that have a path."""
     safe_search: SafeSearchPolicy
@@ -69,7 +65,6 @@ class DecryptionRules:
     def __init__(self, config: Config, classifier: Classifier):
         self.classifier = classifier
         lists = classifier.index.lists
-        expression_tags = {tag for _, tag, _ in classifier.index.expressions.items}
         circumvention = config.circumvention.categories
         self.groups: dict[str, _GroupNeeds] = {}
         for name, g in config.groups.items():
@@ -78,7 +73,6 @@ class DecryptionRules:
             self.groups[name] = _GroupNeeds(
                 group=g,
                 url_tags=tags,
-                expressions=not tags.isdisjoint(expression_tags),
                 override_hosts=frozenset(o.host for o in (*g.allow, *g.block)
                                          if o.path is not None),
                 safe_search=SafeSearchPolicy(g.safe_search, g.youtube),
@@ -135,8 +129,11 @@ def decryption(rules: DecryptionRules, group: str, host: str) -> Decryption:
         return Decryption(True, "override-url")
     if needs.url_tags and not needs.url_tags.isdisjoint(classifier.index.url_path_tags(host)):
         return Decryption(True, "category-url-entry")
-    if needs.expressions:
-        return Decryption(True, "category-expression")
+    # Word patterns (UT1 `expressions`) are not a reason: they can match any address on any
+    # host, so as a reason they would decrypt every host of every group that blocks adult
+    # content, and selective would be decrypt by another name. On a relayed connection they are
+    # matched against the site's name at the handshake (`host_verdict` classifies
+    # `https://HOST/`); what they would have caught in a path is the trade-off the README states.
     # Issue #11 (content scanning by category) adds its reason here: a host in a category the
     # group scans is decrypted, as "category-scanned", before the connection is relayed.
     return Decryption(False, "host-only")

@@ -140,8 +140,8 @@ ROWS = [
     ("pupils", "edu.test", (False, "host-only")),  # education decides nothing for pupils...
     ("garden", "edu.test", (True, "category-url-entry")),  # ... but opens pages in the garden
     ("nosafe", "pages.test", (False, "host-only")),  # adult is not blocked for this group
-    # Word patterns can match any URL on any host: every host of the group is decrypted.
-    ("words", "fine.test", (True, "category-expression")),
+    # Word patterns are no reason to decrypt: they are matched against the name at the handshake.
+    ("words", "fine.test", (False, "host-only")),
     ("words", "bank.test", (False, "no-decrypt-list")),
     ("pupils", "fine.test", (False, "host-only")),
 ]
@@ -160,6 +160,14 @@ def test_every_reason_has_a_row():
     assert given == set(REASONS)
     # The hashed-list test below gives the one reason a plain list cannot.
     assert {expected[1] for _, _, expected in ROWS} | {"illegal-hosts-unknown"} == set(REASONS)
+
+
+def test_a_word_pattern_still_decides_a_relayed_host_by_its_name(rules):
+    """Relayed, the host is classified as `https://HOST/` at the handshake (tls.host_verdict):
+    a pattern that matches the name still puts it in its category there."""
+    assert decryption(rules.decryption, "words", "casino-royale.test") == (False, "host-only")
+    assert "words" in rules.classifier.classify("https://casino-royale.test/").categories
+    assert "words" not in rules.classifier.classify("https://fine.test/").categories
 
 
 def test_a_hashed_list_without_host_digests_decrypts_every_host(make_config):
