@@ -13,6 +13,7 @@ import classify_index  # noqa: E402
 import daily_report  # noqa: E402
 import gateway_load  # noqa: E402
 import hook_time  # noqa: E402
+import lossless  # noqa: E402
 import metrics_cost  # noqa: E402
 import reload_stall  # noqa: E402
 
@@ -23,5 +24,7 @@ if __name__ == "__main__":
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()
+    if lossless.main([]) != 0:
+        sys.exit("lossless: events were lost (see above)")
     # Last: seeding 5 million events takes about two minutes (BENCH_REPORT_EVENTS shrinks it).
     daily_report.main([])

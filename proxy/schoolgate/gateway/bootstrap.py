@@ -13,6 +13,8 @@ import signal
 import stat
 from pathlib import Path
 
+from mitmproxy import ctx
+
 from ..config.model import Config
 from . import ca
 from .addons.check import CheckMode
@@ -23,6 +25,7 @@ from .addons.metrics import Metrics
 from .addons.problem_reports import ProblemReports
 from .addons.record import Record
 from .addons.tls import TlsDecisions
+from .master import drain
 from .service import Gateway, StartupError
 
 __all__ = ["Lifecycle", "build", "ensure_ca", "ordered", "proxy_options"]
@@ -112,5 +115,8 @@ class Lifecycle:
 
     async def done(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        # Every decision made before the event queue is flushed: no request is decided (and
+        # recorded) after the store has closed.
+        await drain(ctx.master)
         await self.gateway.stop()
         self.pidfile.unlink(missing_ok=True)

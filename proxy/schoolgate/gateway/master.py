@@ -15,6 +15,7 @@ the next still runs, and `AddonHalt` stops the hook.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from mitmproxy import addonmanager, exceptions, flow, hooks, options
 from mitmproxy.addons import block, core, disable_h2c, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
-__all__ = ["DispatchAddonManager", "lean_addons", "lean_master"]
+__all__ = ["DispatchAddonManager", "drain", "lean_addons", "lean_master"]
 
 log = logging.getLogger("schoolgate")
 
@@ -78,6 +79,35 @@ class DispatchAddonManager(addonmanager.AddonManager):
                         await res
             except exceptions.AddonHalt:
                 return
+
+
+async def drain(master: Master, timeout: float = 5.0) -> int:
+    """Stop taking connections and close the open ones, waiting (bounded) until every client
+    connection's handler has finished; return how many were still open at the end.
+
+    mitmproxy's shutdown runs the `done` hooks while the proxy goes on serving: its listening
+    sockets stay open and keep-alive clients keep sending requests, so decisions went on being
+    made, and recorded, after the event store had been flushed and closed.
+    benchmarks/lossless.py found that: with SIGTERM in the middle of the load, 10 of 1,674
+    answered requests had no event. Draining first means every decision is made before the
+    flush. A request already inside a hook finishes it (the hooks do not wait on the network);
+    one whose connection is closed before it is decided is neither answered nor recorded."""
+    proxyserver = master.addons.get("proxyserver")
+    if proxyserver is None:
+        return 0
+    await proxyserver.servers.update([])
+    for handler in list(proxyserver.connections.values()):
+        client = handler.client
+        if client in handler.transports and handler.transports[client].handler is not None:
+            handler.close_connection(client)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while proxyserver.connections and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    left = len(proxyserver.connections)
+    if left:
+        log.warning("%d client connections were still open %.0f s into shutdown", left, timeout)
+    return left
 
 
 def lean_master(opts: options.Options) -> Master:
