@@ -226,6 +226,7 @@ static void response_done(struct conn *c) {
     uint64_t t = now_us();
     if (t > G.deadline) {  /* outside the window: not counted, and no more requests */
         G.stopping = 1;
+        if (c->done_in_tunnel > 0) G.tunnels_partial++;
         close_conn(c);
         return;
     }
