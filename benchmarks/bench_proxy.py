@@ -306,6 +306,13 @@ def tree_cpu(pid: int) -> float:
     return total / _TICK
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent not idle (all cores, every namespace)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICK
+
+
 def tree_rss(pid: int) -> list[int]:
     """RSS in bytes of each process in the tree."""
     out = []
@@ -611,6 +618,7 @@ http {{
         cpu0 = tree_cpu(pid) if pid else 0.0
         origin0 = tree_cpu(self.nginx.pid)
         denied0 = self.e2guardian_denied() if t.name == "e2guardian" else 0
+        busy0, own0 = machine_busy(), _own_cpu()
         w0 = time.monotonic()
         if mix.https:
             result = self.run_tunnel_load(t, mix, seconds)
@@ -618,10 +626,15 @@ http {{
             result = self.run_wrk(t, mix, seconds)
         wall = time.monotonic() - w0
         cpu1 = tree_cpu(pid) if pid else 0.0
+        busy = machine_busy() - busy0
         if t.name == "e2guardian" and mix.blocked_every:
             self.reconcile_e2guardian_blocks(result, denied0)
         result["target_cpu_s"] = cpu1 - cpu0
         result["origin_cpu_s"] = tree_cpu(self.nginx.pid) - origin0
+        # CPU the machine spent on anything but this cell (other work on the machine): when it
+        # is large, the cell's figures were measured on a busy machine.
+        result["other_cpu_share"] = max(0.0, busy - result["target_cpu_s"] - result["origin_cpu_s"]
+                                        - result["loadgen_cpu_s"] - (_own_cpu() - own0)) / wall
         result["wall_s"] = wall
         rss = tree_rss(pid) if pid else []
         result["rss_bytes"] = sum(rss)
@@ -739,6 +752,12 @@ http {{
         return self.results
 
 
+def _own_cpu() -> float:
+    """This process's CPU time (the harness and its DNS stub thread)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _run_measured(cmd: list[str], env: dict, timeout: float) -> tuple[str, float]:
     """Run a load generator to completion; its output and its own CPU time (wait4 rusage)."""
     with tempfile.TemporaryFile() as out:
@@ -779,6 +798,7 @@ def summarise(results: list[dict]) -> dict[tuple[str, str], dict]:
         med = {f: statistics.median(r[f] for r in runs)
                for f in ("rate", "p50_ms", "p99_ms", "cpu_us_per_req", "rss_bytes",
                          "rss_max_process_bytes", "loadgen_cpu_share", "origin_cpu_s",
+                         "other_cpu_share",
                          "target_cpu_s", "seconds")}
         med["errors"] = sum(r["errors"] for r in runs)
         med["requests"] = sum(r["requests"] for r in runs)
@@ -797,8 +817,8 @@ def summarise(results: list[dict]) -> dict[tuple[str, str], dict]:
 def table(summary: dict[tuple[str, str], dict], mixes: list[Mix], targets: list[str]) -> str:
     lines = []
     head = (f"{'mix':14} {'target':15} {'req/s':>8} {'conn/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
-            f"{'errors':>6} {'blocked':>7} {'cpu us/req':>10} {'RSS MiB':>8} {'gen cpu':>7} "
-            f"{'/mitm':>6} {'/e2g':>6}")
+            f"{'errors':>6} {'blocked':>7} {'cpu us/req':>10} {'RSS MiB':>8} {'max/proc':>8} "
+            f"{'gen cpu':>7} {'other':>5} {'/mitm':>6} {'/e2g':>6}")
     lines.append(head)
     lines.append("-" * len(head))
     for mix in mixes:
@@ -822,7 +842,8 @@ def table(summary: dict[tuple[str, str], dict], mixes: list[Mix], targets: list[
             lines.append(
                 f"{mix.name:14} {t:15} {s['rate']:8.0f} {conn} {s['p50_ms']:7.2f} "
                 f"{s['p99_ms']:8.2f} {s['errors']:6d} {blocked:>7} {s['cpu_us_per_req']:10.0f} "
-                f"{s['rss_bytes'] / 2**20:8.1f} {s['loadgen_cpu_share']:7.0%} "
+                f"{s['rss_bytes'] / 2**20:8.1f} {s['rss_max_process_bytes'] / 2**20:8.1f} "
+                f"{s['loadgen_cpu_share']:7.0%} {s['other_cpu_share']:5.0%} "
                 f"{ratio(base_m):>6} {ratio(base_e):>6}")
         lines.append("")
     return "\n".join(lines)
@@ -975,8 +996,10 @@ def inside(args: argparse.Namespace) -> int:
               f"origin and proxy; {args.domains:,}-domain category list"
               f"{' + full UT1' if args.ut1 else ''}")
         print("conn/s: new client connections (tunnels) completed per second; gen cpu: the load "
-              "generator's own CPU share of one core; RSS: the target's process tree after the "
-              "run; /mitm, /e2g: Schoolgate req/s over bare mitmdump's and e2guardian's.")
+              "generator's own CPU share of one core; other: CPU share the machine spent on work "
+              "outside this bench (high means a busy machine); RSS: the target's process tree "
+              "after the run, max/proc its largest process; /mitm, /e2g: Schoolgate req/s over "
+              "bare mitmdump's and e2guardian's.")
         print("e2guardian relays HTTPS without MITM (CONNECT pass-through); mitmdump on the "
               "selective mixes leaves the 70 % relayed hosts alone with --ignore-hosts; "
               "mitmdump and direct do not filter, so their blocked count is 0.\n")
