@@ -15,6 +15,15 @@ category list, illegal lists, the keyword library with search monitoring, events
 metrics on) at each `--workers` value the build supports, and `direct`: the load generators
 straight at nginx, the ceiling they reach on this machine (proof they are not the bottleneck).
 
+Mixes: 1 KB responses from 100 allowed hosts (`http`); the same with every tenth request to a
+name in the blocked category (`http-blocked`; Schoolgate answers 403, e2guardian its 200 block
+page, counted from its access log because it then closes the connection); 50 KB HTML pages,
+which both filters scan (`http-html`); HTTPS over 80 hosts (below mitmproxy's 100-certificate
+cache, so no target generates certificates during a run), one request per new TLS connection
+and ten per tunnel, intercepted (`https-*`) and under selective decryption (`sel-*`: 30 % of
+the hosts have a URL-level list entry, so need decrypting; mitmdump's row leaves the other 70 %
+alone with --ignore-hosts). Every tunnel is a full handshake (no resumption).
+
 Per (target, mix), `--runs` runs (default 3) of `--seconds` each; the table shows the median of
 each figure. CPU per request is utime+stime of the target's whole process tree (from /proc)
 over the run window divided by the requests served; RSS is the tree's after the run.
