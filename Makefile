@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 CONFIG  ?= config/schoolgate.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint bench clean
+.PHONY: run test test-unit lint bench bench-proxy clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/schoolgate run --config $(CONFIG)
@@ -26,6 +26,13 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/run.py
+
+# Schoolgate against bare mitmdump and e2guardian through wrk and an HTTPS CONNECT load
+# generator, in a private network namespace (loopback only): needs root, nginx-light, wrk,
+# e2guardian, gcc and libssl-dev. About 15 minutes; BENCH_PROXY_SECONDS, BENCH_PROXY_RUNS and
+# BENCH_PROXY_ARGS (such as "--mixes http,https-1 --ut1") change what it runs.
+bench-proxy: $(VENV)/.installed-test
+	$(PY) benchmarks/bench_proxy.py
 
 $(VENV)/.created:
 	@python=$$(scripts/find-python) || exit 1; \
