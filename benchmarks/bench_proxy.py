@@ -759,8 +759,59 @@ http {{
                         raise RuntimeError(f"{t.name} {mix.name}: {r['error_detail']}; see "
                                            f"{self.logs / (t.name + '.log')}:\n"
                                            f"{_tail(self.logs / (t.name + '.log'))}")
+                if a.profile and t.name.startswith("schoolgate"):
+                    self.profile(t, mix, a.seconds)
             self.stop(t)
         return self.results
+
+    def profile(self, t: Target, mix: Mix, seconds: float) -> None:
+        """One extra run under py-spy (100 Hz, not blocking the target, every process of the
+        tree), outside the measured runs so sampling never touches the table's figures."""
+        assert t.proc is not None
+        folder = self.args.profile
+        folder.mkdir(parents=True, exist_ok=True)
+        raw = folder / f"{t.name}-{mix.name}.txt"
+        spy = subprocess.Popen(
+            [str(BIN / "py-spy"), "record", "--pid", str(t.proc.pid), "--subprocesses",
+             "--nonblocking", "--rate", "100", "--duration", str(max(1, int(seconds))),
+             "--format", "raw", "-o", str(raw)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.run_once(t, mix, seconds)
+        spy.wait(60)
+        summary = profile_summary(raw.read_text() if raw.exists() else "")
+        (folder / f"{t.name}-{mix.name}.summary.txt").write_text(summary)
+        first = summary.splitlines()[0] if summary else "no samples"
+        print(f"  profile {t.name} {mix.name}: {first}", flush=True)
+
+
+def profile_summary(raw: str, top: int = 15) -> str:
+    """From py-spy's raw (collapsed) stacks: the share of samples in Schoolgate's own code, the
+    functions with the most samples of their own, and Schoolgate's functions by inclusive share."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = ours = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        mine = {f for f in frames if "schoolgate/" in f and "/cli/" not in f}
+        if mine:
+            ours += n
+        for f in mine:
+            inclusive[f] = inclusive.get(f, 0) + n
+    if not total:
+        return ""
+    lines = [f"{total} samples, {ours / total:.1%} inside Schoolgate's own functions "
+             "(the rest: mitmproxy, asyncio, TLS, the event writer thread)", "", "self:"]
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in sorted(own.items(), key=lambda x: -x[1])[:top]]
+    lines += ["", "Schoolgate, inclusive:"]
+    lines += [f"  {n / total:6.1%}  {f}"
+              for f, n in sorted(inclusive.items(), key=lambda x: -x[1])[:top]]
+    return "\n".join(lines) + "\n"
 
 
 def _own_cpu() -> float:
@@ -926,6 +977,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write every run and the medians here")
     p.add_argument("--fail-on-errors", action="store_true",
                    help="stop at the first run with errors (the smoke test uses it)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="after each Schoolgate cell, one more run (not counted) under py-spy "
+                        "over the whole process tree; raw samples and a summary per cell in DIR")
     p.add_argument("--inside", metavar="NETNS", help=argparse.SUPPRESS)
     args = p.parse_args(env_args + argv)
     unknown = set(args.mixes) - {m.name for m in MIXES}
