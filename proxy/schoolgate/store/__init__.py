@@ -203,6 +203,14 @@ class EventWriter:
             self._batch_ready.set()
         return True
 
+    async def put_waiting(self, event: Event) -> None:
+        """Queue `event`, waiting while the queue is full: for events relayed by the workers
+        of `schoolgate run`, where waiting (the relay stops reading, the workers' bounded
+        queues absorb, then count what they drop) beats dropping them here uncounted."""
+        await self._queue.put(event)
+        if self._queue.qsize() >= self.settings.batch_size - 1:
+            self._batch_ready.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
