@@ -520,11 +520,14 @@ class GatewayProcess:
         self.metrics_url: str | None = None
 
     @classmethod
-    def run(cls, name: str, config: Path, *, script: Path | None = None) -> GatewayProcess:
-        """Start the gateway on ports the OS picks and wait until its banner says where."""
+    def run(cls, name: str, config: Path, *, script: Path | None = None,
+            workers: int | None = None, listen: str = "127.0.0.1:0") -> GatewayProcess:
+        """Start the gateway on ports the OS picks and wait until its banner says where.
+        `workers`: `--workers N`; None leaves the default (one per core)."""
         head = [sys.executable, str(script)] if script else schoolgate_command()
+        extra = ["--workers", str(workers)] if workers is not None else []
         gw = cls(name, [*head, "run", "--config", str(config),
-                        "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+                        "--listen", listen, "--metrics", "127.0.0.1:0", *extra])
         try:
             gw.wait_for_banner()
         except BaseException:
@@ -631,12 +634,13 @@ class GatewayProcess:
 
 
 @contextlib.contextmanager
-def running_gateway(name: str, config: Path, *, script: Path | None = None) -> Iterator[GatewayProcess]:
+def running_gateway(name: str, config: Path, *, script: Path | None = None,
+                    workers: int | None = None) -> Iterator[GatewayProcess]:
     """A started gateway, stopped with SIGTERM afterwards: it must exit with status 0.
 
     A test may stop it itself; an error kills it, so no gateway outlives the tests.
     """
-    gw = GatewayProcess.run(name, config, script=script)
+    gw = GatewayProcess.run(name, config, script=script, workers=workers)
     try:
         yield gw
     except BaseException:

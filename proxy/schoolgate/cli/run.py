@@ -104,8 +104,12 @@ def worker_command() -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """One worker: `--listen` is the address the supervisor bound, for the banner and checks."""
-    config = load_config(args.config).replace(listen=parse_address(args.listen, "--listen"))
+    """One worker, with the config (and `--listen`, `--metrics`) its supervisor was given."""
+    config = load_config(args.config)
+    if args.listen:
+        config = config.replace(listen=parse_address(args.listen, "--listen"))
+    if args.metrics:
+        config = config.replace(metrics=parse_address(args.metrics, "--metrics"))
     listen = socket.socket(fileno=args.listen_fd)
     link = WorkerLink(args.index, socket.socket(fileno=args.channel_fd), config.events)
     try:

@@ -83,6 +83,11 @@ class _Reload:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _shown(address: Address) -> str:
+    host = address.host
+    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+
+
 class _RelayedIpMap(IpUserMap):
     """The push API's map in the supervisor: every change is also kept for the workers."""
 
@@ -120,9 +125,12 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self._fatal: str | None = None
+        self._fatal_status = 1
+        """A worker's own exit status when it could not start (2: a config the rules refuse)."""
         self._announced = False
         self._reload_ids = 0
         self._reloads: dict[int, _Reload] = {}
+        self._since_status: dict[int, dict[str, Any]] = {}
         self._ip_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self.rate = RateLimit(REPORTS_PER_HOUR)
@@ -176,8 +184,17 @@ class Supervisor:
         pidfile = c.data_dir / "schoolgate.pid"
         try:
             await self._start_backend()
-            keepers = [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
-                       for i in range(self.count)]
+            # Worker 0 first, the others once it accepts connections: a config the rules refuse
+            # is then reported once, not by every worker at once, and the others start from the
+            # list cache it compiled instead of all compiling it together.
+            keepers = [asyncio.create_task(self._keep(0), name="schoolgate worker 0")]
+            while not self._stop.is_set() and not (0 in self.workers
+                                                   and self.workers[0].ready):
+                self._changed.clear()
+                await self._changed.wait()
+            if not self._stop.is_set():
+                keepers += [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
+                            for i in range(1, self.count)]
             pidfile.write_text(f"{os.getpid()}\n")
             await self._stop.wait()
             await self._stop_workers(keepers)
@@ -189,7 +206,7 @@ class Supervisor:
                 path.unlink(missing_ok=True)
         if self._fatal is not None:
             log.error("%s; stopping", self._fatal)
-            return 1
+            return self._fatal_status
         return 0
 
     def _prepare(self) -> None:
@@ -259,10 +276,12 @@ class Supervisor:
 
     async def _spawn(self, index: int, sock: socket.socket) -> _Worker:
         ours, theirs = socket.socketpair()
-        host, port = self.address
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # The listen and metrics addresses as this process was given them (port 0 stays 0), so
+        # a worker's reload compares like with like; the worker learns the real port from the
+        # socket it inherits.
         argv = [*self.command, "--config", str(self.config.path), "--index", str(index),
-                "--workers", str(self.count), "--listen", shown,
+                "--workers", str(self.count), "--listen", _shown(self.config.listen),
+                "--metrics", _shown(self.config.metrics),
                 "--listen-fd", str(sock.fileno()), "--channel-fd", str(theirs.fileno())]
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -300,6 +319,7 @@ class Supervisor:
                     self._fatal = (f"worker {index} exited with status {status} before it "
                                    f"accepted connections ({failures} time(s); its error is "
                                    "above)")
+                    self._fatal_status = status if status > 0 else 1
                     self._stop.set()
                     return
                 delay = min(0.5 * 2 ** (failures - 1), 10.0)
@@ -322,6 +342,7 @@ class Supervisor:
                 elif kind == "ready":
                     worker.ready = True
                     self._update_up()
+                    self._changed.set()
                     log.info("worker %d (pid %d) accepting connections", worker.index,
                              message[1])
                     self._announce_when_all_ready()
@@ -410,6 +431,11 @@ class Supervisor:
             if worker.index == 0 and outcome.get("ok"):
                 # Worker 0 took up a change (however it was asked): alerts follow its routing.
                 self._tasks.append(asyncio.create_task(self._refresh_alert_routing()))
+            # A reload each worker's file watcher started: the status says so once every
+            # worker has reloaded since the last status.
+            self._since_status[worker.index] = outcome
+            if all(w.index in self._since_status for w in self._live() if w.ready):
+                self._write_status(list(self._since_status.values()))
             return
         pending = self._reloads.get(request)
         if pending is None:
@@ -420,8 +446,11 @@ class Supervisor:
             self._finish_reload(request)
 
     def _finish_reload(self, request: int) -> None:
-        pending = self._reloads.pop(request)
-        outcomes = pending.outcomes
+        self._write_status(self._reloads.pop(request).outcomes)
+
+    def _write_status(self, outcomes: list[dict[str, Any]]) -> None:
+        """`reload-status.json` for reloads every worker has answered: ok when all took it."""
+        self._since_status = {}
         problems = list(dict.fromkeys(p for o in outcomes for p in o.get("problems", [])))
         status = {
             "ok": bool(outcomes) and all(o.get("ok") for o in outcomes),
