@@ -771,3 +771,67 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     assert key in samples, f"no sample {name}{labels}; have {[dict(ls) for n, ls in samples if n == name]}"
     return samples[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# `schoolgate run --workers N`: which worker process serves a connection
+
+
+_WORKER_RE = re.compile(r"worker (\d+) \(pid (\d+)\) accepting connections")
+
+
+def worker_pids(gw: GatewayProcess) -> dict[int, int]:
+    """Each worker's pid, from the supervisor's log (the latest start of each index)."""
+    return {int(i): int(pid) for i, pid in _WORKER_RE.findall(gw.output())}
+
+
+def _tcp_port(field: str) -> int:
+    return int(field.rsplit(":", 1)[1], 16)
+
+
+def serving_pid(client: Any, proxy_port: int, pids: Iterable[int]) -> int | None:
+    """The pid, among `pids`, of the process holding the gateway's end of the open connection
+    `client` (a socket to the proxy port): read from /proc (Linux), so nothing in what the
+    gateway sends says which worker it is."""
+    local_port = client.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp", encoding="ascii") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if _tcp_port(fields[1]) == proxy_port and _tcp_port(fields[2]) == local_port:
+                inode = fields[9]
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+    return None
+
+
+@dataclass
+class Served:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    pid: int | None
+    """The worker that answered (None: it could not be told)."""
+
+
+def request_on_new_connection(proxy_port: int, pids: Iterable[int], method: str, url: str,
+                              body: bytes | None = None,
+                              headers: dict[str, str] | None = None) -> Served:
+    """One plain-HTTP request through the proxy on a connection of its own, and which worker
+    process answered it (looked up while the connection is still open)."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=15)
+    try:
+        conn.request(method, url, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        data = reply.read()
+        pid = serving_pid(conn.sock, proxy_port, pids)
+        return Served(reply.status, reply.headers, data, pid)
+    finally:
+        conn.close()
