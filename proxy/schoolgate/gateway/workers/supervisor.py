@@ -337,8 +337,7 @@ class Supervisor:
             kind = message[0]
             try:
                 if kind == "events":
-                    for event in message[1]:
-                        await self._record(event)
+                    await self._record(message[1])
                 elif kind == "ready":
                     worker.ready = True
                     self._update_up()
@@ -361,13 +360,15 @@ class Supervisor:
                 log.exception("worker %d: could not handle %s", worker.index, kind)
         await worker.channel.close()
 
-    async def _record(self, event: Event) -> None:
-        await self.writer.put_waiting(event)
+    async def _record(self, events: list[Event]) -> None:
+        await self.writer.put_waiting(events)
         if self.alerts is not None:
-            try:
-                self.alerts.consider(event)
-            except Exception:  # noqa: BLE001 - alerting must never break recording
-                log.exception("the alert engine failed on an event; the event is still stored")
+            for event in events:
+                try:
+                    self.alerts.consider(event)
+                except Exception:  # noqa: BLE001 - alerting must never break recording
+                    log.exception("the alert engine failed on an event; the event is still "
+                                  "stored")
 
     def _worker_gone(self, worker: _Worker) -> None:
         self._update_up()
