@@ -146,6 +146,20 @@ def test_the_banner_the_pid_file_and_the_metrics_name_the_supervisor_and_its_wor
     assert sum(1 for k in samples if k[0] == "process_start_time_seconds") == 1
 
 
+def test_process_metrics_add_up_the_supervisor_and_every_worker(env):
+    def cpu(pid: int) -> float:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    # Read before the scrape: CPU time only grows, so the scrape must be at least this.
+    used = cpu(env.gateway.pid) + sum(cpu(pid) for pid in env.pids().values())
+    fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in env.pids().values())
+    samples = scrape(env.gateway.metrics_url)
+    assert sample(samples, "process_cpu_seconds_total") >= used - 1e-6  # float sums
+    assert sample(samples, "process_open_fds") > fds
+
+
 def test_every_worker_serves_and_events_and_metrics_add_up(env):
     m = marker()
     before = scrape(env.gateway.metrics_url)

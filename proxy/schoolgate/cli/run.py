@@ -37,6 +37,7 @@ from ..config.loader import load_config, parse_address
 from ..config.model import Config
 from ..gateway import bootstrap
 from ..gateway.service import StartupError
+from ..gateway.workers.channel import wait_for_go
 from ..gateway.workers.link import WorkerLink
 from ..gateway.workers.listen import InheritedSocketProxyserver
 from ..gateway.workers.supervisor import Supervisor
@@ -44,6 +45,12 @@ from ..sources.lists import category_sources
 from ..store import StoreError
 
 __all__ = ["register"]
+
+log = logging.getLogger("schoolgate")
+
+DRAIN_SECONDS = 5.0
+"""At SIGTERM, how long a worker waits for open client connections to finish (idle keep-alive
+connections would wait for ever) before it stops; the supervisor allows it 30."""
 
 
 def register(sub: argparse._SubParsersAction,
@@ -59,6 +66,7 @@ def register(sub: argparse._SubParsersAction,
     # Internal, not shown: one worker, started by the supervisor with the sockets it inherits.
     for name in ("--index", "--listen-fd", "--channel-fd"):
         run.add_argument(name, type=int, help=argparse.SUPPRESS)
+    run.add_argument("--held", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
 
@@ -105,13 +113,17 @@ def worker_command() -> list[str]:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """One worker, with the config (and `--listen`, `--metrics`) its supervisor was given."""
+    channel = socket.socket(fileno=args.channel_fd)
+    # Held: imported already (the slow part), but reading the config only once worker 0 has.
+    if args.held and not wait_for_go(channel):
+        return 0  # the gateway stopped before this worker was needed
     config = load_config(args.config)
     if args.listen:
         config = config.replace(listen=parse_address(args.listen, "--listen"))
     if args.metrics:
         config = config.replace(metrics=parse_address(args.metrics, "--metrics"))
     listen = socket.socket(fileno=args.listen_fd)
-    link = WorkerLink(args.index, socket.socket(fileno=args.channel_fd), config.events)
+    link = WorkerLink(args.index, channel, config.events)
     try:
         return asyncio.run(_run_worker(config, listen, link))
     except StartupError as e:
@@ -146,12 +158,18 @@ async def _run_worker(config: Config, listen: socket.socket, link: WorkerLink) -
     except StoreError as e:
         raise StartupError(str(e)) from None
     link.on_lost = master.shutdown
-
+    proxy = master.addons.get("proxyserver")
+    stopping: list[asyncio.Task[None]] = []
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        if stopping:  # a second signal: stop now
+            master.shutdown()
+        else:
+            stopping.append(loop.create_task(_drain_then_stop(master, proxy)))
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        # Shutdown in stages: mitmproxy stops serving, then `done` runs and the gateway drains
-        # the event queue into the store before the process exits.
-        loop.add_signal_handler(sig, master.shutdown)
+        loop.add_signal_handler(sig, stop)
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
@@ -160,6 +178,17 @@ async def _run_worker(config: Config, listen: socket.socket, link: WorkerLink) -
         await gateway.stop()  # no-op when `done` already stopped it
         terminal_log.uninstall()
     return 0
+
+
+async def _drain_then_stop(master: Master, proxy: InheritedSocketProxyserver) -> None:
+    """Shutdown in stages: stop accepting (the other workers, or the kernel's backlog, take new
+    connections), let the requests in flight finish so each one's event is queued, then stop
+    mitmproxy; its `done` hooks send every queued event to the supervisor before the exit."""
+    left = await proxy.drain(DRAIN_SECONDS)
+    if left:
+        log.warning("stopping with %d client connections still open after %.0fs", left,
+                    DRAIN_SECONDS)
+    master.shutdown()
 
 
 def lean_addons(listen: socket.socket) -> list[object]:

@@ -29,7 +29,7 @@ from prometheus_client import (
     start_http_server,
     values,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -152,6 +152,31 @@ class _CheckCollector(Collector):
             "Tests that failed in the last filter check (0 when it passed or never ran).",
             value=run.failed if run else 0,
         )
+
+
+class _ProcessesCollector(Collector):
+    """The process metrics (CPU, memory, file descriptors) of the supervisor and its workers
+    added up, as one gateway's: the capacity dashboard sizes the machine, not one process.
+    Start time and the descriptor limit are the supervisor's."""
+
+    _SUMMED = ("process_virtual_memory_bytes", "process_resident_memory_bytes",
+               "process_cpu_seconds", "process_open_fds")
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self._pids = pids
+
+    def collect(self) -> Iterable[Metric]:
+        own = list(ProcessCollector(registry=None).collect())
+        totals: dict[str, float] = {}
+        for pid in self._pids():
+            for family in ProcessCollector(pid=str(pid).__str__, registry=None).collect():
+                for sample in family.samples:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        for family in own:
+            if family.name in self._SUMMED:
+                family.samples = [s._replace(value=s.value + totals.get(s.name, 0.0))
+                                  for s in family.samples]
+            yield family
 
 
 class GatewayMetrics:
@@ -281,8 +306,9 @@ class GatewayMetrics:
         Info("schoolgate_build", "Schoolgate version.", registry=self.registry).info(
             {"version": __version__})
         # CPU, memory and file descriptors for the capacity dashboard (our own registry does not
-        # get the default process metrics). Under --workers: the supervisor's process.
-        ProcessCollector(registry=self.registry)
+        # get the default process metrics). Under --workers: `watch_processes`.
+        if shared is None:
+            ProcessCollector(registry=self.registry)
         self._server: WSGIServer | None = None
         self._thread: Thread | None = None
 
@@ -317,6 +343,10 @@ class GatewayMetrics:
             self.blocks.labels(block_reason(verdict)).inc()
         if verdict.theme == "circumvention":
             self.circumvention.labels(verdict.group).inc()
+
+    def watch_processes(self, pids: Callable[[], Iterable[int]]) -> None:
+        """The supervisor's process metrics with those of its workers (`pids`) added in."""
+        self.registry.register(_ProcessesCollector(pids))
 
     def watch_lists(self, sources: Sequence[IllegalListSource]) -> None:
         self.registry.register(_ListCollector(sources))

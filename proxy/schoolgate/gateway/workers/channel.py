@@ -14,7 +14,7 @@ import socket
 import struct
 from typing import Any
 
-__all__ = ["Channel", "open_channel"]
+__all__ = ["Channel", "open_channel", "wait_for_go"]
 
 _HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -68,6 +68,30 @@ class Channel:
             await self._writer.wait_closed()
         except ConnectionError:
             pass
+
+
+def wait_for_go(sock: socket.socket) -> bool:
+    """Block until the supervisor sends ("go",) on `sock`, the first thing it sends a held
+    worker; False when the channel closes first (the gateway is stopping)."""
+    def read(n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    head = read(_HEADER.size)
+    if head is None:
+        return False
+    body = read(_HEADER.unpack(head)[0])
+    if body is None:
+        return False
+    message = pickle.loads(body)  # noqa: S301 - our own parent on an anonymous socket pair
+    if message != ("go",):
+        raise ConnectionError(f"worker channel: expected go, got {message!r:.80}")
+    return True
 
 
 async def open_channel(sock: socket.socket) -> Channel:

@@ -57,6 +57,11 @@ class EventRelay:
         self._task = asyncio.create_task(self._run(), name="schoolgate event relay")
 
     def put(self, event: Event) -> bool:
+        if self._closing and self._task is None:
+            # After close: nothing would send it. Counted, never silently lost.
+            self._count_dropped(1)
+            log.error("an event was recorded after the relay closed; not stored")
+            return False
         if len(self._queue) >= self.settings.queue_size:
             self._count_dropped(1)
             if self.dropped == 1 or self.dropped % 10_000 == 0:

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import functools
 import socket
+import time
 
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import mode_servers
@@ -72,6 +73,15 @@ class InheritedSocketProxyserver(proxyserver.Proxyserver):
         super().__init__()
         self._sock: socket.socket | None = sock
         self.servers.changed.connect(self._adopt)  # held weakly: the addon lives as long
+
+    async def drain(self, timeout: float) -> int:
+        """Stop accepting connections and wait up to `timeout` seconds for the open ones to
+        close; returns how many are still open."""
+        await self.servers.update([])
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return len(self.connections)
 
     def _adopt(self) -> None:
         for instance in self.servers:

@@ -74,6 +74,8 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
     gone: bool = False
+    released: bool = True
+    """False while held: it has not been sent ("go",) and is sent nothing else."""
     acked: int = 0
 
 
@@ -128,6 +130,7 @@ class Supervisor:
         self._fatal_status = 1
         """A worker's own exit status when it could not start (2: a config the rules refuse)."""
         self._announced = False
+        self._first_ready = False
         self._reload_ids = 0
         self._reloads: dict[int, _Reload] = {}
         self._since_status: dict[int, dict[str, Any]] = {}
@@ -167,6 +170,8 @@ class Supervisor:
         self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
         self.metrics.watch_lists(self.illegal_sources)
         self.metrics.watch_checks(c.database_path)
+        self.metrics.watch_processes(
+            lambda: [w.proc.pid for w in list(self.workers.values()) if not w.gone])
         self.ip_users = _RelayedIpMap()
         self.push_server: PushServer | None = None
         await self.writer.start()
@@ -184,17 +189,12 @@ class Supervisor:
         pidfile = c.data_dir / "schoolgate.pid"
         try:
             await self._start_backend()
-            # Worker 0 first, the others once it accepts connections: a config the rules refuse
-            # is then reported once, not by every worker at once, and the others start from the
-            # list cache it compiled instead of all compiling it together.
-            keepers = [asyncio.create_task(self._keep(0), name="schoolgate worker 0")]
-            while not self._stop.is_set() and not (0 in self.workers
-                                                   and self.workers[0].ready):
-                self._changed.clear()
-                await self._changed.wait()
-            if not self._stop.is_set():
-                keepers += [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
-                            for i in range(1, self.count)]
+            # All start together, but the others wait (imported, before reading the config)
+            # until worker 0 accepts connections: a config the rules refuse is then reported
+            # once, not by every worker at once, and they load the list cache worker 0
+            # compiled instead of all compiling it together.
+            keepers = [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
+                       for i in range(self.count)]
             pidfile.write_text(f"{os.getpid()}\n")
             await self._stop.wait()
             await self._stop_workers(keepers)
@@ -274,7 +274,8 @@ class Supervisor:
 
     # -- workers ---------------------------------------------------------------------------------
 
-    async def _spawn(self, index: int, sock: socket.socket) -> _Worker:
+    async def _spawn(self, index: int, sock: socket.socket, *, held: bool = False) -> _Worker:
+        """Start worker `index`; `held`: it waits for ("go",) before it reads the config."""
         ours, theirs = socket.socketpair()
         # The listen and metrics addresses as this process was given them (port 0 stays 0), so
         # a worker's reload compares like with like; the worker learns the real port from the
@@ -282,17 +283,33 @@ class Supervisor:
         argv = [*self.command, "--config", str(self.config.path), "--index", str(index),
                 "--workers", str(self.count), "--listen", _shown(self.config.listen),
                 "--metrics", _shown(self.config.metrics),
-                "--listen-fd", str(sock.fileno()), "--channel-fd", str(theirs.fileno())]
+                "--listen-fd", str(sock.fileno()), "--channel-fd", str(theirs.fileno()),
+                *(["--held"] if held else [])]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=subprocess.DEVNULL, pass_fds=(sock.fileno(), theirs.fileno()))
         finally:
             theirs.close()
-        worker = _Worker(index, proc, await open_channel(ours))
-        entries = self.ip_users.pushed_entries()
-        if entries:  # a restarted worker knows who is where before its first request
-            worker.channel.send("ip-set", 0, entries)
+        worker = _Worker(index, proc, await open_channel(ours), released=not held)
+        if not held:
+            self._release(worker)
         return worker
+
+    def _release(self, worker: _Worker) -> None:
+        """Let a held worker read its config and start; from now on it gets every message."""
+        if worker.gone:
+            return
+        if not worker.released:
+            worker.released = True
+            worker.channel.send("go")
+        entries = self.ip_users.pushed_entries()
+        if entries:  # a (re)started worker knows who is where before its first request
+            worker.channel.send("ip-set", 0, entries)
+
+    def _release_held(self) -> None:
+        for worker in self.workers.values():
+            if not worker.released:
+                self._release(worker)
 
     async def _keep(self, index: int) -> None:
         """Keep worker `index` running until the gateway stops: start it, serve its channel,
@@ -300,7 +317,9 @@ class Supervisor:
         ready; after MAX_START_FAILURES such deaths in a row, stop the gateway."""
         failures = 0
         while not self._stop.is_set():
-            worker = await self._spawn(index, self._sock)
+            # At the first start, every worker but 0 is held until worker 0 is ready.
+            worker = await self._spawn(index, self._sock,
+                                       held=index > 0 and not self._first_ready)
             self.workers[index] = worker
             serving = asyncio.create_task(self._serve(worker))
             status = await worker.proc.wait()
@@ -342,6 +361,9 @@ class Supervisor:
                     worker.ready = True
                     self._update_up()
                     self._changed.set()
+                    if worker.index == 0 and not self._first_ready:
+                        self._first_ready = True
+                        self._release_held()
                     log.info("worker %d (pid %d) accepting connections", worker.index,
                              message[1])
                     self._announce_when_all_ready()
@@ -391,7 +413,8 @@ class Supervisor:
             self.announce(self)
 
     def _live(self) -> list[_Worker]:
-        return [w for w in self.workers.values() if not w.gone and not w.channel.closing]
+        return [w for w in self.workers.values()
+                if w.released and not w.gone and not w.channel.closing]
 
     def _broadcast(self, *message: object) -> None:
         for worker in self._live():
