@@ -11,6 +11,8 @@ connection), so nothing the gateway sends to a pupil says which worker it is.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import os
 import re
@@ -78,7 +80,8 @@ class Env:
     def get(self, url: str, **kwargs) -> Served:
         return request_on_new_connection(self.port, self.pids().values(), "GET", url, **kwargs)
 
-    def spread(self, url_for, at_least: int = 2 * WORKERS, limit: int = 400) -> list[Served]:
+    def spread(self, url_for, at_least: int = 2 * WORKERS, limit: int = 400,
+               headers: dict[str, str] | None = None) -> list[Served]:
         """Requests on fresh connections (`url_for(i)`) until every worker has answered at
         least one and `at_least` were sent; fails if some worker never answers."""
         served: list[Served] = []
@@ -86,7 +89,7 @@ class Env:
         assert len(pids) == WORKERS, self.gateway.tail()
         while len(served) < at_least or {s.pid for s in served} < pids:
             assert len(served) < limit, f"workers answering: {[s.pid for s in served]} of {pids}"
-            served.append(self.get(url_for(len(served))))
+            served.append(self.get(url_for(len(served)), headers=headers))
         return served
 
     def cli(self, *args: str):
@@ -208,6 +211,24 @@ def test_an_emergency_block_is_in_force_in_every_worker_when_the_command_returns
     env.cli("allow", target, "--all", "--reason", "e2e: undo", "--by", "e2e test")
 
 
+def test_a_list_file_edit_reaches_every_worker_within_5_seconds(env):
+    host = f"listed-{marker()[:8]}.test"
+    m = marker()
+    url = f"http://{host}:{env.origin.http_port}/hello?m={m}"
+    assert {s.status for s in env.spread(lambda i: f"{url}&a={i}")} == {200}
+    gambling = env.setup.config.parent / "lists" / "gambling"
+    before = gambling.read_text(encoding="utf-8")
+    try:
+        replace_file(gambling, before + f"{host}\n")
+        edited = time.monotonic()
+        # Each worker notices by itself (every 2 s): all of them block it within 5 s.
+        wait_for(lambda: {s.status for s in env.spread(lambda i: f"{url}&b={i}")} == {403},
+                 f"every worker to block {host}", timeout=5.0, on_timeout=env.gateway.tail)
+        assert time.monotonic() - edited < 5.0
+    finally:
+        replace_file(gambling, before)
+
+
 def test_a_pushed_ip_map_entry_is_seen_by_every_worker(env):
     user = f"kim{marker()[:6]}"
     body = f'{{"ip": "127.0.0.1", "user": "{user}", "ttl": 600}}'.encode()
@@ -251,6 +272,36 @@ def test_the_problem_report_limit_holds_across_workers(env):
     # Not one worker's count: the ten accepted came through more than one worker.
     assert len({s.pid for s in sent[:10]}) > 1, [s.pid for s in sent]
     assert int(sent[-1].headers["Retry-After"]) > 0
+
+
+def test_a_changed_password_file_ends_cached_logins_in_every_worker(tmp_path, pki, origin):
+    def sha(password: str) -> str:
+        return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text(f"amy:{sha('first-pass')}\n", encoding="utf-8")
+
+    def patch(doc: dict) -> None:
+        doc["identity"] = {"htpasswd": str(htpasswd), "login_required": ["pupils"]}
+
+    setup = write_config(tmp_path, upstream_ca=pki.ca_cert, patch=patch)
+    with running_gateway("logins", setup.config, workers=WORKERS) as gw:
+        wait_for(lambda: len(worker_pids(gw)) == WORKERS, "every worker", on_timeout=gw.tail)
+        env = Env(setup, gw, origin, 0)
+
+        def everywhere(password: str) -> set[int]:
+            token = base64.b64encode(f"amy:{password}".encode()).decode()
+            return {s.status for s in env.spread(
+                lambda i: f"http://blocked.test/?i={i}",
+                headers={"Proxy-Authorization": f"Basic {token}"})}
+
+        # Logged in (and cached) in every worker: blocked.test's block page, not a 407.
+        assert everywhere("first-pass") == {403}
+        replace_file(htpasswd, f"amy:{sha('second-pass')}\n")
+        wait_for(lambda: everywhere("first-pass") == {407}, "the old password refused by every "
+                 "worker", timeout=5.0, on_timeout=gw.tail)
+        assert everywhere("second-pass") == {403}
+        assert everywhere("not-her-password") == {407}
 
 
 def test_schoolgate_check_passes_against_a_gateway_of_workers(env):
