@@ -131,6 +131,7 @@ class Supervisor:
         """A worker's own exit status when it could not start (2: a config the rules refuse)."""
         self._announced = False
         self._first_ready = False
+        self._prepared = False
         self._reload_ids = 0
         self._reloads: dict[int, _Reload] = {}
         self._since_status: dict[int, dict[str, Any]] = {}
@@ -161,6 +162,23 @@ class Supervisor:
     async def _run(self, sock: socket.socket, metrics_dir: Path) -> int:
         c = self.config
         self.metrics = GatewayMetrics(c, shared=metrics_dir)
+        self.ip_users = _RelayedIpMap()
+        # Every worker starts now, held before it reads the config: its imports (the slow
+        # part of a start) overlap the preparation here. Worker 0 is let go once the store,
+        # the CA and the lists are ready; the others once worker 0 accepts connections, so a
+        # config the rules refuse is reported once, not by every worker at once, and they load
+        # the list cache worker 0 compiled instead of all compiling it together.
+        keepers = [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
+                   for i in range(self.count)]
+        try:
+            return await self._serve_until_stopped(keepers)
+        except BaseException:
+            self._stop.set()
+            await self._stop_workers(keepers)
+            raise
+
+    async def _serve_until_stopped(self, keepers: list[asyncio.Task[None]]) -> int:
+        c = self.config
         await asyncio.to_thread(self._prepare)
         self.writer = EventWriter(c.database_path, c.events,
                                   on_dropped=self.metrics.events_dropped.inc,
@@ -172,7 +190,6 @@ class Supervisor:
         self.metrics.watch_checks(c.database_path)
         self.metrics.watch_processes(
             lambda: [w.proc.pid for w in list(self.workers.values()) if not w.gone])
-        self.ip_users = _RelayedIpMap()
         self.push_server: PushServer | None = None
         await self.writer.start()
         self.reports: ReportSchedule | None = None
@@ -189,12 +206,9 @@ class Supervisor:
         pidfile = c.data_dir / "schoolgate.pid"
         try:
             await self._start_backend()
-            # All start together, but the others wait (imported, before reading the config)
-            # until worker 0 accepts connections: a config the rules refuse is then reported
-            # once, not by every worker at once, and they load the list cache worker 0
-            # compiled instead of all compiling it together.
-            keepers = [asyncio.create_task(self._keep(i), name=f"schoolgate worker {i}")
-                       for i in range(self.count)]
+            self._prepared = True
+            if 0 in self.workers:
+                self._release(self.workers[0])
             pidfile.write_text(f"{os.getpid()}\n")
             await self._stop.wait()
             await self._stop_workers(keepers)
@@ -317,10 +331,12 @@ class Supervisor:
         ready; after MAX_START_FAILURES such deaths in a row, stop the gateway."""
         failures = 0
         while not self._stop.is_set():
-            # At the first start, every worker but 0 is held until worker 0 is ready.
-            worker = await self._spawn(index, self._sock,
-                                       held=index > 0 and not self._first_ready)
+            # At the first start every worker is held (see `_run`); a restart is not.
+            held = not self._prepared if index == 0 else not self._first_ready
+            worker = await self._spawn(index, self._sock, held=held)
             self.workers[index] = worker
+            if not worker.released and (self._prepared if index == 0 else self._first_ready):
+                self._release(worker)  # what it was held for happened while it was spawned
             serving = asyncio.create_task(self._serve(worker))
             status = await worker.proc.wait()
             await serving  # to the end of what it sent: its socket is closed now
