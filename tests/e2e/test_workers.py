@@ -17,6 +17,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -26,8 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from .harness import (
+    ROOT,
     TIMEOUT,
     GatewayProcess,
     GatewaySetup,
@@ -49,6 +52,7 @@ from .harness import (
     write_config,
 )
 from .test_problem_reports import page_forms
+from .test_search_alerts import Inbox
 
 pytestmark = pytest.mark.e2e
 
@@ -429,3 +433,56 @@ def test_workers_flag_is_checked(tmp_path, pki):
     assert "--workers: at least 1" in done.stderr
 
 
+
+
+# -- alerts: one engine for every worker ---------------------------------------------------------
+
+
+def test_one_concern_seen_by_every_worker_is_one_alert(tmp_path, pki, origin):
+    handler = Inbox()
+    with socket.socket() as s:  # aiosmtpd's readiness check connects to the given port
+        s.bind(("127.0.0.1", 0))
+        smtp_port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(f"""\
+templates: {ROOT / "templates" / "email"}
+smtp: {{host: 127.0.0.1, port: {smtp_port}, from: "Schoolgate <schoolgate@school.test>",
+        timeout: 10s}}
+rules:
+  - name: concerns about pupils to the DSL
+    min_severity: medium
+    recipients: [dsl@school.test]
+fallback:
+  pupils: {{recipients: [dsl@school.test]}}
+  staff: {{recipients: [dsl@school.test]}}
+""", encoding="utf-8")
+
+    def patch(doc: dict) -> None:
+        doc["keywords"] = {"library": str(ROOT / "keywords")}
+        doc["alerts"] = {"routing": str(routing)}
+
+    setup = write_config(tmp_path / "gateway", upstream_ca=pki.ca_cert, patch=patch)
+    try:
+        with running_gateway("alerts", setup.config, workers=WORKERS) as gw:
+            wait_for(lambda: len(worker_pids(gw)) == WORKERS, "every worker", on_timeout=gw.tail)
+            env = Env(setup, gw, origin, 0)
+            m = marker()
+            # The same person (127.0.0.1) searching the same high-severity phrase, on every
+            # worker, inside the 30-minute dedup window.
+            served = env.spread(
+                lambda i: f"http://www.google.com/search?q=how+to+k1ll+mys3lf&m={m}&i={i}")
+            assert {s.status for s in served} == {403}
+
+            def counted(outcome: str) -> float:
+                return sample(scrape(gw.metrics_url), "schoolgate_alerts_total",
+                              channel="email", outcome=outcome)
+
+            wait_for(lambda: counted("deduplicated") == len(served) - 1,
+                     f"{len(served) - 1} deduplicated", on_timeout=gw.tail)
+            wait_for(lambda: counted("sent") == 1, "one alert sent", on_timeout=gw.tail)
+            handler.wait_for("suicide_selfharm")
+            assert len(handler.messages) == 1, [msg["Subject"] for _, msg in handler.messages]
+    finally:
+        controller.stop()
