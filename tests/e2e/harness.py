@@ -42,6 +42,12 @@ HERE = Path(__file__).resolve().parent
 #: Seconds any single wait may take before the test fails (and says what it waited for).
 TIMEOUT = 20.0
 
+#: `--workers` for gateways whose test is not about workers: one (a supervisor and one worker,
+#: the same code path as any number), which keeps the suite's CPU time near what one process
+#: cost. SCHOOLGATE_E2E_WORKERS=N runs them all with N, `default` with one per core (the whole
+#: suite passed so); test_workers.py always runs several, and the default once.
+E2E_WORKERS = os.environ.get("SCHOOLGATE_E2E_WORKERS", "1")
+
 #: Host names the origin's certificate covers besides 127.0.0.1 (see failing_gateway.py and
 #: `resolving_script` for how the `.test` names reach the origin).
 ORIGIN_NAMES = ("localhost", "fine.test", "explode.test", "www.explode.test", "blocked.test",
@@ -523,9 +529,11 @@ class GatewayProcess:
     def run(cls, name: str, config: Path, *, script: Path | None = None,
             workers: int | None = None, listen: str = "127.0.0.1:0") -> GatewayProcess:
         """Start the gateway on ports the OS picks and wait until its banner says where.
-        `workers`: `--workers N`; None leaves the default (one per core)."""
+        `workers`: `--workers N`; None: `E2E_WORKERS`; 0: the default (one per core)."""
         head = [sys.executable, str(script)] if script else schoolgate_command()
-        extra = ["--workers", str(workers)] if workers is not None else []
+        if workers is None:
+            workers = 0 if E2E_WORKERS == "default" else int(E2E_WORKERS)
+        extra = ["--workers", str(workers)] if workers else []
         gw = cls(name, [*head, "run", "--config", str(config),
                         "--listen", listen, "--metrics", "127.0.0.1:0", *extra])
         try:

@@ -417,7 +417,7 @@ def test_sigterm_under_load_loses_no_answered_request(tmp_path, pki):
 def test_the_default_is_one_worker_per_core(tmp_path, pki):
     setup = write_config(tmp_path, upstream_ca=pki.ca_cert)
     cores = os.cpu_count() or 1
-    with running_gateway("default workers", setup.config) as gw:
+    with running_gateway("default workers", setup.config, workers=0) as gw:
         assert sample(scrape(gw.metrics_url), "schoolgate_workers_up") == cores
         plural = "process" if cores == 1 else "processes"
         assert re.search(rf"^\s*workers\s+{cores} {plural} sharing the port$",
