@@ -15,6 +15,7 @@ import gateway_load  # noqa: E402
 import hook_time  # noqa: E402
 import metrics_cost  # noqa: E402
 import reload_stall  # noqa: E402
+import worker_events  # noqa: E402
 
 if __name__ == "__main__":
     classify_index.main([])
@@ -23,5 +24,6 @@ if __name__ == "__main__":
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()
+    worker_events.main([])
     # Last: seeding 5 million events takes about two minutes (BENCH_REPORT_EVENTS shrinks it).
     daily_report.main([])
