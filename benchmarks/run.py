@@ -16,6 +16,7 @@ import hook_time  # noqa: E402
 import lossless  # noqa: E402
 import metrics_cost  # noqa: E402
 import reload_stall  # noqa: E402
+import worker_events  # noqa: E402
 
 if __name__ == "__main__":
     classify_index.main([])
@@ -24,6 +25,7 @@ if __name__ == "__main__":
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()
+    worker_events.main([])
     if lossless.main([]) != 0:
         sys.exit("lossless: events were lost (see above)")
     # Last: seeding 5 million events takes about two minutes (BENCH_REPORT_EVENTS shrinks it).

@@ -42,6 +42,12 @@ HERE = Path(__file__).resolve().parent
 #: Seconds any single wait may take before the test fails (and says what it waited for).
 TIMEOUT = 20.0
 
+#: `--workers` for gateways whose test is not about workers: one (a supervisor and one worker,
+#: the same code path as any number), which keeps the suite's CPU time near what one process
+#: cost. SCHOOLGATE_E2E_WORKERS=N runs them all with N, `default` with one per core (the whole
+#: suite passed so); test_workers.py always runs several, and the default once.
+E2E_WORKERS = os.environ.get("SCHOOLGATE_E2E_WORKERS", "1")
+
 #: Host names the origin's certificate covers besides 127.0.0.1 (see failing_gateway.py and
 #: `resolving_script` for how the `.test` names reach the origin).
 ORIGIN_NAMES = ("localhost", "fine.test", "explode.test", "www.explode.test", "blocked.test",
@@ -520,11 +526,16 @@ class GatewayProcess:
         self.metrics_url: str | None = None
 
     @classmethod
-    def run(cls, name: str, config: Path, *, script: Path | None = None) -> GatewayProcess:
-        """Start the gateway on ports the OS picks and wait until its banner says where."""
+    def run(cls, name: str, config: Path, *, script: Path | None = None,
+            workers: int | None = None, listen: str = "127.0.0.1:0") -> GatewayProcess:
+        """Start the gateway on ports the OS picks and wait until its banner says where.
+        `workers`: `--workers N`; None: `E2E_WORKERS`; 0: the default (one per core)."""
         head = [sys.executable, str(script)] if script else schoolgate_command()
+        if workers is None:
+            workers = 0 if E2E_WORKERS == "default" else int(E2E_WORKERS)
+        extra = ["--workers", str(workers)] if workers else []
         gw = cls(name, [*head, "run", "--config", str(config),
-                        "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+                        "--listen", listen, "--metrics", "127.0.0.1:0", *extra])
         try:
             gw.wait_for_banner()
         except BaseException:
@@ -631,12 +642,13 @@ class GatewayProcess:
 
 
 @contextlib.contextmanager
-def running_gateway(name: str, config: Path, *, script: Path | None = None) -> Iterator[GatewayProcess]:
+def running_gateway(name: str, config: Path, *, script: Path | None = None,
+                    workers: int | None = None) -> Iterator[GatewayProcess]:
     """A started gateway, stopped with SIGTERM afterwards: it must exit with status 0.
 
     A test may stop it itself; an error kills it, so no gateway outlives the tests.
     """
-    gw = GatewayProcess.run(name, config, script=script)
+    gw = GatewayProcess.run(name, config, script=script, workers=workers)
     try:
         yield gw
     except BaseException:
@@ -767,3 +779,67 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     assert key in samples, f"no sample {name}{labels}; have {[dict(ls) for n, ls in samples if n == name]}"
     return samples[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# `schoolgate run --workers N`: which worker process serves a connection
+
+
+_WORKER_RE = re.compile(r"worker (\d+) \(pid (\d+)\) accepting connections")
+
+
+def worker_pids(gw: GatewayProcess) -> dict[int, int]:
+    """Each worker's pid, from the supervisor's log (the latest start of each index)."""
+    return {int(i): int(pid) for i, pid in _WORKER_RE.findall(gw.output())}
+
+
+def _tcp_port(field: str) -> int:
+    return int(field.rsplit(":", 1)[1], 16)
+
+
+def serving_pid(client: Any, proxy_port: int, pids: Iterable[int]) -> int | None:
+    """The pid, among `pids`, of the process holding the gateway's end of the open connection
+    `client` (a socket to the proxy port): read from /proc (Linux), so nothing in what the
+    gateway sends says which worker it is."""
+    local_port = client.getsockname()[1]
+    inode = None
+    with open("/proc/net/tcp", encoding="ascii") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if _tcp_port(fields[1]) == proxy_port and _tcp_port(fields[2]) == local_port:
+                inode = fields[9]
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                        return pid
+    return None
+
+
+@dataclass
+class Served:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+    pid: int | None
+    """The worker that answered (None: it could not be told)."""
+
+
+def request_on_new_connection(proxy_port: int, pids: Iterable[int], method: str, url: str,
+                              body: bytes | None = None,
+                              headers: dict[str, str] | None = None) -> Served:
+    """One plain-HTTP request through the proxy on a connection of its own, and which worker
+    process answered it (looked up while the connection is still open)."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=15)
+    try:
+        conn.request(method, url, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        data = reply.read()
+        pid = serving_pid(conn.sock, proxy_port, pids)
+        return Served(reply.status, reply.headers, data, pid)
+    finally:
+        conn.close()

@@ -34,7 +34,9 @@ STAGES = ("identify", "classify", "enforce")
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory, pki, origin):
     setup = write_config(tmp_path_factory.mktemp("failing"), upstream_ca=pki.ca_cert)
-    with running_gateway("failing", setup.config, script=HERE / "failing_gateway.py") as gw:
+    # One worker: "logged once" is per process (each worker logs its first failure once).
+    with running_gateway("failing", setup.config, script=HERE / "failing_gateway.py",
+                         workers=1) as gw:
         yield setup, gw
 
 

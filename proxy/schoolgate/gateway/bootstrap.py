@@ -27,6 +27,7 @@ from .addons.record import Record
 from .addons.tls import TlsDecisions
 from .master import drain
 from .service import Gateway, StartupError
+from .workers.link import WorkerLink
 
 __all__ = ["Lifecycle", "build", "ensure_ca", "ordered", "proxy_options"]
 
@@ -70,12 +71,13 @@ def proxy_options(config: Config) -> dict[str, object]:
     return options
 
 
-def build(config: Config) -> Gateway:
+def build(config: Config, link: WorkerLink | None = None) -> Gateway:
     """The gateway for `config`, ready for its first request (blocking): the CA made, the lists
     and rules built, and every illegal list loaded from its last good copy or its source.
-    Raises StartupError (or ConfigError) saying what to fix; nothing is served then."""
+    Raises StartupError (or ConfigError) saying what to fix; nothing is served then. With
+    `link`, a worker of `schoolgate run` (the supervisor made the CA and the lists' copies)."""
     ensure_ca(config)
-    gateway = Gateway(config)
+    gateway = Gateway(config, link=link)
     gateway.log_lists()
     gateway.load_illegal_lists()
     return gateway
@@ -108,10 +110,14 @@ class Lifecycle:
 
     async def running(self) -> None:
         await self.gateway.start()
-        self.pidfile.write_text(f"{os.getpid()}\n")
         # `schoolgate reload` (or `kill -HUP`) rebuilds the rules without a restart.
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, self.gateway.reloader.request, "SIGHUP")
+        if self.gateway.link is not None:
+            # The pid file names the supervisor, whose SIGHUP reaches every worker.
+            self.gateway.link.ready()
+        else:
+            self.pidfile.write_text(f"{os.getpid()}\n")
 
     async def done(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
@@ -119,4 +125,5 @@ class Lifecycle:
         # recorded) after the store has closed.
         await drain(ctx.master)
         await self.gateway.stop()
-        self.pidfile.unlink(missing_ok=True)
+        if self.gateway.link is None:
+            self.pidfile.unlink(missing_ok=True)

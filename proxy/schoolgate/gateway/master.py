@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import addonmanager, exceptions, flow, hooks, options
-from mitmproxy.addons import block, core, disable_h2c, next_layer, proxyserver, tlsconfig
+from mitmproxy.addons import block, core, disable_h2c, next_layer, tlsconfig
 from mitmproxy.master import Master
+
+from .workers.listen import InheritedSocketProxyserver
 
 __all__ = ["DispatchAddonManager", "drain", "lean_addons", "lean_master"]
 
@@ -81,9 +84,11 @@ class DispatchAddonManager(addonmanager.AddonManager):
                 return
 
 
-async def drain(master: Master, timeout: float = 5.0) -> int:
-    """Stop taking connections and close the open ones, waiting (bounded) until every client
-    connection's handler has finished; return how many were still open at the end.
+async def drain(master: Master, *, grace: float = 0.0, timeout: float = 5.0) -> int:
+    """Stop taking connections; give the open ones `grace` seconds to finish on their own (a
+    worker stopping alone: its clients' next connections go to the other workers), then close
+    the rest and wait (`timeout`, bounded) until every client connection's handler has finished.
+    Returns how many were still open at the end.
 
     mitmproxy's shutdown runs the `done` hooks while the proxy goes on serving: its listening
     sockets stay open and keep-alive clients keep sending requests, so decisions went on being
@@ -96,17 +101,21 @@ async def drain(master: Master, timeout: float = 5.0) -> int:
     if proxyserver is None:
         return 0
     await proxyserver.servers.update([])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while proxyserver.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
     for handler in list(proxyserver.connections.values()):
         client = handler.client
         if client in handler.transports and handler.transports[client].handler is not None:
             handler.close_connection(client)
-    loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while proxyserver.connections and loop.time() < deadline:
         await asyncio.sleep(0.02)
     left = len(proxyserver.connections)
     if left:
-        log.warning("%d client connections were still open %.0f s into shutdown", left, timeout)
+        log.warning("%d client connections were still open %.0f s into shutdown", left,
+                    grace + timeout)
     return left
 
 
@@ -119,7 +128,7 @@ def lean_master(opts: options.Options) -> Master:
     return master
 
 
-def lean_addons() -> list[object]:
+def lean_addons(listen: socket.socket) -> list[object]:
     """The mitmproxy addons `schoolgate run` needs, instead of mitmproxy's thirty defaults: each
     default addon with a request or response hook runs on every flow, whether it does anything or
     not, and most exist for the interactive tools.
@@ -127,7 +136,8 @@ def lean_addons() -> list[object]:
     Kept: Core (option checks and commands), Block (`block_global`: a gateway listening on a
     public address refuses clients from the internet, so it is never an open proxy), DisableH2C
     (an h2c upgrade or HTTP/2 prior knowledge would carry requests past the HTTP hooks),
-    Proxyserver, NextLayer and TlsConfig (the proxy itself and its interception).
+    Proxyserver, NextLayer and TlsConfig (the proxy itself and its interception); Proxyserver as
+    `InheritedSocketProxyserver`, accepting on the supervisor's socket `listen`.
 
     Dropped, with why: ProxyAuth (Schoolgate answers 407 itself, against htpasswd or LDAP);
     UpstreamAuth (no upstream mode: `mode` is regular or transparent); DnsResolver and
@@ -142,7 +152,7 @@ def lean_addons() -> list[object]:
         core.Core(),
         block.Block(),
         disable_h2c.DisableH2C(),
-        proxyserver.Proxyserver(),
+        InheritedSocketProxyserver(listen),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
     ]

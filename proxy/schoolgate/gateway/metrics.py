@@ -3,11 +3,17 @@
 Labels are action, category, group and stage: never a user, IP, host or URL (DESIGN.md). Every
 known label child is created at start-up so dashboards show zeros instead of gaps, and values that
 exist only at scrape time (queue depth) come from a collector. Tests pass their own registry.
+
+Under `schoolgate run --workers N` every process keeps its counters in prometheus_client's
+multiprocess files (`share_values`), and the supervisor's one endpoint sums them; the scrape-time
+collectors, the build info and the process metrics are the supervisor's alone, so each appears
+once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from threading import Thread
@@ -16,12 +22,15 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     Info,
     ProcessCollector,
     start_http_server,
+    values,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .. import __version__
@@ -33,7 +42,8 @@ from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
 
-__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "NO_CATEGORY", "STAGES"]
+__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "MULTIPROC_ENV", "NO_CATEGORY", "STAGES",
+           "share_values"]
 
 log = logging.getLogger("schoolgate.metrics")
 
@@ -43,6 +53,19 @@ STAGES = ("identify", "classify", "enforce", "tls")
 TLS_MODES = ("decrypted", "passed_through", "refused")
 BLOCK_REASONS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
                  "no_safe_search", "tls", "bad_request", "error")
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_values(directory: Path) -> None:
+    """Keep this process's metric values in prometheus_client's multiprocess files in
+    `directory` (and, through the environment, those of every child started from now on), so one
+    endpoint can add them up. Call before any metric is made: a metric keeps the kind of value
+    it was made with. The supervisor calls this; its workers inherit the variable, which the
+    client reads when it is imported."""
+    os.environ[MULTIPROC_ENV] = str(directory)
+    values.ValueClass = values.get_value_class()
 
 
 def block_reason(verdict: Verdict) -> str:
@@ -131,10 +154,52 @@ class _CheckCollector(Collector):
         )
 
 
+class _ProcessesCollector(Collector):
+    """The process metrics (CPU, memory, file descriptors) of the supervisor and its workers
+    added up, as one gateway's: the capacity dashboard sizes the machine, not one process.
+    Start time and the descriptor limit are the supervisor's."""
+
+    _SUMMED = ("process_virtual_memory_bytes", "process_resident_memory_bytes",
+               "process_cpu_seconds", "process_open_fds")
+
+    def __init__(self, pids: Callable[[], Iterable[int]]) -> None:
+        self._pids = pids
+
+    def collect(self) -> Iterable[Metric]:
+        own = list(ProcessCollector(registry=None).collect())
+        totals: dict[str, float] = {}
+        for pid in self._pids():
+            for family in ProcessCollector(pid=str(pid).__str__, registry=None).collect():
+                for sample in family.samples:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        for family in own:
+            if family.name in self._SUMMED:
+                family.samples = [s._replace(value=s.value + totals.get(s.name, 0.0))
+                                  for s in family.samples]
+            yield family
+
+
 class GatewayMetrics:
-    def __init__(self, config: Config, registry: CollectorRegistry | None = None):
+    """Every metric a gateway process counts. `registry` is what `serve` exposes. With `shared`
+    (the supervisor of `schoolgate run`, after `share_values(shared)`), the counters' values
+    live in that directory's files with every worker's, and the exposed registry sums the files
+    instead of holding the counters, and also has what only the supervisor knows: the workers
+    up and restarted, the build and the process."""
+
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None, *,
+                 shared: Path | None = None):
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        r = CollectorRegistry() if shared is not None else self.registry
+        self.workers_up: Gauge | None = None
+        self.worker_restarts: Counter | None = None
+        if shared is not None:
+            MultiProcessCollector(self.registry, path=str(shared))
+            self.workers_up = Gauge(
+                "schoolgate_workers_up", "Gateway worker processes accepting connections.",
+                multiprocess_mode="max", registry=r)
+            self.worker_restarts = Counter(
+                "schoolgate_worker_restarts",
+                "Gateway worker processes that died and were started again.", registry=r)
         self.requests = Counter(
             "schoolgate_requests",
             "Requests decided, by action, deciding category and group.",
@@ -240,10 +305,12 @@ class GatewayMetrics:
         )
         for outcome in ("success", "failure"):
             self.reloads.labels(outcome)
-        Info("schoolgate_build", "Schoolgate version.", registry=r).info({"version": __version__})
+        Info("schoolgate_build", "Schoolgate version.", registry=self.registry).info(
+            {"version": __version__})
         # CPU, memory and file descriptors for the capacity dashboard (our own registry does not
-        # get the default process metrics).
-        ProcessCollector(registry=r)
+        # get the default process metrics). Under --workers: `watch_processes`.
+        if shared is None:
+            ProcessCollector(registry=self.registry)
         self._server: WSGIServer | None = None
         self._thread: Thread | None = None
 
@@ -287,6 +354,10 @@ class GatewayMetrics:
             block.inc()
         if verdict.theme == "circumvention":
             self.circumvention.labels(verdict.group).inc()
+
+    def watch_processes(self, pids: Callable[[], Iterable[int]]) -> None:
+        """The supervisor's process metrics with those of its workers (`pids`) added in."""
+        self.registry.register(_ProcessesCollector(pids))
 
     def watch_lists(self, sources: Sequence[IllegalListSource]) -> None:
         self.registry.register(_ListCollector(sources))

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -67,7 +68,8 @@ class PushServer:
 
     def __init__(self, ip_map: IpUserMap, token: str, host: str = "127.0.0.1", port: int = 0,
                  *, default_ttl: int = 8 * 3600, request_timeout: float = 10.0,
-                 max_connections: int = 64) -> None:
+                 max_connections: int = 64,
+                 on_change: Callable[[], Awaitable[None]] | None = None) -> None:
         token = token.strip()
         if len(token) < MIN_TOKEN or not token.isprintable() or " " in token:
             raise ValueError(f"push API token must be at least {MIN_TOKEN} printable characters "
@@ -81,6 +83,9 @@ class PushServer:
         self.default_ttl = default_ttl
         self.request_timeout = request_timeout
         self.max_connections = max_connections
+        self.on_change = on_change
+        """Awaited after a change, before it is answered: `schoolgate run --workers` passes the
+        change to every worker there, so a 200 means every worker has the entry."""
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -220,9 +225,13 @@ class PushServer:
                     raise RuntimeError(f"push API: entry for {ip} passed checks without a user")
                 self.ip_map.set(ip, user, ttl, now=now)
             log.debug("push API: stored %d entries", len(entries))
+            if self.on_change is not None:
+                await self.on_change()
             return 200, {"stored": len(entries)}
         entries = self._entries(data, ("ip", "user"), need_user=False)
         deleted = sum(self.ip_map.forget(ip, user) for ip, user, _ in entries)
+        if self.on_change is not None:
+            await self.on_change()
         return 200, {"deleted": deleted}
 
     def _check_token(self, request: h11.Request) -> None:

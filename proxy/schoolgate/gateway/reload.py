@@ -84,8 +84,15 @@ class Reloader:
 
     def __init__(self, config: Config, illegal: IllegalLists, ip_users: IpUserMap,
                  metrics: GatewayMetrics, *, current: Callable[[], Rules],
-                 swap: Callable[[Rules], None]) -> None:
+                 swap: Callable[[Rules], None], primary: bool = True,
+                 write_status: bool = True) -> None:
         self.config = config
+        self.primary = primary
+        """Audits and counts reloads. In `schoolgate run --workers N` only worker 0 does, so
+        that one change is one audit row and one count, not N; the others reload alike."""
+        self.write_status = write_status
+        """Writes `reload-status.json`. Workers do not: the supervisor writes it once every
+        worker has answered, so `schoolgate reload` never sees one worker's answer as all's."""
         self.illegal = illegal
         self.ip_users = ip_users
         self.metrics = metrics
@@ -96,6 +103,8 @@ class Reloader:
         self._audited: Config = config
         """The config as written at the last reload (not `Rules.config`: the command line's
         allow and block entries merge in there, and the CLI audits those itself)."""
+        self.on_done: Callable[[dict[str, Any]], None] = lambda outcome: None
+        """Called with `last` after every reload, whatever asked for it."""
         self._tasks: set[asyncio.Task[bool]] = set()
         self.last: dict[str, Any] = {}
         """The last reload's outcome, as written to `reload-status.json`."""
@@ -177,6 +186,8 @@ class Reloader:
     # -- parts -----------------------------------------------------------------------------------
 
     async def _audit(self, why: str, outcome: str, detail: dict[str, Any]) -> None:
+        if not self.primary:
+            return
         # A store that cannot be written must not undo or stop the reload.
         try:
             await asyncio.to_thread(functools.partial(
@@ -200,13 +211,20 @@ class Reloader:
     def _done(self, ok: bool, why: str, started: float, problems: list[str]) -> None:
         seconds = time.monotonic() - started
         generation = self._current().generation
-        self.metrics.reloads.labels("success" if ok else "failure").inc()
+        if self.primary:
+            self.metrics.reloads.labels("success" if ok else "failure").inc()
         self.last = {
             "ok": ok, "why": why, "at": time.time(), "seconds": round(seconds, 3),
             "generation": generation, "problems": problems,
         }
         if ok:
             log.info("reloaded (%s) in %.2fs: generation %d", why, seconds, generation)
+        try:
+            self.on_done(self.last)
+        except Exception:  # noqa: BLE001 - telling others must not undo the reload
+            log.exception("reload (%s): passing the outcome on failed", why)
+        if not self.write_status:
+            return
         try:
             # `schoolgate reload` waits for this file to change; readable by the technician.
             write_atomically(self.config.data_dir / "reload-status.json", json.dumps(self.last),

@@ -33,8 +33,9 @@ from .metrics import GatewayMetrics
 from .pushapi import PushServer
 from .reload import Reloader
 from .rules import Rules, build_rules, refuse_illegal_allows
+from .workers.link import EventRelay, WorkerLink
 
-__all__ = ["Gateway", "StartupError"]
+__all__ = ["Gateway", "StartupError", "alerts_for", "replace_alert_routing"]
 
 log = logging.getLogger("schoolgate")
 
@@ -43,12 +44,46 @@ class StartupError(Exception):
     """The gateway could not start; the message says what to fix."""
 
 
+def alerts_for(config: Config, metrics: GatewayMetrics) -> SafeguardingAlerts | None:
+    """The alert engine and deliverer for `config`, counting into `metrics`; None when no alert
+    routing is configured. Built before traffic, so a broken template stops start-up."""
+    if config.alert_routing is None:
+        return None
+    try:
+        return SafeguardingAlerts(
+            config.alert_routing, config.database_path, school=config.school_name,
+            timezone=config.timezone,
+            list_titles={n: lst.title for n, lst in config.illegal_lists.items()},
+            template_folder=config.templates,
+            on_outcome=lambda channel, outcome: metrics.alerts.labels(channel, outcome).inc(),
+        )
+    except Exception as e:  # noqa: BLE001 - TemplateError and the like: what to fix
+        raise StartupError(f"alerts: {e}") from None
+
+
+def replace_alert_routing(alerts: SafeguardingAlerts | None, config: Config) -> None:
+    """After a reload: the new alert rules and e-mail templates, or the previous ones kept
+    (and why logged) when the new templates are broken."""
+    if alerts is None or config.alert_routing is None:
+        return
+    try:
+        alerts.replace_routing(config.alert_routing, template_folder=config.templates)
+    except Exception as e:  # noqa: BLE001 - TemplateError: an edited e-mail template
+        # The new rules are in force; alerts keep their rules and templates until fixed.
+        log.error("alerts: %s; the previous alert rules and e-mail templates stay in use", e)
+
+
 class Gateway:
     """The parts every addon shares. `rules` is the generation in force (the reloader swaps it
     whole); everything else lives as long as the process."""
 
-    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
+                 link: WorkerLink | None = None) -> None:
         self.config = config
+        self.link = link
+        """A worker of `schoolgate run --workers`: its events go to the supervisor, which also
+        alerts, reports, serves metrics and the push API and refreshes the illegal lists.
+        None: this process is the whole gateway (`mitmdump -s proxy/entry.py`)."""
         self.metrics = GatewayMetrics(config, registry)
         # Outlives rule generations: entries pushed by the network must survive a reload.
         self.ip_users = IpUserMap()
@@ -59,14 +94,20 @@ class Gateway:
         self.illegal = IllegalLists([s.list for s in self.illegal_sources])
         self.rules: Rules = build_rules(config, self.illegal, cache=True, ip_users=self.ip_users)
         self.failures = FailureLog()
-        self.writer = EventWriter(config.database_path, config.events,
-                                  on_dropped=self.metrics.events_dropped.inc,
-                                  on_written=self._written)
-        self.alerts = self._alerts(config)
+        self.writer: EventWriter | EventRelay
+        if link is not None:
+            self.writer = link.relay
+            link.relay.on_dropped = self.metrics.events_dropped.inc
+        else:
+            self.writer = EventWriter(config.database_path, config.events,
+                                      on_dropped=self.metrics.events_dropped.inc,
+                                      on_written=self._written)
+        self.alerts = self._alerts(config) if link is None else None
         """Built here, before the proxy starts, so a missing template stops start-up with a
         clear message; None when no alert routing is configured."""
         self.reloader = Reloader(config, self.illegal, self.ip_users, self.metrics,
-                                 current=lambda: self.rules, swap=self._swap)
+                                 current=lambda: self.rules, swap=self._swap,
+                                 primary=self.primary, write_status=link is None)
         self.metrics.watch_queue(lambda: self.writer.depth)
         self.metrics.watch_outbox(lambda: self.alerts.outbox_depth() if self.alerts else 0)
         self.metrics.watch_lists(self.illegal_sources)
@@ -78,19 +119,12 @@ class Gateway:
         self._started = False
 
     def _alerts(self, config: Config) -> SafeguardingAlerts | None:
-        if config.alert_routing is None:
-            return None
-        try:
-            return SafeguardingAlerts(
-                config.alert_routing, config.database_path, school=config.school_name,
-                timezone=config.timezone,
-                list_titles={n: lst.title for n, lst in config.illegal_lists.items()},
-                template_folder=config.templates,
-                on_outcome=lambda channel, outcome: self.metrics.alerts.labels(
-                    channel, outcome).inc(),
-            )
-        except Exception as e:  # noqa: BLE001 - TemplateError and the like: what to fix
-            raise StartupError(f"alerts: {e}") from None
+        return alerts_for(config, self.metrics)
+
+    @property
+    def primary(self) -> bool:
+        """True where the once-per-gateway work happens: the only process, or worker 0."""
+        return self.link is None or self.link.primary
 
     # -- what addons use -------------------------------------------------------------------------
 
@@ -136,14 +170,7 @@ class Gateway:
 
     def _swap(self, rules: Rules) -> None:
         self.rules = rules
-        if self.alerts is not None and rules.config.alert_routing is not None:
-            try:
-                self.alerts.replace_routing(rules.config.alert_routing,
-                                            template_folder=rules.config.templates)
-            except Exception as e:  # noqa: BLE001 - TemplateError: an edited e-mail template
-                # The new rules are in force; alerts keep their rules and templates until fixed.
-                log.error("alerts: %s; the previous alert rules and e-mail templates stay in use",
-                          e)
+        replace_alert_routing(self.alerts, rules.config)
         self.log_lists()
 
     def _written(self, count: int, seconds: float) -> None:
@@ -158,6 +185,9 @@ class Gateway:
         if self._started:
             return
         self._started = True
+        if self.link is not None:
+            await self._start_worker(watch_interval)
+            return
         c = self.config
         open_for_writing(c.database_path)
         await self.writer.start()
@@ -185,6 +215,30 @@ class Gateway:
             await self.push_server.start()
             log.info("IP map push endpoint on %s:%d", push.listen.host, self.push_server.port)
 
+    async def _start_worker(self, watch_interval: float) -> None:
+        """A worker: the supervisor has prepared the store and owns the once-only work; here
+        the channel (which starts the relay), the file watcher and the IP map purge."""
+        if self.link is None:
+            raise RuntimeError("only a worker starts this way")
+        self.reloader.on_done = self.link.reloaded
+        await self.link.start(reload=self._reload_outcome, ip_users=self.ip_users,
+                              restore_list=self._restore_list)
+        await self.reloader.remember_files()
+        if watch_interval > 0:
+            self._background(self.reloader.watch(watch_interval), "watch list files")
+        self._background(self._purge_ip_users(), "purge IP map")
+
+    async def _reload_outcome(self, why: str) -> dict[str, Any]:
+        await self.reloader.reload(why)
+        return dict(self.reloader.last)
+
+    async def _restore_list(self, name: str) -> None:
+        """The supervisor refreshed illegal list `name` and saved its last good copy: load it."""
+        for source in self.illegal_sources:
+            if source.name == name and await asyncio.to_thread(source.restore):
+                log.info("illegal list %s: %d entries, as refreshed by the supervisor", name,
+                         source.entries)
+
     def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))
 
@@ -211,6 +265,12 @@ class Gateway:
         if self.reports is not None:
             await self.reports.stop()
             self.reports = None
+        if self.link is not None:
+            queued = self.writer.depth
+            await self.link.stop()
+            log.info("worker %d: %d events sent to the supervisor, %d of them at shutdown, %d "
+                     "dropped", self.link.index, self.writer.written, queued, self.writer.dropped)
+            return
         queued = await self.writer.close()
         log.info(
             "event store closed: %d events written, %d flushed at shutdown, %d dropped",

@@ -249,6 +249,13 @@ class IpUserMap:
         self.version += 1
         return True
 
+    def pushed_entries(self, now: float | None = None) -> list[tuple[str, str, float]]:
+        """The pushed entries still in force, as ``(ip, user, seconds left)``: what another
+        process's map needs to answer the same (`set` each one there)."""
+        now = self.clock() if now is None else now
+        return [(ip, login.user, login.expires - now) for ip, login in self._pushed.items()
+                if login.expires - now >= 1]
+
     def get(self, ip: str, now: float | None = None) -> str | None:
         """The user at `ip`, or None (unknown, expired, or not an IP address). No I/O."""
         entry = self._current(ip, now)

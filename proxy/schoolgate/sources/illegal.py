@@ -14,6 +14,7 @@ import logging
 import time
 import urllib.request
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 from ..classify.illegal import IllegalList, IllegalLists, parse_list
@@ -166,13 +167,15 @@ class IllegalListSource:
 
     # -- on the loop -----------------------------------------------------------------------------
 
-    async def keep_fresh(self) -> None:
+    async def keep_fresh(self, on_refreshed: Callable[[], None] = lambda: None) -> None:
         """Refresh now if the list is due (its last good copy older than the interval), then
-        every interval, in a thread. Runs until cancelled; one failure never ends it."""
+        every interval, in a thread; `on_refreshed` after each success (the last good copy is
+        saved by then). Runs until cancelled; one failure never ends it."""
         while True:
             await asyncio.sleep(self.due_in())
             try:
-                await asyncio.to_thread(self.refresh)
+                if await asyncio.to_thread(self.refresh):
+                    on_refreshed()
             except Exception:  # noqa: BLE001 - the refresher must outlive any one failure
                 log.exception("illegal list %s refresh crashed; keeping the last good list",
                               self.config.name)

@@ -203,6 +203,20 @@ class EventWriter:
             self._batch_ready.set()
         return True
 
+    async def put_waiting(self, events: list[Event]) -> None:
+        """Queue `events`, waiting while the queue is full: for the batches the workers of
+        `schoolgate run` relay, where waiting (the relay stops reading, the workers' bounded
+        queues absorb, then count what they drop) beats dropping them here. Awaits only when
+        the queue is full: one await per event would halve what one writer can take."""
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._batch_ready.set()
+                await self._queue.put(event)
+        if self._queue.qsize() >= self.settings.batch_size - 1:
+            self._batch_ready.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

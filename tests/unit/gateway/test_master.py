@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Iterator
 
+import pytest
 from mitmproxy import addons as mitm_addons
 from mitmproxy import exceptions, options
 from mitmproxy.addons import block, disable_h2c, errorcheck, next_layer, proxyserver, tlsconfig
@@ -15,38 +18,53 @@ from mitmproxy.test import taddons, tflow
 
 from schoolgate.gateway import bootstrap
 from schoolgate.gateway.master import DispatchAddonManager, lean_addons, lean_master
+from schoolgate.gateway.workers.listen import InheritedSocketProxyserver
+
+
+@pytest.fixture
+def listen() -> Iterator[socket.socket]:
+    """The socket a worker inherits from its supervisor."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock
+
+
+def lean(listen: socket.socket) -> list[object]:
+    return lean_addons(listen)
 
 
 def _names(addons: list[object]) -> set[str]:
-    return {type(a).__name__ for a in addons}
+    # mitmproxy's own name for an addon (what `addons.get` finds it by).
+    return {getattr(a, "name", type(a).__name__.lower()) for a in addons}
 
 
-def test_the_lean_master_keeps_the_proxy_and_its_safeguards():
-    kept = _names(lean_addons())
-    assert kept == {"Core", "Block", "DisableH2C", "Proxyserver", "NextLayer", "TlsConfig"}
-    # Each kept one is mitmproxy's own class, not a look-alike.
-    types = {type(a) for a in lean_addons()}
-    assert {block.Block, disable_h2c.DisableH2C, proxyserver.Proxyserver, next_layer.NextLayer,
-            tlsconfig.TlsConfig} <= types
+def test_the_lean_master_keeps_the_proxy_and_its_safeguards(listen):
+    kept = _names(lean(listen))
+    assert kept == {"core", "block", "disableh2c", "proxyserver", "nextlayer", "tlsconfig"}
+    # Each kept one is mitmproxy's own class, not a look-alike; the proxy server is mitmproxy's
+    # own, accepting on the inherited socket.
+    types = {type(a) for a in lean(listen)}
+    assert {block.Block, disable_h2c.DisableH2C, InheritedSocketProxyserver,
+            next_layer.NextLayer, tlsconfig.TlsConfig} <= types
+    assert issubclass(InheritedSocketProxyserver, proxyserver.Proxyserver)
 
 
-def test_the_dropped_defaults_are_the_ones_that_rewrite_replay_save_or_script():
-    dropped = _names(mitm_addons.default_addons()) - _names(lean_addons())
-    assert {"ScriptLoader", "Save", "SaveHar", "ProxyAuth", "UpstreamAuth", "Onboarding",
-            "MapRemote", "MapLocal", "ModifyBody", "ModifyHeaders", "ServerPlayback",
-            "ClientPlayback", "CommandHistory", "StickyCookie", "StickyAuth"} <= dropped
-    assert len(dropped) == len(mitm_addons.default_addons()) - len(lean_addons())
+def test_the_dropped_defaults_are_the_ones_that_rewrite_replay_save_or_script(listen):
+    dropped = _names(mitm_addons.default_addons()) - _names(lean(listen))
+    assert {n.lower() for n in (
+        "ScriptLoader", "Save", "SaveHar", "ProxyAuth", "UpstreamAuth", "Onboarding",
+        "MapRemote", "MapLocal", "ModifyBody", "ModifyHeaders", "ServerPlayback",
+        "ClientPlayback", "CommandHistory", "StickyCookie", "StickyAuth")} <= dropped
+    assert len(dropped) == len(mitm_addons.default_addons()) - len(lean(listen))
 
 
-def test_schoolgates_options_apply_to_the_lean_master(config):
+def test_schoolgates_options_apply_to_the_lean_master(config, listen):
     # The test context brings its own Core; the rest are the lean master's.
-    with taddons.context(*[a for a in lean_addons() if type(a).__name__ != "Core"]) as tctx:
+    with taddons.context(*[a for a in lean(listen) if type(a).__name__ != "Core"]) as tctx:
         tctx.options.update(**bootstrap.proxy_options(config))
         assert tctx.options.connection_strategy == "lazy"
         assert tctx.options.confdir == str(config.ca_dir)
         # An open proxy on a public address is refused: Block's option is there and on.
         assert tctx.options.block_global is True
-
 
 
 # -- the dispatching addon manager -----------------------------------------------------------
@@ -103,7 +121,8 @@ def test_the_lean_master_uses_the_dispatching_manager_and_still_hears_option_cha
             def configure(self, updated):
                 seen.append(set(updated))
 
-        master.addons.add(*lean_addons())
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            master.addons.add(*lean_addons(sock))
         master.addons.add(Configured())
         master.options.update(connection_strategy="lazy")
         return type(master.addons), seen

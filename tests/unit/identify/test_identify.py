@@ -14,6 +14,7 @@ import schoolgate.identify
 from sample_school import BASE_CONFIG, EXAMPLE_CONFIG, replace_once
 from schoolgate.config.loader import load_config
 from schoolgate.identify import Identity, SubnetGroups, normalise_ip
+from schoolgate.identify.maps import IpUserMap
 
 IDENTIFY = Path(schoolgate.identify.__file__).parent
 
@@ -167,3 +168,19 @@ def test_identify_is_pure(path):
          and isinstance(n.func, ast.Name | ast.Attribute)}
         & set(FORBIDDEN_CALLS))
     assert calls == [], f"{path.name} calls {calls}"
+
+
+def test_pushed_entries_are_what_another_map_needs_to_answer_the_same():
+    now = [1000.0]
+    source = IpUserMap(clock=lambda: now[0])
+    source.set("10.0.0.1", "SCHOOL\\Alice", 600)
+    source.set("10.0.0.2", "bob", 10)
+    source.forget("10.0.0.3")  # nothing there: nothing to pass on
+    now[0] += 9.5  # bob's entry has half a second left: too little to pass on
+    entries = source.pushed_entries()
+    assert entries == [("10.0.0.1", "alice", 590.5)]
+    copy = IpUserMap(clock=lambda: 5.0)  # another process's clock
+    for ip, user, ttl in entries:
+        copy.set(ip, user, ttl)
+    assert copy.get("10.0.0.1") == "alice" and copy.expires("10.0.0.1") == 595.5
+    assert copy.get("10.0.0.2") is None

@@ -61,7 +61,10 @@ class CheckMode:
 
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
-        self.token = secrets.token_urlsafe(32)
+        # A worker of `schoolgate run` answers the token the supervisor wrote for every worker.
+        self.shared = gateway.link is not None
+        self.token = (self.token_path.read_text(encoding="ascii").strip() if self.shared
+                      else secrets.token_urlsafe(32))
         self.answer = CheckAnswer(self)
         self._schedule: asyncio.Task | None = None
         self._last_refusal_log = 0.0
@@ -77,21 +80,26 @@ class CheckMode:
         return self.gateway.config.data_dir / ADDRESS_FILE
 
     def running(self) -> None:
+        if self.gateway.primary:
+            # Worker 0 only: one scheduled check for the gateway, not one per worker.
+            self._schedule = asyncio.get_running_loop().create_task(
+                self._scheduled_checks(), name="schoolgate check schedule")
+        if self.shared:
+            return  # the supervisor wrote the token and the address, and removes them
         write_token(self.token_path, self.token)
         # Where `schoolgate check` finds this gateway (the real port when the config says 0).
         address = self.listen_address()
         if address is not None:
             host, port = address
-            write_atomically(self.address_path,
-                             f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n")
-        self._schedule = asyncio.get_running_loop().create_task(
-            self._scheduled_checks(), name="schoolgate check schedule")
+            write_address(self.address_path, host, port)
 
     async def done(self) -> None:
         if self._schedule is not None:
             self._schedule.cancel()
             await asyncio.gather(self._schedule, return_exceptions=True)
             self._schedule = None
+        if self.shared:
+            return
         self.address_path.unlink(missing_ok=True)
         try:
             if self.token_path.read_text(encoding="ascii").strip() == self.token:
@@ -336,6 +344,11 @@ class CheckAnswer:
         self.gateway.metrics.check_requests.labels(
             verdict.action if verdict.action in (ALLOW, ERROR) else "block").inc()
         flow.response.headers.update(answer_headers(verdict, stage))
+
+
+def write_address(path: Path, host: str, port: int) -> None:
+    """Where `schoolgate check` finds the gateway (the real port when the config says 0)."""
+    write_atomically(path, f"[{host}]:{port}\n" if ":" in host else f"{host}:{port}\n")
 
 
 def write_token(path: Path, token: str) -> None:

@@ -181,7 +181,7 @@ class ProblemReports:
                          "characters.")
             return
         if not self.limit.allows(identity.ip):
-            self._too_many(flow, identity.ip)
+            self._too_many(flow, self.limit.retry_after(identity.ip))
 
     async def _receive(self, flow: http.HTTPFlow) -> None:
         request = flow.request
@@ -233,8 +233,9 @@ class ProblemReports:
             url = typed
         # Counted from here: every well-formed report, even one refused below, so the form
         # cannot be used to test addresses against the illegal lists at speed.
-        if not self.limit.take(identity.ip):
-            self._too_many(flow, identity.ip)
+        allowed, retry_after = await self._take(identity.ip)
+        if not allowed:
+            self._too_many(flow, retry_after)
             return
         try:
             classification = rules.classifier.classify(url)
@@ -294,10 +295,23 @@ class ProblemReports:
                      form={"action": REPORT_SITE_PATH, "issued": issued, "token": token,
                            "max_url": MAX_URL, "max_reason": MAX_REASON})
 
-    def _too_many(self, flow: http.HTTPFlow, client: str) -> None:
+    async def _take(self, client: str) -> tuple[bool, int]:
+        """Count one report for `client`: (allowed, seconds until it may send again). In a
+        worker of `schoolgate run` the supervisor counts, for every worker at once: a client's
+        connections land on any worker, and the limit is the client's, not each worker's. This
+        worker's own count (never above the shared one) lets `_check_headers` refuse early."""
+        link = self.gateway.link
+        if link is None:
+            return self.limit.take(client), self.limit.retry_after(client)
+        allowed, retry_after = await link.take_report(client)
+        if allowed:
+            self.limit.take(client)
+        return allowed, retry_after
+
+    def _too_many(self, flow: http.HTTPFlow, retry_after: int) -> None:
         self._answer(flow, 429, "Too many reports", "Thank you, the IT team has your reports. "
                      "Please wait a while before sending another.",
-                     {"Retry-After": str(self.limit.retry_after(client))})
+                     {"Retry-After": str(retry_after)})
 
     def _fresh(self, issued: int) -> bool:
         now = self.clock()
