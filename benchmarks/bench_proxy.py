@@ -566,7 +566,9 @@ http {{
             config = self.schoolgate_config(self.tmp / "sg", selective=selective)
             cmd = [str(BIN / "schoolgate"), "run", "--config", str(config),
                    "--listen", f"127.0.0.1:{t.port}", "--metrics", f"127.0.0.1:{PORTS['metrics']}"]
-            if workers != 1:
+            if self.features.get("workers"):
+                # Always explicit: the build's default is one worker per core, so leaving the
+                # flag out for one worker measured two on this machine.
                 cmd += ["--workers", str(workers)]
             env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
             t.proc = self.procs.start(t.name, cmd, log, env=env)

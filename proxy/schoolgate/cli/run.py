@@ -29,6 +29,7 @@ from ..config.loader import load_config, parse_address
 from ..config.model import Config
 from ..gateway import bootstrap
 from ..gateway.master import drain, lean_addons, lean_master
+from ..gateway.resolver import CachingLoop
 from ..gateway.service import StartupError
 from ..gateway.workers.channel import wait_for_go
 from ..gateway.workers.link import WorkerLink
@@ -117,7 +118,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     listen = socket.socket(fileno=args.listen_fd)
     link = WorkerLink(args.index, channel, config.events)
     try:
-        return asyncio.run(_run_worker(config, listen, link))
+        # The workers serve the traffic: their loop keeps host-name lookups (gateway/resolver.py).
+        return asyncio.run(_run_worker(config, listen, link), loop_factory=CachingLoop)
     except StartupError as e:
         print(f"schoolgate: worker {args.index}: {e}", file=sys.stderr)
         return 1

@@ -84,4 +84,12 @@ class InheritedSocketProxyserver(proxyserver.Proxyserver):
 
 async def _serve_socket(instance: mode_servers.AsyncioServerInstance, sock: socket.socket,
                         host: str, port: int) -> list[asyncio.Server]:
-    return [await asyncio.start_server(instance.handle_stream, sock=sock, backlog=BACKLOG)]
+    # One connection accepted per wake-up (nginx's `multi_accept off`), not asyncio's default
+    # of up to `backlog` in a loop: every worker is woken when connections wait, and with the
+    # default the first to run took a whole burst (wrk's 32 connections at once landed on one
+    # worker, and --workers 2 served 1.0x of one worker's rate in some runs). Taking one at a
+    # time, a busy worker takes fewer, so the load spreads by itself. asyncio passes `backlog`
+    # to both listen() and its accept loop; the kernel's queue is set back right after.
+    server = await asyncio.start_server(instance.handle_stream, sock=sock, backlog=1)
+    sock.listen(BACKLOG)
+    return [server]
