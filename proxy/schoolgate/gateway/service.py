@@ -35,13 +35,24 @@ from .reload import Reloader
 from .rules import Rules, build_rules, refuse_illegal_allows
 from .workers.link import EventRelay, WorkerLink
 
-__all__ = ["Gateway", "StartupError", "alerts_for", "replace_alert_routing"]
+__all__ = ["Gateway", "StartupError", "alerts_for", "replace_alert_routing", "report_schedule_for"]
 
 log = logging.getLogger("schoolgate")
 
 
 class StartupError(Exception):
     """The gateway could not start; the message says what to fix."""
+
+
+def report_schedule_for(config: Config) -> ReportSchedule:
+    """The daily report, weekly summary and purge timetable for `config`, mailing through the
+    alert routing's SMTP server when one is configured. One builder for the single process and
+    the workers' supervisor, so the two cannot schedule differently."""
+    smtp = config.alert_routing.smtp if config.alert_routing is not None else None
+    return ReportSchedule(
+        config.database_path, config.school_name, config.timezone, config.reports,
+        config.reports_dir, templates=config.templates,
+        send_email=functools.partial(send_report_mail, smtp) if smtp is not None else None)
 
 
 def alerts_for(config: Config, metrics: GatewayMetrics) -> SafeguardingAlerts | None:
@@ -193,11 +204,7 @@ class Gateway:
         await self.writer.start()
         if self.alerts is not None:
             await self.alerts.start()
-        smtp = c.alert_routing.smtp if c.alert_routing is not None else None
-        self.reports = ReportSchedule(
-            c.database_path, c.school_name, c.timezone, c.reports, c.reports_dir,
-            templates=c.templates,
-            send_email=functools.partial(send_report_mail, smtp) if smtp is not None else None)
+        self.reports = report_schedule_for(c)
         self.reports.start()
         if serve_metrics:
             self.metrics_address = self.metrics.serve(c.metrics)

@@ -41,7 +41,6 @@ from ...config.model import Address, Config, ConfigError
 from ...events import Event
 from ...files import write_atomically
 from ...identify.maps import IpUserMap
-from ...reports.mail import send_report_mail
 from ...reports.scheduler import ReportSchedule
 from ...sources.illegal import load_at_start, sources_for
 from ...store import EventWriter, StoreError, open_for_writing
@@ -50,7 +49,7 @@ from ..addons.problem_reports import REPORTS_PER_HOUR, RateLimit
 from ..bootstrap import ensure_ca
 from ..metrics import GatewayMetrics, share_values
 from ..pushapi import PushServer
-from ..service import StartupError, alerts_for, replace_alert_routing
+from ..service import StartupError, alerts_for, replace_alert_routing, report_schedule_for
 from .channel import Channel, open_channel
 from .listen import ListenError, bind_listen_socket
 
@@ -249,11 +248,7 @@ class Supervisor:
         c = self.config
         if self.alerts is not None:
             await self.alerts.start()
-        smtp = c.alert_routing.smtp if c.alert_routing is not None else None
-        self.reports = ReportSchedule(
-            c.database_path, c.school_name, c.timezone, c.reports, c.reports_dir,
-            templates=c.templates,
-            send_email=functools.partial(send_report_mail, smtp) if smtp is not None else None)
+        self.reports = report_schedule_for(c)
         self.reports.start()
         for source in self.illegal_sources:
             self._tasks.append(asyncio.create_task(
