@@ -148,9 +148,14 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _config(tmp: Path) -> Path:
+BLOCKED = "blocked.test"
+"""The one host the load configs block (a gambling list of one line)."""
+
+
+def write_config(tmp: Path) -> Path:
+    """A one-group config blocking `BLOCKED`, with metrics on; shared by the load benchmarks."""
     lists = tmp / "gambling"
-    lists.write_text("blocked.test\n")
+    lists.write_text(f"{BLOCKED}\n")
     config = tmp / "bench.yaml"
     config.write_text(
         f"""
@@ -190,15 +195,15 @@ def run(seconds: float = 10.0, concurrency: int = 16) -> list[tuple[str, dict]]:
             _stop(mitm)
 
         gate, port = _start(
-            [str(BIN / "schoolgate"), "run", "--config", str(_config(tmp)),
+            [str(BIN / "schoolgate"), "run", "--config", str(write_config(tmp)),
              "--listen", "127.0.0.1:0"],
             r"proxy listening on\s+\S+:(\d+)",
         )
         try:
             result = load(("127.0.0.1", port), url, host, seconds, concurrency)
             results.append(("schoolgate", result))
-            results.append(("schoolgate-blk", load(("127.0.0.1", port), "http://blocked.test/x",
-                                                   "blocked.test", seconds, concurrency)))
+            results.append(("schoolgate-blk", load(("127.0.0.1", port), f"http://{BLOCKED}/x",
+                                                   BLOCKED, seconds, concurrency)))
         finally:
             _stop(gate)
     origin.terminate()

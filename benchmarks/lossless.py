@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway_load  # noqa: E402 - the origin and start-up helpers, shared
 
 BIN = Path(sys.executable).parent
-BLOCKED = "blocked.test"
+BLOCKED = gateway_load.BLOCKED
 
 
 # -- clients -----------------------------------------------------------------------------------
@@ -94,22 +94,6 @@ def _supports_workers() -> bool:
     return "--workers" in help_text
 
 
-def _config(tmp: Path) -> Path:
-    lists = tmp / "gambling"
-    lists.write_text(f"{BLOCKED}\n")
-    config = tmp / "lossless.yaml"
-    config.write_text(f"""
-data_dir: {tmp / 'data'}
-metrics: {{host: 127.0.0.1, port: 0}}
-categories:
-  gambling: {{title: Gambling, lists: [{lists}]}}
-groups:
-  pupils: {{subnets: [127.0.0.0/8], blocked_categories: [gambling]}}
-default_group: pupils
-""")
-    return config
-
-
 def _stored(database: Path) -> set[str]:
     with sqlite3.connect(database) as db:
         return {url for (url,) in db.execute("SELECT url FROM events WHERE url LIKE '%/p/%'")}
@@ -119,7 +103,7 @@ def one_run(kind: str, seconds: float, workers: int | None, clients: int,
             origin_port: int) -> dict:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        cmd = [str(BIN / "schoolgate"), "run", "--config", str(_config(tmp)),
+        cmd = [str(BIN / "schoolgate"), "run", "--config", str(gateway_load.write_config(tmp)),
                "--listen", "127.0.0.1:0"]
         if workers is not None:
             cmd += ["--workers", str(workers)]
