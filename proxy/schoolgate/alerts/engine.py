@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config.model import Destination, Routing
 from ..events import ILLEGAL_THEME, SEVERITIES, Event
+from ..wording import counted
 from .messages import (
     Alert,
     AlertTemplates,
@@ -193,8 +194,9 @@ class AlertEngine:
                                  max_alerts=limits.max_alerts, per=limits.per,
                                  timezone=self.timezone, school=self.school)
             out.append(self._queue(d, pause, None, now, kind="paused"))
-            log.warning("alerts to %s paused until %s: %d alerts in %.0f minutes", d.key,
-                        self._hhmm(b.paused_until), len(b.sent), limits.per / 60)
+            log.warning("alerts to %s paused until %s: %s in %s", d.key,
+                        self._hhmm(b.paused_until), counted(len(b.sent), "alert"),
+                        counted(round(limits.per / 60), "minute"))
         if now < b.paused_until:
             b.held += 1
             self.on_outcome(d.channel, "rate_limited")

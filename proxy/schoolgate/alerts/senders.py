@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 import aiosmtplib
 
 from ..config.model import EMAIL, Routing, SmtpSettings, WebhookSettings
+from ..wording import counted
 from .rows import OutboxRow
 
 __all__ = [
@@ -191,8 +192,8 @@ def fact_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("Also", f"{rep['count']} more like this between {rep['since']} and "
                             f"{rep['until']}, not alerted separately"))
     if held := facts.get("held"):
-        out.append(("Held", f"{held['count']} alert(s) held while paused from {held['since']} "
-                            f"to {held['until']}; see the daily report"))
+        out.append(("Held", f"{counted(held['count'], 'alert')} held while paused from "
+                            f"{held['since']} to {held['until']}; see the daily report"))
     hour = f"{facts['context_from']} to {facts['context_to']}"
     if facts.get("context_command"):
         out.append(("Hour either side", f"{hour}: run {facts['context_command']}"))

@@ -168,6 +168,12 @@ class ShownEvent:
         return Person.of(self.user, self.device, self.client_ip)
 
     @property
+    def is_search(self) -> bool:
+        """A search: the event has a search term. An illegal-list hit never is one (its term is
+        withheld, and it was a visit to a listed site, not a search)."""
+        return self.illegal_list is None and self.search_term is not None
+
+    @property
     def flagged(self) -> bool:
         if self.illegal_list is not None:
             return True

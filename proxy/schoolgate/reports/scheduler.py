@@ -155,8 +155,7 @@ class ReportSchedule:
             # In the thread too: the template files are read and compiled for each report.
             parts = await asyncio.to_thread(email_parts, report, self.templates)
             to = self.settings.email_to
-            log.info("daily report for %s: %d flagged searches by %d people, written to %s",
-                     day, report.incidents, len(report.people), paths[0])
+            log.info("daily report for %s: %s, written to %s", day, report.counts_text, paths[0])
         else:
             summary = await asyncio.to_thread(
                 build_weekly, self.db_path, day, self.tz, self.school_name,

@@ -342,7 +342,7 @@ async def test_backoff_doubles_and_giving_up_is_recorded(tmp_path, db):
     assert (await deliverer.run_once()).failed == 1
     (row,) = Outbox(db).rows()
     assert row.status == "failed" and row.next_attempt_at is None and row.attempts == 5
-    assert row.last_error.startswith("gave up after 5 attempt(s) over 4.8 min: mail server "
+    assert row.last_error.startswith("gave up after 5 attempts over 4.8 min: mail server "
                                      f"127.0.0.1:{port}")
     assert outcomes == [("email", "retry")] * 4 + [("email", "failed")]
     assert deliverer.outbox_depth() == 0
@@ -366,7 +366,7 @@ async def test_giving_up_after_the_time_bound(tmp_path, db):
     clock.advance(3600)
     assert (await deliverer.run_once()).failed == 1
     (row,) = Outbox(db).rows()
-    assert row.status == "failed" and row.last_error.startswith("gave up after 3 attempt(s) "
+    assert row.status == "failed" and row.last_error.startswith("gave up after 3 attempts "
                                                                 "over 2.0 h")
 
 
