@@ -110,6 +110,7 @@ def open_for_writing(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StoreError(f"cannot open the event store {path}: {e}") from None
+    new = not path.exists()
     conn = connect(path, "write", what="the event store")
     try:
         conn.execute(JOURNAL_WAL)
@@ -118,8 +119,11 @@ def open_for_writing(path: Path) -> None:
         raise StoreError(f"cannot prepare the event store {path}: {e}") from None
     finally:
         conn.close()
+    # A new store gets every migration: the start-up's one "creating" line has said so. An
+    # existing one names each it was upgraded with.
     for m in applied:
-        log.info("event store %s: applied migration %04d %s", path, m.number, m.name)
+        log.log(logging.DEBUG if new else logging.INFO, "event store %s: applied migration "
+                "%04d %s", path, m.number, m.name)
 
 
 def events_by_reference(path: Path, reference: str) -> list[dict]:

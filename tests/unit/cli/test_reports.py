@@ -312,6 +312,30 @@ async def test_the_timetable_writes_and_sends_each_report_once(tmp_path, caplog)
 
 
 @pytest.mark.asyncio
+async def test_a_first_start_writes_no_report_for_days_before_anything_was_recorded(tmp_path):
+    # Issue #15: the first start wrote yesterday's report and last week's summary, each saying
+    # "no events at all were recorded: check that the gateway was running", and logged them.
+    db = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(db)  # the new store of a first start
+    out = tmp_path / "out"
+    schedule = ReportSchedule(db, "Test Academy", "Europe/London", ReportSettings(), out,
+                              clock=Clock(datetime(2026, 3, 2, 12, tzinfo=UTC)))
+    await schedule.tick()
+    assert not out.exists() or list(out.iterdir()) == []
+    # Once the gateway has recorded something, that day's report is written as usual.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})", event_row(Event(
+                         ts=at("2026-03-02T12:30"), client_ip="10.20.1.5", group="secondary",
+                         action="allow", reference=None, host="www.bbc.co.uk")))
+    conn.close()
+    assert "daily" in await schedule.tick(datetime(2026, 3, 3, 7, 0, tzinfo=UTC))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "suspicious-searches-2026-03-02.csv", "suspicious-searches-2026-03-02.html"]
+
+
+@pytest.mark.asyncio
 async def test_a_failing_job_is_logged_and_the_timetable_goes_on(tmp_path, caplog):
     missing = tmp_path / "nowhere.sqlite3"
     schedule = ReportSchedule(missing, "S", "Europe/London", ReportSettings(), tmp_path / "out",
