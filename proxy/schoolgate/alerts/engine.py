@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..config.model import Destination, Routing
+from ..config.model import EMAIL, Destination, Routing
 from ..events import ILLEGAL_THEME, SEVERITIES, Event
 from ..wording import counted
 from .messages import (
@@ -213,7 +213,15 @@ class AlertEngine:
     def _queue(self, d: Destination, facts: Mapping[str, Any], key: str | None, now: float,
                *, kind: str = "alert", status: str = "pending") -> Alert:
         text, html = self.templates.render(template_kind(facts), facts)
-        alert = Alert(kind=kind, destination=d, subject=subject_for(facts), text=text, html=html,
+        subject = subject_for(facts)
+        if status == "pending" and d.channel == EMAIL and self.routing.email_recorded_only:
+            # No mail server (`smtp: off`): kept in the outbox and said in the log, never
+            # tried, so nothing retries against a server that is not there.
+            status = "recorded"
+            self.on_outcome(d.channel, "recorded")
+            log.info("alert for %s recorded in the store, not e-mailed (no mail server is "
+                     "configured): %s", ", ".join(d.recipients), subject)
+        alert = Alert(kind=kind, destination=d, subject=subject, text=text, html=html,
                       facts=facts, created=now, dedup_key=key, status=status)
         self.submit(alert)
         return alert

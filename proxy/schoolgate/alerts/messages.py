@@ -65,7 +65,8 @@ class Alert:
     created: float
     dedup_key: str | None = None
     status: str = "pending"
-    """`pending` (to deliver) or `held` (recorded only, while alerts to its destination pause)."""
+    """`pending` (to deliver), `held` (recorded only, while alerts to its destination pause) or
+    `recorded` (an e-mail alert where no mail server is configured: stored and logged only)."""
 
     @property
     def channel(self) -> str:

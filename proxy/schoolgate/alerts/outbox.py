@@ -29,8 +29,9 @@ __all__ = ["Deliverer", "Outbox", "OutboxRow", "Round", "OUTCOMES"]
 
 log = logging.getLogger("schoolgate.alerts")
 
-OUTCOMES = ("sent", "retry", "failed", "deduplicated", "rate_limited")
-"""The `outcome` values `on_outcome(channel, outcome)` is called with."""
+OUTCOMES = ("sent", "retry", "failed", "deduplicated", "rate_limited", "recorded")
+"""The `outcome` values `on_outcome(channel, outcome)` is called with. `recorded`: an e-mail
+alert kept in the store and the log only, because no mail server is configured."""
 
 _DEFAULT_DELIVERY = Delivery()  # frozen: one shared default is safe
 

@@ -515,3 +515,28 @@ def test_one_held_alert_one_repeat_block_and_a_pause_of_one_alert_read_as_singul
     (hit,) = eng.consider(illegal_event())
     for part in (hit.text, hit.html):
         assert "Also 1 more block like this from the same person" in " ".join(part.split())
+
+
+def test_smtp_off_keeps_the_email_rules_and_records_their_alerts(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING.replace(
+        'smtp: {host: 127.0.0.1, port: 2525, from: "Schoolgate <schoolgate@school.example>"}\n',
+        "smtp: off\n"), encoding="utf-8")
+    routing = load_routing(path)
+    assert routing.smtp is None and routing.email_recorded_only
+    eng = Engine(routing)
+    (alert,) = eng.consider(event())
+    assert (alert.channel, alert.status) == ("email", "recorded")
+    assert eng.outcomes == [("email", "recorded")]
+    # The refusal of e-mail without any smtp: section says how to go without a mail server.
+    path.write_text(ROUTING.replace(
+        'smtp: {host: 127.0.0.1, port: 2525, from: "Schoolgate <schoolgate@school.example>"}\n',
+        ""), encoding="utf-8")
+    with pytest.raises(RoutingError, match=r"or `smtp: off` to record e-mail alerts in the "
+                                           r"store and the log only"):
+        load_routing(path)
+
+
+def test_the_shipped_routing_file_sends_no_mail_until_a_server_is_set():
+    # What a school expects of `make run` on the example: no mail to a server that is not there.
+    assert load_routing(SHIPPED).email_recorded_only
