@@ -152,7 +152,8 @@ def fact_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     if kind == "paused":
         return [
             ("Paused until", f"{facts['until_local']} school time ({facts['until_utc']})"),
-            ("Why", f"{facts['max_alerts']} alerts in {facts['per_minutes']} minutes"),
+            ("Why", f"{counted(facts['max_alerts'], 'alert')} in "
+                    f"{counted(facts['per_minutes'], 'minute')}"),
             ("Meanwhile", "alerts are held and appear in the daily report; illegal-content "
                           "blocks are never paused"),
         ]

@@ -260,8 +260,8 @@ class Gateway:
         """The supervisor refreshed illegal list `name` and saved its last good copy: load it."""
         for source in self.illegal_sources:
             if source.name == name and await asyncio.to_thread(source.restore):
-                log.info("illegal list %s: %d entries, as refreshed by the supervisor", name,
-                         source.entries)
+                log.info("illegal list %s: %s, as refreshed by the supervisor", name,
+                         counted(source.entries, "entry"))
 
     def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))

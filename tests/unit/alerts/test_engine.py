@@ -499,6 +499,7 @@ def test_one_held_alert_one_repeat_block_and_a_pause_of_one_alert_read_as_singul
     assert (pause.kind, held.status) == ("paused", "held")
     for part in (pause.text, pause.html):
         assert "You have been sent 1 alert in the last 1 minute," in " ".join(part.split())
+    assert ("Why", "1 alert in 1 minute") in fact_lines(pause.facts)  # a webhook's card
     eng.clock.advance(60)
     (after,) = eng.consider(event(user="pupil3"))
     for part in (after.text, after.html):

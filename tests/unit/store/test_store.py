@@ -283,7 +283,7 @@ def test_queue_full_drops_are_counted_and_logged_once(tmp_path, caplog):
     assert writer.dropped == 2 and len(drops) == 2
     assert writer.depth == 3
     (record,) = [r for r in caplog.records if "event queue full" in r.getMessage()]
-    assert "1 events dropped so far" in record.getMessage()
+    assert "1 event dropped so far" in record.getMessage()
 
 
 @pytest.mark.asyncio
