@@ -336,7 +336,7 @@ def test_refresh_applies_removals_and_keeps_the_last_good_list_when_the_source_f
     # The source fails: the last good list stays, and its age keeps growing past the interval.
     feed.set(status=500)
     gw.wait_for_output(r"illegal list feed refresh failed: .*HTTP Error 500.*"
-                       r"keeping the last good list \(1 entries\)")
+                       r"keeping the last good list \(1 entry\)")
     entries, age = wait_for(lambda: (ea := entries_and_age())[1] > 2 * REFRESH + 1 and ea,
                             "the feed's age to grow past two refresh intervals",
                             on_timeout=gw.tail)

@@ -1,7 +1,7 @@
 """The package's dependency rules, read from the source (every import, at any depth, including
 those under `if TYPE_CHECKING:`): the folders are layers, and a layer imports only downward.
 
-    0  schoolgate (the version), events, files, pages, config.model, config.yamltree
+    0  schoolgate (the version), events, files, pages, wording, config.model, config.yamltree
     1  classify, identify                       pure: no mitmproxy, store, YAML, network
     2  policy, config (loader, routing, times, diff)
     3  sources, store
@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "schoolgate.events": 0,
     "schoolgate.files": 0,
     "schoolgate.pages": 0,
+    "schoolgate.wording": 0,
     "schoolgate.config.model": 0,
     "schoolgate.config.yamltree": 0,
     "schoolgate.classify": 1,
@@ -43,8 +44,8 @@ LAYERS: dict[str, int] = {
     "schoolgate.gateway": 5,
     "schoolgate.cli": 6,
 }
-LEAVES = ("schoolgate.events", "schoolgate.files", "schoolgate.pages", "schoolgate.config.model",
-          "schoolgate.config.yamltree")
+LEAVES = ("schoolgate.events", "schoolgate.files", "schoolgate.pages", "schoolgate.wording",
+          "schoolgate.config.model", "schoolgate.config.yamltree")
 PURE = ("schoolgate.classify", "schoolgate.identify", "schoolgate.policy")
 #: What the pure layers may not import: the proxy, the store, a YAML loader, network clients.
 NOT_PURE = ("mitmproxy", "sqlite3", "yaml", "socket", "ssl", "http", "urllib.request",

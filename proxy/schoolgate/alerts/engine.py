@@ -20,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..config.model import Destination, Routing
+from ..config.model import EMAIL, Destination, Routing
 from ..events import ILLEGAL_THEME, SEVERITIES, Event
+from ..wording import counted
 from .messages import (
     Alert,
     AlertTemplates,
@@ -193,8 +194,9 @@ class AlertEngine:
                                  max_alerts=limits.max_alerts, per=limits.per,
                                  timezone=self.timezone, school=self.school)
             out.append(self._queue(d, pause, None, now, kind="paused"))
-            log.warning("alerts to %s paused until %s: %d alerts in %.0f minutes", d.key,
-                        self._hhmm(b.paused_until), len(b.sent), limits.per / 60)
+            log.warning("alerts to %s paused until %s: %s in %s", d.key,
+                        self._hhmm(b.paused_until), counted(len(b.sent), "alert"),
+                        counted(round(limits.per / 60), "minute"))
         if now < b.paused_until:
             b.held += 1
             self.on_outcome(d.channel, "rate_limited")
@@ -211,7 +213,15 @@ class AlertEngine:
     def _queue(self, d: Destination, facts: Mapping[str, Any], key: str | None, now: float,
                *, kind: str = "alert", status: str = "pending") -> Alert:
         text, html = self.templates.render(template_kind(facts), facts)
-        alert = Alert(kind=kind, destination=d, subject=subject_for(facts), text=text, html=html,
+        subject = subject_for(facts)
+        if status == "pending" and d.channel == EMAIL and self.routing.email_recorded_only:
+            # No mail server (`smtp: off`): kept in the outbox and said in the log, never
+            # tried, so nothing retries against a server that is not there.
+            status = "recorded"
+            self.on_outcome(d.channel, "recorded")
+            log.info("alert for %s recorded in the store, not e-mailed (no mail server is "
+                     "configured): %s", ", ".join(d.recipients), subject)
+        alert = Alert(kind=kind, destination=d, subject=subject, text=text, html=html,
                       facts=facts, created=now, dedup_key=key, status=status)
         self.submit(alert)
         return alert

@@ -22,6 +22,7 @@ from ..config.model import Destination, Routing
 from ..events import ILLEGAL_THEME, Event
 from ..events import THEME_TITLES as _LIBRARY_THEME_TITLES
 from ..pages import environment
+from ..wording import counted
 
 __all__ = [
     "Alert",
@@ -64,7 +65,8 @@ class Alert:
     created: float
     dedup_key: str | None = None
     status: str = "pending"
-    """`pending` (to deliver) or `held` (recorded only, while alerts to its destination pause)."""
+    """`pending` (to deliver), `held` (recorded only, while alerts to its destination pause) or
+    `recorded` (an e-mail alert where no mail server is configured: stored and logged only)."""
 
     @property
     def channel(self) -> str:
@@ -197,15 +199,16 @@ class AlertTemplates:
             raise TemplateError("\n".join(problems))
 
     def render(self, kind: str, facts: Mapping[str, Any]) -> tuple[str, str | None]:
-        """Text and HTML for `kind` (`alert`, `illegal`, `paused`). A template that fails while
+        """Text and HTML for `kind` (`alert`, `illegal`, `paused`), with the facts as `a` and
+        `counted(n, "alert")` ("1 alert", "2 alerts") for counts. A template that fails while
         rendering is logged and replaced by a plain listing, so the alert still goes."""
         try:
-            text = self._templates[f"{kind}.txt"].render(a=facts)
+            text = self._templates[f"{kind}.txt"].render(a=facts, counted=counted)
         except Exception:  # noqa: BLE001 - an edited template must never cost an alert
             log.exception("e-mail template %s failed; sending a plain listing", f"{kind}.txt")
             text = plain_listing(facts)
         try:
-            html: str | None = self._templates[f"{kind}.html"].render(a=facts)
+            html: str | None = self._templates[f"{kind}.html"].render(a=facts, counted=counted)
         except Exception:  # noqa: BLE001
             log.exception("e-mail template %s failed; sending text only", f"{kind}.html")
             html = None

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config.model import Delivery
 from ..store import connect, open_for_writing
+from ..wording import counted
 from .messages import Alert
 from .rows import OutboxRow, timestamp
 from .senders import DeliveryError, Sender
@@ -28,8 +29,9 @@ __all__ = ["Deliverer", "Outbox", "OutboxRow", "Round", "OUTCOMES"]
 
 log = logging.getLogger("schoolgate.alerts")
 
-OUTCOMES = ("sent", "retry", "failed", "deduplicated", "rate_limited")
-"""The `outcome` values `on_outcome(channel, outcome)` is called with."""
+OUTCOMES = ("sent", "retry", "failed", "deduplicated", "rate_limited", "recorded")
+"""The `outcome` values `on_outcome(channel, outcome)` is called with. `recorded`: an e-mail
+alert kept in the store and the log only, because no mail server is configured."""
 
 _DEFAULT_DELIVERY = Delivery()  # frozen: one shared default is safe
 
@@ -294,8 +296,8 @@ class Deliverer:
         except Exception as e:  # noqa: BLE001 - a sender bug must not stop other alerts
             log.exception("alert %d: sender %s failed unexpectedly", row.id, row.channel)
             return self._failure(row, f"unexpected error: {type(e).__name__}: {e}", False)
-        log.info("alert %d (%s) sent via %s after %d attempt(s)", row.id, row.kind, row.channel,
-                 row.attempts)
+        log.info("alert %d (%s) sent via %s after %s", row.id, row.kind, row.channel,
+                 counted(row.attempts, "attempt"))
         return "sent", None, None
 
     def _failure(self, row: OutboxRow, error: str,
@@ -303,10 +305,11 @@ class Deliverer:
         now = self.clock()
         d = self.delivery
         age = now - row.created
+        attempts = counted(row.attempts, "attempt")
         if permanent:
-            error = f"gave up after {row.attempts} attempt(s): {error} (retrying cannot help)"
+            error = f"gave up after {attempts}: {error} (retrying cannot help)"
         elif row.attempts >= d.max_attempts or age >= d.give_up_after:
-            error = (f"gave up after {row.attempts} attempt(s) over {_human(age)}: {error}")
+            error = f"gave up after {attempts} over {_human(age)}: {error}"
         else:
             delay = min(d.first_retry * 2 ** (row.attempts - 1), d.longest_retry)
             next_at = now + delay

@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 import aiosmtplib
 
 from ..config.model import EMAIL, Routing, SmtpSettings, WebhookSettings
+from ..wording import counted
 from .rows import OutboxRow
 
 __all__ = [
@@ -151,7 +152,8 @@ def fact_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     if kind == "paused":
         return [
             ("Paused until", f"{facts['until_local']} school time ({facts['until_utc']})"),
-            ("Why", f"{facts['max_alerts']} alerts in {facts['per_minutes']} minutes"),
+            ("Why", f"{counted(facts['max_alerts'], 'alert')} in "
+                    f"{counted(facts['per_minutes'], 'minute')}"),
             ("Meanwhile", "alerts are held and appear in the daily report; illegal-content "
                           "blocks are never paused"),
         ]
@@ -191,8 +193,8 @@ def fact_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("Also", f"{rep['count']} more like this between {rep['since']} and "
                             f"{rep['until']}, not alerted separately"))
     if held := facts.get("held"):
-        out.append(("Held", f"{held['count']} alert(s) held while paused from {held['since']} "
-                            f"to {held['until']}; see the daily report"))
+        out.append(("Held", f"{counted(held['count'], 'alert')} held while paused from "
+                            f"{held['since']} to {held['until']}; see the daily report"))
     hour = f"{facts['context_from']} to {facts['context_to']}"
     if facts.get("context_command"):
         out.append(("Hour either side", f"{hour}: run {facts['context_command']}"))

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from ..classify import Classifier
 from ..config.model import Config
 from ..policy import Policy
+from ..wording import counted
 from .answers import Observation
 from .judging import Result, evaluate
 from .probe import probe
@@ -65,14 +66,17 @@ class CheckRun:
     def verdict(self) -> str:
         """The outcome in one plain-English sentence, for the table and the governors."""
         p, f, w, s = (self.count(x) for x in (PASS, FAIL, WARN, SKIP))
-        groups = f"{len(self.groups)} group{'s' if len(self.groups) != 1 else ''}"
+        groups = counted(len(self.groups), "group")
         if f:
-            text = (f"FAILED: {f} of {p + f} tests across {groups} did not get the answer the "
-                    "filtering policy requires. The technician should look at the failed rows "
-                    "now.")
-        else:
-            text = (f"PASSED: all {p} tests across {groups} got the answer the filtering policy "
+            text = (f"FAILED: {f} of {counted(p + f, 'test')} across {groups} did not get the "
+                    "answer the filtering policy requires. The technician should look at the "
+                    "failed rows now.")
+        elif p == 1:
+            text = (f"PASSED: the 1 test across {groups} got the answer the filtering policy "
                     "requires.")
+        else:
+            text = (f"PASSED: all {counted(p, 'test')} across {groups} got the answer the "
+                    "filtering policy requires.")
         if w:
             text += (f" {w} could not be checked (marked \"warn\"): each says what to configure "
                      "or why.")

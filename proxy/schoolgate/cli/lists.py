@@ -398,12 +398,13 @@ def _print_table(result: ImportResult) -> None:
         for problem in c.problems:
             print(f"  {problem}")
         if c.bad_lines > len(c.problems):
-            print(f"  ... and {c.bad_lines - len(c.problems):,} more bad lines in {c.name}")
-    skipped = (f"; {result.links_skipped} symbolic links (aliases) skipped"
+            print(f"  ... and {_n(c.bad_lines - len(c.problems), 'more bad line')} in {c.name}")
+    skipped = (f"; {_n(result.links_skipped, 'alias', 'aliases')} skipped (symbolic links to "
+               "other categories)"
                if result.links_skipped else "")
-    n = len(result.categories)
-    print(f"imported {result.entries:,} entries in {n} {'category' if n == 1 else 'categories'} "
-          f"into {result.destination} in {result.seconds:.1f}s{skipped}")
+    print(f"imported {_n(result.entries, 'entry', 'entries')} in "
+          f"{_n(len(result.categories), 'category', 'categories')} into {result.destination} in "
+          f"{result.seconds:.1f}s{skipped}")
 
 
 def _in_use(config: Config, result: ImportResult) -> tuple[list[str], list[str]]:

@@ -25,6 +25,7 @@ from ..reports.reading import Person, local_midnight
 from ..reports.retention import purge
 from ..reports.weekly import build_weekly, week_start, weekly_email_parts, write_weekly
 from ..store import StoreError
+from ..wording import counted
 
 __all__ = ["SendEmailNow", "register"]
 
@@ -167,11 +168,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else config.reports_dir
     report = build_daily(config.database_path, day, config.timezone, config.school_name)
     html_path, csv_path = write_daily(report, out, config.templates)
-    if report.is_empty:
-        print(f"no suspicious searches on {day}; wrote {html_path} and {csv_path}")
-    else:
-        print(f"{report.incidents} flagged searches by {len(report.people)} people on {day}; "
-              f"wrote {html_path} and {csv_path}")
+    print(f"{report.counts_text} on {day}; wrote {html_path} and {csv_path}")
     if args.email:
         return _send(args, config, config.reports.email_to, "reports.email_to",
                      email_parts(report, config.templates), csv_path)
@@ -187,8 +184,9 @@ def cmd_weekly(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else config.reports_dir
     summary = build_weekly(config.database_path, week_of, config.timezone, config.school_name)
     html_path, csv_path = write_weekly(summary, out, config.templates)
-    print(f"{summary.total.this_week} safeguarding concerns in the week of {summary.week_start} "
-          f"(last week {summary.total.last_week}); wrote {html_path} and {csv_path}")
+    print(f"{counted(summary.total.this_week, 'safeguarding concern')} in the week of "
+          f"{summary.week_start} (last week {summary.total.last_week}); wrote {html_path} and "
+          f"{csv_path}")
     if args.email:
         return _send(args, config, config.reports.weekly_email_to,
                      "reports.weekly_email_to", weekly_email_parts(summary, config.templates),
@@ -258,11 +256,12 @@ def cmd_export_user(args: argparse.Namespace) -> int:
     done = export_user(
         config.database_path, args.name, out, tz=config.timezone,
         school_name=config.school_name, since=since,
-        retention=(f"Records are kept for: allowed browsing {policy.allowed.days} days, blocks "
-                   f"{policy.blocked.days} days, safeguarding events {policy.safeguarding.days} "
-                   f"days."),
+        retention=(f"Records are kept for: allowed browsing {counted(policy.allowed.days, 'day')}, "
+                   f"blocks {counted(policy.blocked.days, 'day')}, safeguarding events "
+                   f"{counted(policy.safeguarding.days, 'day')}."),
     )
-    print(f"{done.rows} records for {args.name}; wrote {done.csv_path} and {done.json_path}")
+    print(f"{counted(done.rows, 'record')} for {args.name}; wrote {done.csv_path} and "
+          f"{done.json_path}")
     if done.rows == 0:
         # Still written: "we hold no records" is a complete answer to a subject-access request.
         print(f"schoolgate: note: no records for the user {args.name!r} (user names are as the "
@@ -277,7 +276,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
     counts = purge(config.database_path, policy, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     for kind in RETENTION_KINDS:
-        print(f"{kind:13} kept {policy.period(kind).days:>4} days   {verb} {counts[kind]:,}")
-    print(f"{'requests':13} kept {policy.blocked.days:>4} days   {verb} {counts['requests']:,}"
+        print(f"{kind:13} kept {_days(policy.period(kind).days)}   {verb} {counts[kind]:,}")
+    print(f"{'requests':13} kept {_days(policy.blocked.days)}   {verb} {counts['requests']:,}"
           "   (decided problem reports)")
     return 0
+
+
+def _days(days: int) -> str:
+    """A retention period for the purge table: the number right-aligned, the unit padded."""
+    return f"{days:>4} {'day ' if days == 1 else 'days'}"

@@ -28,6 +28,7 @@ from ..classify.formats import ListFormat, read_list
 from ..config.loader import load_config, parse_address
 from ..config.model import Config
 from ..gateway import bootstrap
+from ..gateway.logs import SupervisorLogFormat, WorkerLogFormat
 from ..gateway.master import drain, lean_addons, lean_master
 from ..gateway.resolver import CachingLoop
 from ..gateway.service import StartupError
@@ -82,9 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.metrics:
         config = config.replace(metrics=parse_address(args.metrics, "--metrics"))
     workers = args.workers or os.cpu_count() or 1
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="[%(asctime)s.%(msecs)03d] schoolgate: %(message)s",
-                        datefmt="%H:%M:%S")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SupervisorLogFormat())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     supervisor = Supervisor(config, workers, worker_command(),
                             announce=lambda s: _announce(config, s))
     try:
@@ -130,6 +131,7 @@ async def _run_worker(config: Config, listen: socket.socket, link: WorkerLink) -
     master = lean_master(opts)
     # Logs go to stderr, leaving stdout for the supervisor's start-up banner.
     terminal_log = termlog.TermLog(out=sys.stderr)
+    terminal_log.logger.formatter = WorkerLogFormat(terminal_log.logger.has_vt_codes)
     master.addons.add(terminal_log)
     master.addons.add(*lean_addons(listen))
     logging.getLogger("schoolgate").setLevel(logging.INFO)

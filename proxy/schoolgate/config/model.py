@@ -565,12 +565,19 @@ class Routing:
     fallback_pupils: Destination
     fallback_staff: Destination
     smtp: SmtpSettings | None
+    """The mail server; None: none is configured (`smtp: off`), and e-mail alerts are recorded
+    in the store and the log only (`email_recorded_only`)."""
     webhooks: dict[str, WebhookSettings]
     limits: Limits = Limits()
     delivery: Delivery = Delivery()
     templates: Path | None = None
     """Folder of the e-mail templates (`alert.txt`, `alert.html`, ...) when the routing file
     names one; None: the `email/` folder of the config's `templates`, then the package's."""
+
+    @property
+    def email_recorded_only(self) -> bool:
+        """No mail server: an alert for `email` is kept in the store and logged, never sent."""
+        return self.smtp is None
 
     def is_staff(self, group: str) -> bool:
         return group in self.staff_groups

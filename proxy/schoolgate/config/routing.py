@@ -176,12 +176,15 @@ class _Checker(YamlChecker):
                      if self.group_name(item, name)}
 
         smtp = smtp_given
-        if smtp is None and "smtp" in top:
+        # `smtp: off`: no mail server (yet). E-mail rules still stand, and their alerts are
+        # recorded in the store and the log only; the gateway says so once at start-up.
+        mail_off = smtp is None and "smtp" in top and top["smtp"].data is False
+        if smtp is None and "smtp" in top and not mail_off:
             smtp = self.smtp(top["smtp"])
         webhooks = dict(webhooks_given or {})
         if webhooks_given is None and "webhooks" in top:
             webhooks = self.webhooks(top["webhooks"])
-        self.channels = {EMAIL: smtp is not None, **{name: True for name in webhooks}}
+        self.channels = {EMAIL: smtp is not None or mail_off, **{name: True for name in webhooks}}
         self.has_smtp_section = "smtp" in top or smtp_given is not None
 
         rules: list[Rule] = []
@@ -344,7 +347,8 @@ class _Checker(YamlChecker):
         if channel == EMAIL and not self.channels[EMAIL]:
             if not self.has_smtp_section:
                 self.bad(cv or parent, "e-mail needs an smtp: section (host, port, from) in this "
-                         "file or the main configuration")
+                         "file or the main configuration, or `smtp: off` to record e-mail "
+                         "alerts in the store and the log only")
             return None
         recipients: list[str] = []
         if channel == EMAIL:

@@ -16,6 +16,7 @@ from pathlib import Path
 from mitmproxy import ctx
 
 from ..config.model import Config
+from ..sources.lists import cache_path
 from . import ca
 from .addons.check import CheckMode
 from .addons.classify import Classify
@@ -29,13 +30,44 @@ from .master import drain
 from .service import Gateway, StartupError
 from .workers.link import WorkerLink
 
-__all__ = ["Lifecycle", "build", "ensure_ca", "ordered", "proxy_options"]
+__all__ = ["Lifecycle", "announce_creation", "build", "ensure_ca", "ordered", "proxy_options",
+           "to_create"]
 
 log = logging.getLogger("schoolgate")
 
 
+def to_create(config: Config) -> list[str]:
+    """What starting with `config` will create because it is not there yet, in words: on a
+    first start the CA, the event store, the list cache and the illegal lists' last good
+    copies; later, whichever of them was deleted."""
+    items = []
+    if not (config.ca_dir / f"{ca.BASENAME}-ca.pem").exists():
+        items.append(f"the interception CA in {config.ca_dir} (install "
+                     f"{config.ca_cert_path.name} on managed devices)")
+    if not config.database_path.exists():
+        items.append(f"the event store {config.database_path}")
+    if not cache_path(config).exists():
+        items.append(f"the list cache {cache_path(config)}")
+    if config.illegal_lists and not (config.data_dir / "illegal").exists():
+        items.append(f"a last good copy of each illegal list in {config.data_dir / 'illegal'}")
+    return items
+
+
+def announce_creation(config: Config) -> None:
+    """Say once, in one line, what this start creates (nothing when it creates nothing). The
+    parts that create each thing stay quiet about it: a technician reads one line that says
+    what is new, not a missing file or a list of migrations that looks like a fault."""
+    items = to_create(config)
+    if not items:
+        return
+    first = not config.database_path.exists()
+    listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    log.info("%s%s", "first start: creating " if first else "creating ", listed)
+
+
 def ensure_ca(config: Config) -> Path:
     """Create the interception CA on first start; return the public certificate's path.
+    `announce_creation` says so beforehand.
 
     The CA is named after the school so a pupil inspecting a certificate sees who issued it;
     its key is ECDSA P-256 (see `gateway.ca` for why), and the key files get mode 0600.
@@ -47,7 +79,6 @@ def ensure_ca(config: Config) -> Path:
                          common_name=f"Schoolgate CA - {config.school_name}"[:64])
         except OSError as e:
             raise StartupError(f"cannot create the CA in {config.ca_dir}: {e}") from None
-        log.info("created a new interception CA in %s", config.ca_dir)
     mode = stat.S_IMODE(key_file.stat().st_mode)
     if mode & 0o077:
         log.warning(
@@ -75,7 +106,10 @@ def build(config: Config, link: WorkerLink | None = None) -> Gateway:
     """The gateway for `config`, ready for its first request (blocking): the CA made, the lists
     and rules built, and every illegal list loaded from its last good copy or its source.
     Raises StartupError (or ConfigError) saying what to fix; nothing is served then. With
-    `link`, a worker of `schoolgate run` (the supervisor made the CA and the lists' copies)."""
+    `link`, a worker of `schoolgate run` (the supervisor made the CA and the lists' copies, and
+    said so)."""
+    if link is None:
+        announce_creation(config)
     ensure_ca(config)
     gateway = Gateway(config, link=link)
     gateway.log_lists()

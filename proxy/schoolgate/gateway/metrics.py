@@ -282,7 +282,8 @@ class GatewayMetrics:
         self.alerts = Counter(
             "schoolgate_alerts",
             "Safeguarding alerts by channel (email or a webhook's name) and outcome: sent, "
-            "retry, failed, deduplicated, rate_limited.",
+            "retry, failed, deduplicated, rate_limited, recorded (no mail server: stored and "
+            "logged only).",
             ["channel", "outcome"],
             registry=r,
         )

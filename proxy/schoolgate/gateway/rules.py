@@ -31,6 +31,7 @@ from ..sources.localpolicy import (
     local_policy_path,
     next_change,
 )
+from ..wording import counted
 
 __all__ = ["Rules", "build_rules", "load_keywords", "refuse_illegal_allows"]
 
@@ -66,7 +67,7 @@ def load_keywords(config: Config) -> KeywordLibrary | None:
     library = load_library(config.keyword_library)
     for problem in library.problems:
         log.warning("%s", problem)
-    log.info("keyword library %s: %d phrases", config.keyword_library, len(library))
+    log.info("keyword library %s: %s", config.keyword_library, counted(len(library), "phrase"))
     return library
 
 

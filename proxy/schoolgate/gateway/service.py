@@ -27,6 +27,7 @@ from ..reports.mail import send_report_mail
 from ..reports.scheduler import ReportSchedule
 from ..sources.illegal import load_at_start, sources_for
 from ..store import EventWriter, open_for_writing
+from ..wording import counted
 from .decision import ClientState
 from .failures import FailureLog
 from .metrics import GatewayMetrics
@@ -60,6 +61,7 @@ def alerts_for(config: Config, metrics: GatewayMetrics) -> SafeguardingAlerts | 
     routing is configured. Built before traffic, so a broken template stops start-up."""
     if config.alert_routing is None:
         return None
+    say_if_nothing_is_mailed(config)
     try:
         return SafeguardingAlerts(
             config.alert_routing, config.database_path, school=config.school_name,
@@ -72,11 +74,26 @@ def alerts_for(config: Config, metrics: GatewayMetrics) -> SafeguardingAlerts | 
         raise StartupError(f"alerts: {e}") from None
 
 
+def say_if_nothing_is_mailed(config: Config) -> None:
+    """With no mail server (`smtp: off` in the routing file), say once, at start-up or when a
+    reload turns mail off, where alerts go instead: a technician who has not set up mail yet
+    reads why nothing arrives, instead of a retry against a server that is not there."""
+    routing = config.alert_routing
+    if routing is None or not routing.email_recorded_only:
+        return
+    reports = config.reports.email_to or config.reports.weekly_email_to
+    log.info("alerts: no mail server is configured (smtp: off in %s): e-mail alerts go to the "
+             "store and the log only%s", routing.path,
+             f"; reports are written to {config.reports_dir}, not e-mailed" if reports else "")
+
+
 def replace_alert_routing(alerts: SafeguardingAlerts | None, config: Config) -> None:
     """After a reload: the new alert rules and e-mail templates, or the previous ones kept
     (and why logged) when the new templates are broken."""
     if alerts is None or config.alert_routing is None:
         return
+    if not alerts.engine.routing.email_recorded_only:
+        say_if_nothing_is_mailed(config)
     try:
         alerts.replace_routing(config.alert_routing, template_folder=config.templates)
     except Exception as e:  # noqa: BLE001 - TemplateError: an edited e-mail template
@@ -243,8 +260,8 @@ class Gateway:
         """The supervisor refreshed illegal list `name` and saved its last good copy: load it."""
         for source in self.illegal_sources:
             if source.name == name and await asyncio.to_thread(source.restore):
-                log.info("illegal list %s: %d entries, as refreshed by the supervisor", name,
-                         source.entries)
+                log.info("illegal list %s: %s, as refreshed by the supervisor", name,
+                         counted(source.entries, "entry"))
 
     def _background(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(work, name=name))
@@ -275,12 +292,11 @@ class Gateway:
         if self.link is not None:
             queued = self.writer.depth
             await self.link.stop()
-            log.info("worker %d: %d events sent to the supervisor, %d of them at shutdown, %d "
-                     "dropped", self.link.index, self.writer.written, queued, self.writer.dropped)
+            log.info("worker %d: %s sent to the supervisor, %d of them at shutdown, %d dropped",
+                     self.link.index, counted(self.writer.written, "event"), queued,
+                     self.writer.dropped)
             return
         queued = await self.writer.close()
-        log.info(
-            "event store closed: %d events written, %d flushed at shutdown, %d dropped",
-            self.writer.written, queued, self.writer.dropped,
-        )
+        log.info("event store closed: %s written, %d flushed at shutdown, %d dropped",
+                 counted(self.writer.written, "event"), queued, self.writer.dropped)
         self.metrics.stop()

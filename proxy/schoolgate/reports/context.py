@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..store import StoreError, events_by_reference
+from ..wording import counted
 from .reading import SELECT_SHOWN, Person, ShownEvent, iso_utc, parse_iso, printable, read_only
 
 __all__ = ["Around", "context_around", "context_for_reference", "format_context", "nearest"]
@@ -106,8 +107,8 @@ def format_context(around: Around, tz: str) -> str:
     at = around.at.astimezone(zone)
     lines = [
         f"{around.person.kind_text} {printable(around.person.name)}: "
-        f"{len(around.events)} events from "
-        f"{around.minutes} minutes before to {around.minutes} minutes after "
+        f"{counted(len(around.events), 'event')} from "
+        f"{counted(around.minutes, 'minute')} before to {counted(around.minutes, 'minute')} after "
         f"{at:%Y-%m-%d %H:%M:%S %Z}",
         "",
     ]

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from ..files import write_atomically
 from ..pages import Page
 from ..store import StoreError
+from ..wording import counted
 from .context import count_events, nearest, person_events
 from .reading import (
     SAFEGUARDING_SQL,
@@ -89,6 +90,9 @@ class Term:
     last: datetime
     engines: tuple[str, ...]
     illegal_list: str | None = None
+    is_search: bool = False
+    """Typed into a search engine (else an address or page that matched, or an illegal-list
+    hit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,28 @@ class DailyReport:
     @property
     def illegal_hits(self) -> int:
         return sum(1 for p in self.people for i in p.incidents if i.event.illegal_list)
+
+    @property
+    def searches(self) -> int:
+        """Flagged searches: incidents with a search term (an illegal-list hit never is one)."""
+        return sum(1 for p in self.people for i in p.incidents if i.event.is_search)
+
+    @property
+    def pages(self) -> int:
+        """Flagged pages: an address or page text that matched, with no search term."""
+        return self.incidents - self.searches - self.illegal_hits
+
+    @property
+    def counts_text(self) -> str:
+        """What was flagged and by how many people, each count with its unit: "1 flagged search
+        and 1 illegal-list hit by 1 person"; "no suspicious searches" on an empty day."""
+        if self.is_empty:
+            return "no suspicious searches"
+        what = [counted(n, unit) for n, unit in ((self.searches, "flagged search"),
+                                                  (self.pages, "flagged page"),
+                                                  (self.illegal_hits, "illegal-list hit")) if n]
+        joined = ", ".join(what[:-1]) + " and " + what[-1] if len(what) > 1 else what[0]
+        return f"{joined} by {counted(len(self.people), 'person')}"
 
     @property
     def clocks_change(self) -> bool:
@@ -295,6 +321,7 @@ def _term(items: list[Incident]) -> Term:
         last=items[-1].at,
         engines=_distinct(e.engine for e in events if e.engine),
         illegal_list=first.illegal_list,
+        is_search=first.is_search,
     )
 
 
@@ -425,7 +452,7 @@ def email_parts(report: DailyReport, templates: Path | None = None) -> tuple[str
         sev = report.by_severity
         serious = f", {report.illegal_hits} illegal-list" if report.illegal_hits else ""
         subject = (f"{report.school_name}: suspicious searches on {day}: "
-                   f"{_n(len(report.people), 'person', 'people')}, {sev['high']} high{serious}")
+                   f"{counted(len(report.people), 'person')}, {sev['high']} high{serious}")
     return printable(subject), render_text(report), render_html(report, templates)
 
 
@@ -444,7 +471,7 @@ def render_text(report: DailyReport) -> str:
         lines.append(
             f"{rank}. [{tag}{p.severity.upper()}] {printable(p.person.name)} "
             f"({p.person.kind_text}; {', '.join(map(printable, p.groups))}): "
-            f"{_n(p.count, 'time', 'times')}, {v.span(p.first, p.last)}"
+            f"{counted(p.count, 'time')}, {v.span(p.first, p.last)}"
         )
         for t in p.terms:
             lines.append(f"   - {v.term_text(t)}")
@@ -456,10 +483,6 @@ def render_text(report: DailyReport) -> str:
 
 def _day_text(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
-
-
-def _n(count: int, one: str, many: str) -> str:
-    return f"{count:,} {one if count == 1 else many}"
 
 
 class _View:
@@ -502,7 +525,7 @@ class _View:
         if self.r.events_total == 0:
             return ("No events at all were recorded that day: check that the gateway was running "
                     "and recording.")
-        recorded = _n(self.r.events_total, "event", "events")
+        recorded = counted(self.r.events_total, "event")
         return (f"Schoolgate recorded {recorded} that day; none matched a safeguarding keyword "
                 "or an illegal-content list.")
 
@@ -511,12 +534,19 @@ class _View:
         r = self.r
         sev = r.by_severity
         parts = [f"{sev[s]} {s}" for s in ("high", "medium", "low") if sev[s]]
-        searches = r.incidents - r.illegal_hits
-        what = [_n(searches, "flagged search", "flagged searches")] if searches else []
-        if r.illegal_hits:
-            what.append(_n(r.illegal_hits, "illegal-list hit", "illegal-list hits"))
-        return (f"{' and '.join(what)} by {_n(len(r.people), 'person', 'people')} "
-                f"({', '.join(parts)}).")
+        text = r.counts_text
+        return f"{text[0].upper()}{text[1:]} ({', '.join(parts)})."
+
+    @property
+    def footer_count(self) -> str:
+        return counted(self.r.events_total, "event")
+
+    @staticmethod
+    def terms_heading(p: PersonSummary) -> str:
+        """The heading over a person's terms: searches only when every one was a search."""
+        if all(t.is_search for t in p.terms):
+            return "Searches"
+        return "Searches and sites" if any(t.is_search for t in p.terms) else "Sites"
 
     def time(self, when: datetime, seconds: bool = False) -> str:
         local = when.astimezone(self.zone)
@@ -536,17 +566,17 @@ class _View:
     def term_text(self, t: Term) -> str:
         if t.illegal_list is not None:
             return (f"{printable(t.typed[0])}: on the illegal-content list {t.illegal_list}, "
-                    f"{_n(t.count, 'time', 'times')}, {self.span(t.first, t.last)}")
+                    f"{counted(t.count, 'time')}, {self.span(t.first, t.last)}")
         typed = " / ".join(f'"{printable(s)}"' for s in t.typed)
         engines = f" on {', '.join(t.engines)}" if t.engines else ""
         phrase = f' (matched "{printable(t.matched_phrase)}")' if t.matched_phrase else ""
         return (f"{typed}{phrase}: {self.r.title(t.theme)}, {t.severity}, "
-                f"{_n(t.count, 'time', 'times')}{engines}, {self.span(t.first, t.last)}")
+                f"{counted(t.count, 'time')}{engines}, {self.span(t.first, t.last)}")
 
     @staticmethod
     def short(text: str, limit: int = 160) -> str:
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     @staticmethod
-    def n(count: int, one: str, many: str) -> str:
-        return _n(count, one, many)
+    def n(count: int, one: str, many: str | None = None) -> str:
+        return counted(count, one, many)

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from ..files import replacing
 from ..store import StoreError
+from ..wording import counted
 from .reading import SELECT_SHOWN, ShownEvent, iso_utc, read_only
 from .rendering import safe_cell
 
@@ -179,7 +180,7 @@ def _header_lines(about: dict) -> list[str]:
         about["what"],
         f"Generated {about['generated_at']} (UTC); times below are UTC and school time "
         f"({about['time_zone']}).",
-        f"Period: {about['period_requested']}; {about['records']} records"
+        f"Period: {about['period_requested']}; {counted(about['records'], 'record')}"
         + (f", from {about['first_record']} to {about['last_record']}." if about["records"]
            else "."),
         about["not_included"],

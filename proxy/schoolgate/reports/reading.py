@@ -29,6 +29,7 @@ __all__ = [
     "parse_iso",
     "printable",
     "read_only",
+    "recorded_before",
 ]
 
 SAFEGUARDING_SQL = "((theme IS NOT NULL AND severity IS NOT NULL) OR reason LIKE 'illegal:%')"
@@ -49,6 +50,19 @@ def read_only(db_path: Path) -> sqlite3.Connection:
     if not db_path.exists():
         raise StoreError(f"no event store at {db_path}: has the gateway run with this config?")
     return connect(db_path, "read", what="the event store")
+
+
+def recorded_before(db_path: Path, when: datetime) -> bool:
+    """The store holds an event from before `when`: the gateway was recording by then. Raises
+    `StoreError` when the store cannot be read."""
+    conn = read_only(db_path)
+    try:
+        return conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1",
+                            (iso_utc(when),)).fetchone() is not None
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the event store {db_path}: {e}") from None
+    finally:
+        conn.close()
 
 
 def iso_utc(when: datetime) -> str:
@@ -166,6 +180,12 @@ class ShownEvent:
     @property
     def person(self) -> Person:
         return Person.of(self.user, self.device, self.client_ip)
+
+    @property
+    def is_search(self) -> bool:
+        """A search: the event has a search term. An illegal-list hit never is one (its term is
+        withheld, and it was a visit to a listed site, not a search)."""
+        return self.illegal_list is None and self.search_term is not None
 
     @property
     def flagged(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config.model import RETENTION_KINDS, RetentionPolicy
 from ..store import StoreError, connect
+from ..wording import counted
 from .reading import iso_utc
 
 __all__ = ["purge"]
@@ -82,8 +83,8 @@ def purge(
         conn.close()
     for kind in RETENTION_KINDS:
         if counts[kind] and not dry_run:
-            log.info("retention: deleted %d %s records older than %s", counts[kind], kind,
-                     _days(policy.period(kind)))
+            log.info("retention: deleted %s older than %s",
+                     counted(counts[kind], f"{kind} record"), _days(policy.period(kind)))
     return counts
 
 
@@ -140,4 +141,4 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def _days(period: timedelta) -> str:
-    return f"{period.days} days"
+    return counted(period.days, "day")

@@ -4,7 +4,7 @@ set day, and the retention purge each night, all in the school's time zone.
 Started from the gateway's `running()` and stopped in `done()`. Each job runs in a worker thread
 (the event loop never waits for the disk); a job that fails is logged and tried again at its
 next time, and never stops the timetable. A report missed while the gateway was down is written
-when it starts.
+when it starts; not one for a time before the store held any event (a first start writes none).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from ..config.model import ReportSettings
 from .daily import build_daily, daily_paths, email_parts, write_daily
+from .reading import local_midnight, recorded_before
 from .retention import purge
 from .weekly import build_weekly, week_start, weekly_email_parts, weekly_paths, write_weekly
 
@@ -86,6 +87,8 @@ class ReportSchedule:
         """The school's templates folder (`daily.html`, `weekly.html`); None: the package's."""
         self.clock = clock
         self._task: asyncio.Task | None = None
+        self._catching_up: set[str] = set()
+        """Reports whose first run makes up for one missed before this start."""
         self.due: dict[str, datetime] = self._first_due(clock())
         self.last_purge: dict[str, int] | None = None
 
@@ -105,6 +108,8 @@ class ReportSchedule:
             last = previous_at(now, at, self.zone, weekday)
             missed = not self._paths(job, last)[0].exists()
             due[job] = last if missed else next_at(now, at, self.zone, weekday)
+            if missed:
+                self._catching_up.add(job)
         due["purge"] = now
         return due
 
@@ -147,6 +152,14 @@ class ReportSchedule:
             self.last_purge = counts
             return
         day = self._report_day(job, scheduled)
+        if job in self._catching_up:
+            self._catching_up.discard(job)
+            # A report "missed" before the gateway ever recorded anything (its first start)
+            # would only tell the DSL that nothing was recorded: not written.
+            end = local_midnight(day + timedelta(days=1 if job == "daily" else 7), self.zone)
+            if not await asyncio.to_thread(recorded_before, self.db_path, end):
+                log.debug("no %s report for %s: nothing was recorded before it ended", job, day)
+                return
         if job == "daily":
             report = await asyncio.to_thread(
                 build_daily, self.db_path, day, self.tz, self.school_name,
@@ -155,8 +168,7 @@ class ReportSchedule:
             # In the thread too: the template files are read and compiled for each report.
             parts = await asyncio.to_thread(email_parts, report, self.templates)
             to = self.settings.email_to
-            log.info("daily report for %s: %d flagged searches by %d people, written to %s",
-                     day, report.incidents, len(report.people), paths[0])
+            log.info("daily report for %s: %s, written to %s", day, report.counts_text, paths[0])
         else:
             summary = await asyncio.to_thread(
                 build_weekly, self.db_path, day, self.tz, self.school_name,

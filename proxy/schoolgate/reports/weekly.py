@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from ..files import write_atomically
 from ..pages import Page
 from ..store import StoreError
+from ..wording import counted
 from .reading import (
     SAFEGUARDING_SQL,
     THEME_TITLES,
@@ -254,12 +255,12 @@ class _View:
         if s.total.this_week == 0:
             text = "No safeguarding concerns this week"
             return text + (f" (last week {s.total.last_week})." if s.total.last_week else ".")
-        text = (f"{s.total.this_week} safeguarding concerns this week involving "
-                f"{s.people.this_week} different people")
+        text = (f"{counted(s.total.this_week, 'safeguarding concern')} this week involving "
+                f"{counted(s.people.this_week, 'different person')}")
         if s.total.last_week == 0:
             return text + "; none the week before."
-        return (text + f"; {s.total.last_week} the week before involving {s.people.last_week} "
-                f"({s.total.change_text}).")
+        return (text + f"; {s.total.last_week} the week before involving "
+                f"{counted(s.people.last_week, 'person')} ({s.total.change_text}).")
 
     def bar(self, count: int) -> int:
         """A day's bar width in percent of the busiest day."""

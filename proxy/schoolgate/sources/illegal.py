@@ -20,6 +20,7 @@ from pathlib import Path
 from ..classify.illegal import IllegalList, IllegalLists, parse_list
 from ..config.model import Config, IllegalListConfig
 from ..files import replacing
+from ..wording import counted
 
 __all__ = ["IllegalListSource", "load_at_start", "sources_for", "without_fetching"]
 
@@ -105,7 +106,7 @@ class IllegalListSource:
         self.loaded_at = self.checked_at
         self.last_error = None
         self._save_state()
-        log.info("illegal list %s: %d entries loaded", self.config.name, len(keys))
+        log.info("illegal list %s: %s loaded", self.config.name, counted(len(keys), "entry"))
         return True
 
     def restore(self) -> bool:
@@ -156,9 +157,8 @@ class IllegalListSource:
 
     def _failed(self, reason: str) -> bool:
         self.last_error = reason
-        kept = f"keeping the last good list ({self.entries} entries)" if self.entries else (
-            "NO entries are loaded"
-        )
+        kept = (f"keeping the last good list ({counted(self.entries, 'entry')})"
+                if self.entries else "NO entries are loaded")
         # A warning while a last good list is in force and fresh; an error once there is none,
         # or it has gone stale (the age metric and its alert rule say so too).
         level = logging.WARNING if self.entries and not self.stale() else logging.ERROR

@@ -69,11 +69,19 @@ def build_classifier(config: Config, *, cache: bool = False, illegal: IllegalLis
     sources = category_sources(config)
     if not cache:
         return Classifier(ListIndex.build(sources), illegal=illegal, library=library)
+    path = cache_path(config)
+    new = not path.exists()
     if config.path is not None:
-        _build_in_child(config, sources)
-    loaded = ListIndex.load_or_build(sources, cache_path(config))
-    if loaded.note:
-        log.info("list cache %s: %s", cache_path(config), loaded.note)
+        _build_in_child(config, sources, new=new)
+    loaded = ListIndex.load_or_build(sources, path)
+    if not loaded.from_cache and not path.exists():
+        log.warning("list cache %s: %s", path, loaded.note)  # could not be written
+    elif new and not loaded.from_cache:
+        # No cache yet (a first start): nothing is wrong, and the start-up has said it is
+        # being created.
+        log.debug("list cache %s: %s", path, loaded.note)
+    elif loaded.note:
+        log.info("list cache %s: %s", path, loaded.note)
     classifier = Classifier(loaded.index, illegal=illegal, library=library)
     classifier.loaded_from_cache = loaded.from_cache
     return classifier
@@ -99,7 +107,7 @@ def _list_bytes(sources: Sequence[ListSource]) -> int:
     return total
 
 
-def _build_in_child(config: Config, sources: Sequence[ListSource]) -> None:
+def _build_in_child(config: Config, sources: Sequence[ListSource], *, new: bool) -> None:
     """Bring a stale cache of a large list set up to date in a child process, so this one only
     loads arrays. Any failure is logged and left to `load_or_build`, which then builds here."""
     if _list_bytes(sources) < CHILD_BUILD_BYTES:
@@ -119,7 +127,9 @@ def _build_in_child(config: Config, sources: Sequence[ListSource]) -> None:
         log.warning("list cache build in a child process failed (%s): %s; building here",
                     done.returncode, done.stderr.strip()[:500])
     else:
-        log.info("list cache %s: %s", cache_path(config), done.stdout.strip())
+        # `new`: the first build, which the start-up announced; otherwise why it was rebuilt.
+        log.log(logging.DEBUG if new else logging.INFO, "list cache %s: %s", cache_path(config),
+                done.stdout.strip())
 
 
 def main(argv: list[str]) -> int:

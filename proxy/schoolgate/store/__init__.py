@@ -18,6 +18,7 @@ import aiosqlite
 
 from ..config.model import EventSettings
 from ..events import Event
+from ..wording import counted
 from .connections import (
     JOURNAL_WAL,
     Mode,
@@ -110,6 +111,7 @@ def open_for_writing(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StoreError(f"cannot open the event store {path}: {e}") from None
+    new = not path.exists()
     conn = connect(path, "write", what="the event store")
     try:
         conn.execute(JOURNAL_WAL)
@@ -118,8 +120,11 @@ def open_for_writing(path: Path) -> None:
         raise StoreError(f"cannot prepare the event store {path}: {e}") from None
     finally:
         conn.close()
+    # A new store gets every migration: the start-up's one "creating" line has said so. An
+    # existing one names each it was upgraded with.
     for m in applied:
-        log.info("event store %s: applied migration %04d %s", path, m.number, m.name)
+        log.log(logging.DEBUG if new else logging.INFO, "event store %s: applied migration "
+                "%04d %s", path, m.number, m.name)
 
 
 def events_by_reference(path: Path, reference: str) -> list[dict]:
@@ -190,10 +195,10 @@ class EventWriter:
             self._on_dropped()
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.error(
-                    "event queue full (%d events): %d events dropped so far; the store at %s "
+                    "event queue full (%s): %s dropped so far; the store at %s "
                     "is too slow or failing",
-                    self.settings.queue_size,
-                    self.dropped,
+                    counted(self.settings.queue_size, "event"),
+                    counted(self.dropped, "event"),
                     self.path,
                 )
             return False
@@ -246,7 +251,7 @@ class EventWriter:
                 try:
                     await self._write(batch, loop)
                 except Exception:  # noqa: BLE001 - the writer must outlive any one batch
-                    log.exception("lost a batch of %d events", len(batch))
+                    log.exception("lost a batch of %s", counted(len(batch), "event"))
                     self._count_dropped(len(batch))
             self._held = 0
 
@@ -269,22 +274,20 @@ class EventWriter:
                 # Disk full, locked, I/O error: keep the batch and retry, the disk may come back.
                 # Meanwhile the queue absorbs new events, and drops are counted once it is full.
                 if self._closing:
-                    log.error("could not write %d events to %s at shutdown: %s", len(rows),
-                              self.path, e)
+                    log.error("could not write %s to %s at shutdown: %s",
+                              counted(len(rows), "event"), self.path, e)
                     self._count_dropped(len(rows))
                     return
-                log.error(
-                    "writing %d events to %s failed: %s; retrying in %.1fs", len(rows), self.path,
-                    e, delay,
-                )
+                log.error("writing %s to %s failed: %s; retrying in %.1fs",
+                          counted(len(rows), "event"), self.path, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
             except sqlite3.Error:
                 # A data error in some row (retrying cannot help): write the rows one by one so
                 # only the bad ones are lost.
-                log.exception("a batch of %d events was refused; writing them one by one",
-                              len(rows))
+                log.exception("a batch of %s was refused; writing them one by one",
+                              counted(len(rows), "event"))
                 rows = await self._write_one_by_one(rows)
             self.written += len(rows)
             self._on_written(len(rows), loop.time() - started)
@@ -335,9 +338,9 @@ class EventWriter:
         except TimeoutError:
             self._task.cancel()
             log.error(
-                "gave up writing events after %.0fs at shutdown; %d events not stored",
+                "gave up writing events after %.0fs at shutdown; %s not stored",
                 timeout,
-                self.depth,
+                counted(self.depth, "event"),
             )
         finally:
             if self._db is not None:

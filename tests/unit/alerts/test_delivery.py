@@ -13,6 +13,7 @@ import email
 import email.policy
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -342,7 +343,7 @@ async def test_backoff_doubles_and_giving_up_is_recorded(tmp_path, db):
     assert (await deliverer.run_once()).failed == 1
     (row,) = Outbox(db).rows()
     assert row.status == "failed" and row.next_attempt_at is None and row.attempts == 5
-    assert row.last_error.startswith("gave up after 5 attempt(s) over 4.8 min: mail server "
+    assert row.last_error.startswith("gave up after 5 attempts over 4.8 min: mail server "
                                      f"127.0.0.1:{port}")
     assert outcomes == [("email", "retry")] * 4 + [("email", "failed")]
     assert deliverer.outbox_depth() == 0
@@ -366,7 +367,7 @@ async def test_giving_up_after_the_time_bound(tmp_path, db):
     clock.advance(3600)
     assert (await deliverer.run_once()).failed == 1
     (row,) = Outbox(db).rows()
-    assert row.status == "failed" and row.last_error.startswith("gave up after 3 attempt(s) "
+    assert row.status == "failed" and row.last_error.startswith("gave up after 3 attempts "
                                                                 "over 2.0 h")
 
 
@@ -409,6 +410,47 @@ async def test_held_alerts_are_recorded_not_sent(tmp_path, db):
     statuses = [(r.kind, r.status) for r in Outbox(db).rows()]
     assert statuses == [("alert", "sent"), ("alert", "sent"), ("paused", "sent"),
                         ("alert", "held"), ("alert", "held")]
+
+
+@pytest.mark.asyncio
+async def test_with_smtp_off_an_email_alert_is_recorded_and_logged_never_tried(
+        tmp_path, db, webhook, caplog):
+    # Issue #15: the example's `localhost:25` with no mail server there meant an alert logged
+    # "failed (attempt 1) ... next try in 30s" and so on for a day. With `smtp: off` the alert
+    # is kept in the store and said in the log; a webhook beside it is still delivered.
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        f"templates: {TEMPLATES}\n"
+        "smtp: off\n"
+        f"webhooks:\n  dsl-chat: {{url: \"{webhook.url}\", format: json}}\n"
+        "rules:\n"
+        "  - {min_severity: medium, channel: dsl-chat, continue: true}\n"
+        "  - {min_severity: medium, recipients: [dsl@school.example, deputy@school.example]}\n"
+        "fallback:\n"
+        "  pupils: {recipients: [dsl@school.example]}\n"
+        "  staff: {recipients: [head@school.example]}\n",
+        encoding="utf-8",
+    )
+    routing = load_routing(path)
+    assert routing.email_recorded_only
+    outcomes: list = []
+    engine, deliverer = make(routing, db, Clock(), outcomes)
+    with caplog.at_level(logging.INFO, logger="schoolgate.alerts"):
+        queued = engine.consider(pupil_search())
+        for _ in range(3):
+            done = await deliverer.run_once()
+            assert (done.retried, done.failed) == (0, 0)
+    assert sorted((a.channel, a.status) for a in queued) == [("dsl-chat", "pending"),
+                                                             ("email", "recorded")]
+    assert sorted((r.channel, r.status, r.attempts) for r in Outbox(db).rows()) == [
+        ("dsl-chat", "sent", 1), ("email", "recorded", 0)]
+    assert ("email", "recorded") in outcomes and ("email", "retry") not in outcomes
+    said = [r for r in caplog.records if r.levelno >= logging.INFO]
+    (recorded,) = [r.getMessage() for r in said if "recorded in the store" in r.getMessage()]
+    assert recorded == ("alert for dsl@school.example, deputy@school.example recorded in the "
+                        "store, not e-mailed (no mail server is configured): [Schoolgate] High "
+                        "concern: Suicide and self-harm (ks3) - ref ABCDE-12345")
+    assert not [r for r in said if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.asyncio

@@ -14,6 +14,7 @@ import pytest
 from sample_school import REPO
 from schoolgate.alerts import AlertEngine, AlertTemplates, TemplateError
 from schoolgate.alerts.messages import email_folder
+from schoolgate.alerts.senders import fact_lines
 from schoolgate.config.model import Routing
 from schoolgate.config.routing import RoutingError, load_routing
 from schoolgate.events import Event
@@ -298,7 +299,7 @@ def test_rate_limit_sends_one_pause_message_then_holds(routing):
     (after,) = eng.consider(event(user="pupil99"))
     assert after.status == "pending"
     assert after.facts["held"] == {"count": 5, "since": "22:13", "until": "22:23"}
-    assert "5 alert(s) to you were held" in after.text
+    assert "5 alerts to you were held" in after.text
 
 
 def test_rate_limits_count_each_destination_separately(routing):
@@ -481,3 +482,62 @@ def test_email_without_smtp_is_refused(tmp_path):
     with pytest.raises(RoutingError) as e:
         load_routing(path)
     assert f"{path}:7: rules[0]: e-mail needs an smtp: section" in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Counts with their unit (issue #15): one is singular, in the text and the HTML part
+
+
+def test_one_held_alert_one_repeat_block_and_a_pause_of_one_alert_read_as_singulars(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING.replace("limits: {dedup_window: 30m, max_alerts: 3, per: 10m}",
+                                    "limits: {dedup_window: 30m, max_alerts: 1, per: 1m}"),
+                    encoding="utf-8")
+    eng = Engine(load_routing(path))
+    assert [a.kind for a in eng.consider(event(user="pupil1"))] == ["alert"]
+    pause, held = eng.consider(event(user="pupil2"))
+    assert (pause.kind, held.status) == ("paused", "held")
+    for part in (pause.text, pause.html):
+        assert "You have been sent 1 alert in the last 1 minute," in " ".join(part.split())
+    assert ("Why", "1 alert in 1 minute") in fact_lines(pause.facts)  # a webhook's card
+    eng.clock.advance(60)
+    (after,) = eng.consider(event(user="pupil3"))
+    for part in (after.text, after.html):
+        assert ("1 alert to you was held while alerts were paused from 22:13 to 22:14; it is "
+                "in the daily report.") in " ".join(part.split())
+    assert ("Held", "1 alert held while paused from 22:13 to 22:14; see the daily report") in (
+        fact_lines(after.facts))
+
+    # Two of the same illegal-list hit in the window: the next alert says "1 more block".
+    eng.consider(illegal_event())
+    eng.clock.advance(60)
+    assert eng.consider(illegal_event()) == []
+    eng.clock.advance(30 * 60)
+    (hit,) = eng.consider(illegal_event())
+    for part in (hit.text, hit.html):
+        assert "Also 1 more block like this from the same person" in " ".join(part.split())
+
+
+def test_smtp_off_keeps_the_email_rules_and_records_their_alerts(tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING.replace(
+        'smtp: {host: 127.0.0.1, port: 2525, from: "Schoolgate <schoolgate@school.example>"}\n',
+        "smtp: off\n"), encoding="utf-8")
+    routing = load_routing(path)
+    assert routing.smtp is None and routing.email_recorded_only
+    eng = Engine(routing)
+    (alert,) = eng.consider(event())
+    assert (alert.channel, alert.status) == ("email", "recorded")
+    assert eng.outcomes == [("email", "recorded")]
+    # The refusal of e-mail without any smtp: section says how to go without a mail server.
+    path.write_text(ROUTING.replace(
+        'smtp: {host: 127.0.0.1, port: 2525, from: "Schoolgate <schoolgate@school.example>"}\n',
+        ""), encoding="utf-8")
+    with pytest.raises(RoutingError, match=r"or `smtp: off` to record e-mail alerts in the "
+                                           r"store and the log only"):
+        load_routing(path)
+
+
+def test_the_shipped_routing_file_sends_no_mail_until_a_server_is_set():
+    # What a school expects of `make run` on the example: no mail to a server that is not there.
+    assert load_routing(SHIPPED).email_recorded_only

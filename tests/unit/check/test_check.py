@@ -701,7 +701,7 @@ def test_a_passing_run_says_so_in_plain_english(school):
                    (Result(canary("category"), PASS, "block"),
                     Result(canary("illegal", url=None, preset=WARN), WARN, "not checked", "why")))
     assert run.passed
-    assert run.verdict.startswith("PASSED: all 1 tests across 1 group got the answer")
+    assert run.verdict.startswith("PASSED: the 1 test across 1 group got the answer")
     assert "1 could not be checked" in run.verdict
     html = render_summary(run, {"pupils": "Pupils"})
     assert "could not be checked" in html

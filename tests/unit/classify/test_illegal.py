@@ -140,7 +140,7 @@ def test_refresh_applies_removals_and_a_failure_keeps_the_last_good_list(tmp_pat
     assert lst.entries == 1 and lst.last_error and "cannot read" in lst.last_error
     assert c.classify("http://pages.test/gallery/image-1.jpg").illegal is not None
     assert lst.loaded_at >= loaded
-    assert "keeping the last good list (1 entries)" in caplog.text
+    assert "keeping the last good list (1 entry)" in caplog.text
     # A warning while the last good list is fresh; an error once it has gone stale.
     assert [r.levelno for r in caplog.records if "refresh failed" in r.message] == [logging.WARNING]
     caplog.clear()

@@ -246,7 +246,7 @@ def test_import_of_a_tarball_over_http_counts_the_same(ut1, config_path, dest, c
     for name in CHOSEN:
         assert_same_files(ut1 / name, dest / name)
     assert not (dest / "betting").exists()  # the alias is not a second copy
-    assert "1 symbolic links (aliases) skipped" in out
+    assert "1 alias skipped (symbolic links to other categories)" in out
     # Titles for the snippet come from UT1's global_usage.
     assert "title: Gambling/Casino games" not in out  # gambling is configured already
     (row,) = audit_rows(config_path)
@@ -443,7 +443,7 @@ def test_bad_lines_are_counted_and_named_by_their_final_file_and_line(tmp_path, 
     assert f"  {dest / 'gambling' / 'urls'}:2: 'has space.example/x' has spaces" in out
     # The first three are shown; all four are counted.
     assert "expressions:2" not in out
-    assert "  ... and 1 more bad lines in gambling" in out
+    assert "  ... and 1 more bad line in gambling" in out
 
 
 def test_a_reimport_swaps_whole_and_keeps_the_other_categories(tmp_path, config_path, dest,

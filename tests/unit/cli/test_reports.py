@@ -80,10 +80,28 @@ def run(config: Path, *argv: str, send_email=None) -> int:
 def test_report_daily_writes_the_days_files(school, tmp_path, capsys):
     assert run(school, "report", "daily", "--date", "2026-03-02", "--out", str(tmp_path / "r")) == 0
     out = capsys.readouterr().out
-    assert out.startswith("1 flagged searches by 1 people on 2026-03-02; wrote ")
+    assert out.startswith("1 flagged search by 1 person on 2026-03-02; wrote ")
     page = (tmp_path / "r" / "suspicious-searches-2026-03-02.html").read_text()
     assert "alice" in page and "kill myself" in page
     assert (tmp_path / "r" / "suspicious-searches-2026-03-02.csv").exists()
+
+
+def test_report_daily_counts_an_illegal_list_hit_apart_from_the_searches(school, tmp_path, capsys):
+    # Issue #15: "2 flagged searches by 2 people" counted the illegal-list hit as a search.
+    hit = Event(ts=at("2026-03-02T11:00"), client_ip="10.20.1.9", group="secondary",
+                action="block", reference=None, user="bob", host="bad.example",
+                severity="high", reason="illegal:iwf")
+    conn = sqlite3.connect(tmp_path / "data" / "schoolgate.sqlite3")
+    with conn:
+        conn.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})", event_row(hit))
+    conn.close()
+    assert run(school, "report", "daily", "--date", "2026-03-02", "--out", str(tmp_path / "r")) == 0
+    assert capsys.readouterr().out.startswith(
+        "1 flagged search and 1 illegal-list hit by 2 people on 2026-03-02; wrote ")
+    # A day with nothing flagged says so in words, not "0 flagged searches by 0 people".
+    assert run(school, "report", "daily", "--date", "2026-03-03", "--out", str(tmp_path / "r")) == 0
+    assert capsys.readouterr().out.startswith("no suspicious searches on 2026-03-03; wrote ")
 
 
 def test_report_daily_defaults_to_yesterday_in_the_data_folder(school, tmp_path, capsys):
@@ -116,7 +134,7 @@ def test_report_daily_email_uses_the_given_sender(school, tmp_path, monkeypatch,
 
 def test_report_weekly_writes_the_summary(school, tmp_path, capsys):
     assert run(school, "report", "weekly", "--week-of", "2026-03-04", "--out", str(tmp_path)) == 0
-    assert "1 safeguarding concerns in the week of 2026-03-02" in capsys.readouterr().out
+    assert "1 safeguarding concern in the week of 2026-03-02" in capsys.readouterr().out
     page = (tmp_path / "weekly-summary-2026-03-02.html").read_text()
     assert "Suicide and self-harm" in page and "alice" not in page
 
@@ -250,7 +268,8 @@ class Clock:
 
 
 @pytest.mark.asyncio
-async def test_the_timetable_writes_and_sends_each_report_once(tmp_path):
+async def test_the_timetable_writes_and_sends_each_report_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="schoolgate.reports")
     db = tmp_path / "schoolgate.sqlite3"
     seed(db)
     sent: list[tuple] = []
@@ -278,6 +297,11 @@ async def test_the_timetable_writes_and_sends_each_report_once(tmp_path):
     assert sent[-1] == (("dsl@school.example",),
                         "Test Academy: suspicious searches on Monday 2 March 2026: 1 person, "
                         "1 high", ["suspicious-searches-2026-03-02.csv"])
+    # The log says what each report holds, each count with its unit.
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("daily report")]
+    assert [line.split(", written to ")[0] for line in said] == [
+        "daily report for 2026-03-01: no suspicious searches",
+        "daily report for 2026-03-02: 1 flagged search by 1 person"]
     assert schedule.due["purge"] == datetime(2026, 3, 4, 2, 30, tzinfo=UTC)
 
     # Restarted after the reports were written: nothing is redone.
@@ -285,6 +309,30 @@ async def test_the_timetable_writes_and_sends_each_report_once(tmp_path):
                            clock=Clock(datetime(2026, 3, 3, 8, tzinfo=UTC)))
     assert again.due["daily"] == datetime(2026, 3, 4, 7, tzinfo=UTC)
     assert again.due["weekly"] == datetime(2026, 3, 9, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.asyncio
+async def test_a_first_start_writes_no_report_for_days_before_anything_was_recorded(tmp_path):
+    # Issue #15: the first start wrote yesterday's report and last week's summary, each saying
+    # "no events at all were recorded: check that the gateway was running", and logged them.
+    db = tmp_path / "schoolgate.sqlite3"
+    open_for_writing(db)  # the new store of a first start
+    out = tmp_path / "out"
+    schedule = ReportSchedule(db, "Test Academy", "Europe/London", ReportSettings(), out,
+                              clock=Clock(datetime(2026, 3, 2, 12, tzinfo=UTC)))
+    await schedule.tick()
+    assert not out.exists() or list(out.iterdir()) == []
+    # Once the gateway has recorded something, that day's report is written as usual.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})", event_row(Event(
+                         ts=at("2026-03-02T12:30"), client_ip="10.20.1.5", group="secondary",
+                         action="allow", reference=None, host="www.bbc.co.uk")))
+    conn.close()
+    assert "daily" in await schedule.tick(datetime(2026, 3, 3, 7, 0, tzinfo=UTC))
+    assert sorted(p.name for p in out.iterdir()) == [
+        "suspicious-searches-2026-03-02.csv", "suspicious-searches-2026-03-02.html"]
 
 
 @pytest.mark.asyncio

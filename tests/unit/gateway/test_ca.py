@@ -4,6 +4,7 @@ against it; an existing CA (an RSA one made by an older Schoolgate) is kept as i
 
 from __future__ import annotations
 
+import logging
 import stat
 
 from cryptography import x509
@@ -12,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from mitmproxy import certs
 
 from schoolgate.gateway import bootstrap, ca
+from schoolgate.sources.lists import build_classifier
+from schoolgate.store import open_for_writing
 
 
 def test_a_new_ca_is_ecdsa_p256_named_after_the_school(config):
@@ -48,3 +51,32 @@ def test_an_existing_ca_is_kept(config):
     assert (config.ca_dir / "mitmproxy-ca.pem").read_bytes() == before
     key = serialization.load_pem_private_key(before, None)
     assert isinstance(key, rsa.RSAPrivateKey)
+
+
+def test_a_start_says_once_what_it_creates_and_a_restart_says_nothing(config, caplog):
+    # Issue #15: a first start said "created a new interception CA", a line per migration and
+    # "list cache ...: cannot be read ([Errno 2] No such file...)". Now one line, beforehand.
+    with caplog.at_level(logging.DEBUG, logger="schoolgate"):
+        bootstrap.announce_creation(config)
+        bootstrap.ensure_ca(config)
+    assert not config.illegal_lists  # the sample school has none: no copies to keep
+    (said,) = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert said.levelno == logging.INFO
+    assert said.getMessage() == (
+        f"first start: creating the interception CA in {config.ca_dir} (install "
+        f"mitmproxy-ca-cert.pem on managed devices), the event store {config.database_path} "
+        f"and the list cache {config.data_dir / 'cache' / 'lists.idx'}")
+    # Made, the CA is not announced again; what is still missing is.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="schoolgate"):
+        bootstrap.announce_creation(config)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"first start: creating the event store {config.database_path} and the list cache "
+        f"{config.data_dir / 'cache' / 'lists.idx'}"]
+    # With everything there (a restart), nothing.
+    open_for_writing(config.database_path)
+    build_classifier(config, cache=True)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="schoolgate"):
+        bootstrap.announce_creation(config)
+    assert caplog.records == [] and bootstrap.to_create(config) == []

@@ -384,6 +384,7 @@ def test_an_empty_day_says_so_plainly(tmp_path):
     text = page_text(render_html(report)).text
     assert "No suspicious searches on Monday 2 March 2026." in text
     assert "Schoolgate recorded 1 event that day; none matched" in text
+    assert "by Schoolgate from 1 event recorded on Monday 2 March 2026" in text
     assert render_csv(report) == ",".join(CSV_COLUMNS) + "\r\n"
     subject, plain, _ = email_parts(report)
     assert subject == "Test Academy: no suspicious searches on Monday 2 March 2026"
@@ -499,6 +500,81 @@ def test_an_illegal_list_hit_shows_the_host_and_list_only(tmp_path):
     (row, _) = csv.DictReader(io.StringIO(outputs[1]))
     assert (row["host"], row["illegal_list"], row["theme"], row["severity"]) == (
         "bad.example", "IWF", "illegal", "high")
+
+
+# ---------------------------------------------------------------------------------------------
+# Counts with their unit (issue #15): "1 person", and only a search counted as a search
+
+
+def flagged_page(when: str, user: str, **fields) -> Event:
+    # A keyword in an address (or a page's text) outside any search: a theme, no search term.
+    return event(when, user=user, host="forum.example", url="http://forum.example/kill-myself",
+                 matched_phrase="kill myself", theme="suicide_selfharm", severity="medium",
+                 **fields)
+
+
+def test_a_search_a_page_and_an_illegal_hit_are_counted_apart_with_their_units(tmp_path):
+    db = store(tmp_path, [
+        search("2026-03-02T10:00", "alice", "kill myself", "suicide_selfharm", "high"),
+        flagged_page("2026-03-02T10:05", "alice"),
+        illegal("2026-03-02T10:10", user="alice"),
+    ])
+    report = daily(db)
+    assert (report.searches, report.pages, report.illegal_hits) == (1, 1, 1)
+    summary = ("1 flagged search, 1 flagged page and 1 illegal-list hit by 1 person "
+               "(2 high, 1 medium).")
+    page = page_text(render_html(report)).text
+    subject, plain, _ = email_parts(report)
+    assert summary in page and summary in plain
+    assert subject == ("Test Academy: suspicious searches on Monday 2 March 2026: 1 person, "
+                       "2 high, 1 illegal-list")
+    assert "alice (user; secondary, guest): 3 times," in plain
+    # The person's list names what it holds: not every entry in it was a search.
+    assert "Searches and sites" in page
+    assert "from 3 events recorded on Monday 2 March 2026" in page
+
+
+@pytest.mark.parametrize(
+    ("events", "summary"),
+    [
+        # One of each is singular.
+        ([search("2026-03-02T10:00", "alice", "kill myself", "suicide_selfharm", "high")],
+         "1 flagged search by 1 person (1 high)."),
+        # An illegal-list hit alone is no search at all.
+        ([illegal("2026-03-02T10:00")], "1 illegal-list hit by 1 person (1 high)."),
+        # Several are plural, people included.
+        ([search("2026-03-02T10:00", "alice", "kill myself", "suicide_selfharm", "high"),
+          search("2026-03-02T11:00", "bob", "buy weed", "drugs", "medium"),
+          illegal("2026-03-02T12:00"), illegal("2026-03-02T12:05")],
+         "2 flagged searches and 2 illegal-list hits by 3 people (3 high, 1 medium)."),
+    ],
+)
+def test_the_summary_counts_each_kind_with_its_unit(tmp_path, events, summary):
+    report = daily(store(tmp_path, events))
+    assert summary in page_text(render_html(report)).text
+    assert summary in render_text(report)
+    assert report.counts_text[0].upper() + report.counts_text[1:] + " (" in summary
+
+
+def test_a_window_of_one_event_and_one_minute_reads_as_singulars(tmp_path):
+    db = store(tmp_path, [search("2026-03-02T10:00", "alice", "kill myself",
+                                 "suicide_selfharm", "high")])
+    around = context_around(db, Person("user", "alice"), datetime(2026, 3, 2, 10, tzinfo=UTC),
+                            minutes=1)
+    assert format_context(around, TZ).startswith(
+        "user alice: 1 event from 1 minute before to 1 minute after 2026-03-02 10:00:00 GMT")
+
+
+def test_the_weekly_lead_counts_one_concern_and_one_person_in_the_singular(tmp_path):
+    db = store(tmp_path, [
+        search("2026-03-02T10:00", "alice", "kill myself", "suicide_selfharm", "high"),
+        search("2026-02-23T10:00", "bob", "buy weed", "drugs", "medium"),
+    ])
+    s = build_weekly(db, date(2026, 3, 2), TZ, SCHOOL)
+    lead = ("1 safeguarding concern this week involving 1 different person; 1 the week before "
+            "involving 1 person (no change).")
+    assert lead in page_text(render_weekly_html(s)).text
+    assert lead in weekly_email_parts(s)[1]
 
 
 # ---------------------------------------------------------------------------------------------

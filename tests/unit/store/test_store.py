@@ -82,13 +82,28 @@ def test_first_open_creates_the_events_table_and_records_the_migration(tmp_path)
 
 def test_reopening_applies_nothing(tmp_path, caplog):
     path = tmp_path / "schoolgate.sqlite3"
-    with caplog.at_level(logging.INFO, logger="schoolgate.store"):
+    with caplog.at_level(logging.DEBUG, logger="schoolgate.store"):
         open_for_writing(path)
         open_for_writing(path)
     applied_logs = [r for r in caplog.records if "applied migration" in r.getMessage()]
     assert [r.getMessage() for r in applied_logs] == [
         f"event store {path}: applied migration {m.number:04d} {m.name}" for m in MIGRATIONS
     ]
+    # A new store: the start-up's one "creating" line says so, not a line per migration.
+    assert {r.levelno for r in applied_logs} == {logging.DEBUG}
+
+
+def test_an_upgraded_store_names_each_migration_it_gets(tmp_path, caplog, monkeypatch):
+    path = tmp_path / "schoolgate.sqlite3"
+    # A store written by the version before the last migration was added.
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:-1])
+    open_for_writing(path)
+    monkeypatch.undo()
+    with caplog.at_level(logging.INFO, logger="schoolgate.store"):
+        open_for_writing(path)
+    last = MIGRATIONS[-1]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, f"event store {path}: applied migration {last.number:04d} {last.name}")]
 
     conn = _connect(path)
     try:
@@ -268,7 +283,7 @@ def test_queue_full_drops_are_counted_and_logged_once(tmp_path, caplog):
     assert writer.dropped == 2 and len(drops) == 2
     assert writer.depth == 3
     (record,) = [r for r in caplog.records if "event queue full" in r.getMessage()]
-    assert "1 events dropped so far" in record.getMessage()
+    assert "1 event dropped so far" in record.getMessage()
 
 
 @pytest.mark.asyncio

@@ -19,6 +19,7 @@ from typing import Any
 from ...config.model import EventSettings
 from ...events import Event
 from ...identify.maps import IpUserMap
+from ...wording import counted
 from .channel import Channel, open_channel
 
 __all__ = ["EventRelay", "WorkerLink"]
@@ -65,9 +66,9 @@ class EventRelay:
         if len(self._queue) >= self.settings.queue_size:
             self._count_dropped(1)
             if self.dropped == 1 or self.dropped % 10_000 == 0:
-                log.error("event queue full (%d events): %d events dropped so far; the "
-                          "supervisor's store writer is too slow or gone",
-                          self.settings.queue_size, self.dropped)
+                log.error("event queue full (%s): %s dropped so far; the supervisor's store "
+                          "writer is too slow or gone", counted(self.settings.queue_size, "event"),
+                          counted(self.dropped, "event"))
             return False
         self._queue.append(event)
         self._ready.set()
@@ -89,7 +90,8 @@ class EventRelay:
                     self.channel.send("events", batch)
                     await self.channel.drain()
                 except ConnectionError:
-                    log.error("the supervisor is gone: %d events not stored", n + len(self._queue))
+                    log.error("the supervisor is gone: %s not stored",
+                              counted(n + len(self._queue), "event"))
                     self._count_dropped(n + len(self._queue))
                     self._queue.clear()
                     self._held = 0
@@ -116,7 +118,7 @@ class EventRelay:
         except TimeoutError:
             self._task.cancel()
             log.error("gave up sending events to the supervisor after %.0fs at shutdown; "
-                      "%d events not stored", timeout, self.depth)
+                      "%s not stored", timeout, counted(self.depth, "event"))
         self._task = None
         return queued
 

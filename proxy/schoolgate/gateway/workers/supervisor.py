@@ -44,9 +44,10 @@ from ...identify.maps import IpUserMap
 from ...reports.scheduler import ReportSchedule
 from ...sources.illegal import load_at_start, sources_for
 from ...store import EventWriter, StoreError, open_for_writing
+from ...wording import counted
 from ..addons.check import write_address, write_token
 from ..addons.problem_reports import REPORTS_PER_HOUR, RateLimit
-from ..bootstrap import ensure_ca
+from ..bootstrap import announce_creation, ensure_ca
 from ..metrics import GatewayMetrics, share_values
 from ..pushapi import PushServer
 from ..service import StartupError, alerts_for, replace_alert_routing, report_schedule_for
@@ -227,6 +228,7 @@ class Supervisor:
         last good copy (fetched now if there is none), the check token and address. Workers then
         only read them, so N workers never race to create the CA or download a list."""
         c = self.config
+        announce_creation(c)
         ensure_ca(c)
         try:
             open_for_writing(c.database_path)
@@ -277,8 +279,8 @@ class Supervisor:
         if self.reports is not None:
             await self.reports.stop()
         queued = await self.writer.close()
-        log.info("event store closed: %d events written, %d flushed at shutdown, %d dropped",
-                 self.writer.written, queued, self.writer.dropped)
+        log.info("event store closed: %s written, %d flushed at shutdown, %d dropped",
+                 counted(self.writer.written, "event"), queued, self.writer.dropped)
         self.metrics.stop()
 
     # -- workers ---------------------------------------------------------------------------------
