@@ -97,3 +97,63 @@ def test_decrypt_keys_are_null_for_a_url_that_cannot_be_read(write_config, capsy
     status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)), "http://[bad"])
     r = json.loads(capsys.readouterr().out)
     assert status == 1 and r["error"] and (r["decrypt"], r["decrypt_reason"]) == (None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway's verdict (#15): who the address is, as the gateway's identity sources say, and the
+# decisions made before the request (tests/e2e/test_why_agrees.py checks them against the gateway).
+
+
+def test_ip_is_identified_as_the_gateway_identifies_it(write_config, capsys, tmp_path):
+    """An address in the secondary subnet that the IP map names as a member of staff is decided
+    for staff, as the gateway decides it, not for its subnet's group."""
+    (tmp_path / "ip-map.csv").write_text("ip,user\n10.20.1.9,teacher1\n", encoding="utf-8")
+    (tmp_path / "user-groups.csv").write_text("user,group\nteacher1,staff\n", encoding="utf-8")
+    text = CONFIG + (f"identity:\n  ip_map: {tmp_path / 'ip-map.csv'}\n"
+                     f"  user_groups: {tmp_path / 'user-groups.csv'}\n")
+    path = str(write_config(text, LISTS))
+    status = cli.main(["why", "--json", "--config", path, "--ip", "10.20.1.9",
+                       "https://www.bet365.com/"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (r["group"], r["group_source"], r["action"]) == ("staff", "user-csv", "allow")
+    # Another address of the same subnet is still the subnet's.
+    (r,) = _why(write_config, capsys, "--ip", "10.20.1.10", "https://www.bet365.com/")
+    assert (r["group"], r["group_source"], r["action"]) == ("secondary", "subnet", "block")
+
+
+def test_a_connect_to_a_port_outside_the_allowed_ones_is_refused_there(write_config, capsys):
+    (r,) = _why(write_config, capsys, "--group", "staff", "https://example.com:2222/")
+    assert (r["action"], r["reason"], r["stage"]) == ("block", "circumvention:port", "connect")
+    # Plain http to the same port is no tunnel: it is decided by its request.
+    (r,) = _why(write_config, capsys, "--group", "staff", "http://example.com:2222/")
+    assert (r["action"], r["reason"], r["stage"]) == ("allow", "no-block", "request")
+
+
+def test_a_host_not_decrypted_is_decided_by_its_name(write_config, capsys):
+    text = replace_once(CONFIG, "    title: Guest Wi-Fi\n", "    title: Guest Wi-Fi\n    https: sni-only\n")
+    lists = dict(LISTS, gambling="bet365.com\nexample.org/casino/\n")
+    path = str(write_config(text, lists))
+    # The URL entry would block the page, but nothing inside the connection is seen.
+    assert cli.main(["why", "--json", "--config", path, "--group", "guest",
+                     "https://example.org/casino/table"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["action"], r["reason"], r["stage"]) == ("allow", "tls:passthrough", "handshake")
+    assert r["matches"][0]["entry"] == "example.org/casino/"  # still shown, for the technician
+    assert r["rule"] == "passed through undecrypted: group guest is SNI-only"
+
+
+def test_a_url_that_cannot_be_read_is_a_bad_request(write_config, capsys):
+    status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)),
+                       "http://bad!host.example/"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 1 and r["error"]
+    assert (r["action"], r["reason"]) == ("block", "bad-request")
+    assert (r["canonical_url"], r["matches"], r["decrypt"]) == (None, [], None)
+
+
+def test_a_header_without_a_colon_is_a_usage_error(write_config, capsys):
+    status = cli.main(["why", "--config", str(write_config(CONFIG, LISTS)), "--header", "Accept",
+                       "https://example.com/"])
+    assert status == 2
+    assert "--header: 'Accept' is not NAME: VALUE" in capsys.readouterr().err
