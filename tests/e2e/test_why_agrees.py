@@ -288,6 +288,17 @@ def test_why_gives_the_gateways_verdict(env: Env, name: str) -> None:
     why = env.why(row)
     assert (why["action"], why["reason"]) == gateway, (name, why)
     assert gateway == row.expect, (name, event)
+    # The search the gateway recorded is the one why shows, with the phrase that decided.
+    if row.recorded and event["search_term"] is not None:
+        search = why["search"]
+        assert (search["engine"], search["term"], search["normalised"]) == (
+            event["engine"], event["search_term"], event["search_normalised"]), name
+        phrases = [m["phrase"] for m in search["matches"]]
+        assert (event["matched_phrase"] in phrases) if event["matched_phrase"] else not phrases
+        assert (search["score"] >= search["threshold"]) == (gateway[1] == "keywords"), name
+    elif why["search"] is not None:
+        # A search the gateway never saw: the connection was decided before it was decrypted.
+        assert why["stage"] in ("connect", "handshake"), (name, why)
 
     # What the client got says the same as the event.
     if row.expect[0] == "allow":

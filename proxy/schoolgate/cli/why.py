@@ -1,6 +1,6 @@
 """`schoolgate why URL...`: the verdict each URL would get for a group or a client address, and
-why: the canonical URL, every list entry that matches, the keyword flags, the rule that decided
-and where the gateway decides it. Built with
+why: the canonical URL, every list entry that matches, the search and its keyword matches, the
+keyword flags in the address, the rule that decided and where the gateway decides it. Built with
 the gateway's own `build_rules` and identity sources, and decided by
 `schoolgate.gateway.decision.explain`, which runs the stage functions the gateway's addons call
 (CONNECT, TLS handshake, request, body) in their order: it cannot give a verdict the gateway
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..classify import URLError, normalise_url
+from ..classify import Classification, URLError, normalise_url
 from ..config.loader import load_config
 from ..config.model import ConfigError
 from ..gateway.decision import bad_request, explain
@@ -57,6 +57,7 @@ WHY_KEYS = (
     "decrypt",
     "decrypt_reason",
     "stage",
+    "search",
 )
 
 
@@ -157,8 +158,9 @@ def cmd_why(args: argparse.Namespace) -> int:
                 keywords=[
                     {"phrase": k.phrase.text, "theme": k.phrase.theme,
                      "severity": k.phrase.severity, "matched": k.text}
-                    for k in classification.keywords
+                    for k in classifier.keywords_outside_search(classification)
                 ],
+                search=_search(rules, identity.group, classification),
             )
         if args.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
@@ -192,6 +194,25 @@ def _headers(given: list[str]) -> dict[str, str]:
             raise ConfigError([f"--header: {item!r} is not NAME: VALUE"])
         headers[name.strip()] = value.strip()
     return headers
+
+
+def _search(rules: Rules, group: str, classification: Classification) -> dict[str, Any] | None:
+    """The `search` object: the search the request makes, its keyword matches, and the score
+    the group's threshold is compared with (the policy's own score)."""
+    search = classification.search
+    if search is None:
+        return None
+    flags = classification.flags
+    return {
+        "engine": search.engine,
+        "term": search.term,
+        "normalised": search.normalised,
+        "score": rules.policy.keyword_score(flags),
+        "threshold": rules.policy.group(group).keyword_threshold,
+        # `rule` names the rule that matched: for a phrase, the phrase itself.
+        "matches": [{"rule": f.phrase, "phrase": f.phrase, "theme": f.theme,
+                     "severity": f.severity, "matched": f.text} for f in flags],
+    }
 
 
 def _urls(items: Iterable[str]) -> Iterator[str]:
@@ -234,6 +255,12 @@ def _print_why(r: dict[str, Any]) -> None:
         state = "blocked for this group" if m["blocked_for_group"] else "allowed for this group"
         print(f"  also        {m['category']}: {m['entry']} ({m['list']}, line {m['line']}, "
               f"{m['kind']} entry; {state})")
+    search = r["search"]
+    if search is not None:
+        print(f"  search      {search['engine']}: {search['term']!r} (score {search['score']:g}; "
+              f"the group blocks at {search['threshold']:g})")
+        for m in search["matches"]:
+            print(f"  phrase      {m['phrase']!r} ({m['theme']}, {m['severity']})")
     for k in r["keywords"]:
         print(f"  keyword     {k['phrase']!r} ({k['theme']}, {k['severity']})")
     if r["reason"] == "override":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,8 @@ class Verdict:
     severity: str | None = None
     reason: str = ""
     """Why, in a short code: `illegal:<list>`, `override`, `category`, `walled-garden`,
-    `circumvention[:doh|:port]`, `no-safe-search`, `tls:<why>`, `no-block`, `bad-request`,
-    `filtering-error:<stage>`."""
+    `circumvention[:doh|:port]`, `no-safe-search`, `keywords`, `tls:no-sni`,
+    `tls:passthrough`, `no-block`, `bad-request`, `filtering-error:<stage>`."""
     illegal_list: str | None = None
     """The illegal-content list that holds the request (its name only, never the entry)."""
     illegal_kind: str | None = None
@@ -315,10 +315,7 @@ class Policy:
             changes.update(theme=verdict.theme or top.theme, severity=top.severity)
             if verdict.action == ALLOW:
                 g = self._groups[verdict.group]
-                seen: dict[str, float] = {}
-                for f in ranked:
-                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
-                score = sum(seen.values())
+                score = self.keyword_score(ranked)
                 what = f"the search {search.term!r}" if search is not None else "this address"
                 if score >= g.keyword_threshold:
                     changes.update(
@@ -330,6 +327,15 @@ class Policy:
                 else:
                     changes.update(reason=verdict.reason or "no-block")
         return dataclasses.replace(verdict, **changes)
+
+    @staticmethod
+    def keyword_score(flags: Iterable[Flag]) -> float:
+        """The score `keyword_threshold` is compared with: each distinct phrase once, its weight
+        times its severity's points (high 10, medium 3, low 1)."""
+        seen: dict[str, float] = {}
+        for f in flags:
+            seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
+        return sum(seen.values())
 
     @staticmethod
     def _category_block(group: str, m: CategoryMatch, categories: tuple[str, ...], rule: str,
