@@ -32,9 +32,11 @@ from .harness import (
     GatewayProcess,
     GatewaySetup,
     Reply,
+    Samples,
     make_pki,
     read_events,
     run_cli,
+    scrape,
     wait_for,
     write_config,
 )
@@ -309,3 +311,34 @@ def test_why_gives_the_gateways_verdict(env: Env, name: str) -> None:
     else:
         assert reply.status in (400, 403), (name, reply)
         assert len(env.origin.requests) == seen_before, f"{name}: a blocked request leaked"
+
+
+def blocks_since(before: Samples, metrics_url: str) -> dict[str, float]:
+    """How much each `schoolgate_blocks_total{reason}` grew since `before` (only those that did)."""
+    after = scrape(metrics_url)
+    name = "schoolgate_blocks_total"
+    return {dict(labels)["reason"]: value - before.get((n, labels), 0)
+            for (n, labels), value in after.items()
+            if n == name and value != before.get((n, labels), 0)}
+
+
+@pytest.mark.parametrize(("name", "label"), [
+    ("keyword-search-http", "keywords"),
+    ("category-http", "category"),
+    ("schedule", "schedule"),
+    ("walled-garden-closed", "walled_garden"),
+    ("no-safe-search", "no_safe_search"),
+    ("override-block", "override"),
+    ("doh-get", "circumvention"),
+])
+def test_blocks_are_counted_by_the_rule_that_decided(env: Env, name: str, label: str) -> None:
+    """`schoolgate_blocks_total{reason}` counts each block under its own rule: a search blocked
+    for its words is `keywords`, not `category`."""
+    metrics_url = env.gateway.metrics_url
+    assert metrics_url is not None
+    before = scrape(metrics_url)
+    assert env.send(ROWS[name]).status == 403
+
+    grown = wait_for(lambda: blocks_since(before, metrics_url),
+                     f"the block of row {name} counted", on_timeout=env.gateway.tail)
+    assert grown == {label: 1}, name

@@ -30,7 +30,8 @@ from .safesearch import (
     unsafe_engine,
 )
 
-__all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
+__all__ = ["ALLOW", "BLOCK", "BLOCK_KINDS", "ERROR", "Policy", "Verdict", "block_kind",
+           "new_reference"]
 
 ALLOW, BLOCK, ERROR = "allow", "block", "error"
 
@@ -129,6 +130,33 @@ def _canonical_prefix(host: str, path: str | None) -> str | None:
     except ValueError:  # URLError: keep the entry as written rather than drop it
         return path
     return c.path + (f"?{c.query}" if c.query else "")
+
+
+BLOCK_KINDS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
+               "no_safe_search", "keywords", "tls", "bad_request", "error", "other")
+"""The kinds of rule that block (`block_kind`): a bounded set. Each is its own value of the
+`reason` label of `schoolgate_blocks_total`, and the block page says each in its own words.
+`other` is a reason this list does not know yet (a test keeps it unused)."""
+
+_KINDS = {"category": "category", "override": "override", "walled-garden": "walled_garden",
+          "no-safe-search": "no_safe_search", "keywords": "keywords", "bad-request": "bad_request"}
+
+
+def block_kind(verdict: Verdict) -> str:
+    """Which kind of rule (one of `BLOCK_KINDS`) blocked `verdict`: what the block page says
+    and what the blocks metric counts, from the one reason code."""
+    r = verdict.reason
+    if r.startswith("illegal:"):
+        return "illegal"
+    if verdict.action == ERROR or r.startswith("filtering-error"):
+        return "error"
+    if verdict.schedule:
+        return "schedule"
+    if r.startswith("circumvention"):
+        return "circumvention"
+    if r.startswith("tls:"):
+        return "tls"
+    return _KINDS.get(r, "other")
 
 
 class Policy:
