@@ -259,3 +259,22 @@ def test_text_output_shows_the_search(write_config, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "  search      bing: 'kill myself' (score 10; the group blocks at 10)" in out
     assert "  phrase      'kill myself' (suicide_selfharm, high)" in out
+
+
+def test_blocked_for_group_is_read_at_the_time_asked(write_config, capsys):
+    """`--at` decides every part of the answer, the other matches' "blocked for this group"
+    included (it was read at the real time while the verdict was read at `--at`)."""
+    text = replace_once(CONFIG, "default_group: guest\n", "default_group: guest\nschedules:\n"
+                        "  lessons:\n    title: Lessons\n    windows: [\"Mon-Fri 08:30-15:30\"]\n")
+    text = replace_once(text, "    title: Sixth form\n",
+                        "    title: Sixth form\n    blocked_during:\n      lessons: [social_networks]\n")
+    path = str(write_config(text, LISTS))
+
+    def at(when: str) -> dict:
+        assert cli.main(["why", "--json", "--config", path, "--group", "sixth_form", "--at", when,
+                         "https://www.facebook.com/"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    lesson, evening = at("2026-11-23T10:00"), at("2026-11-23T19:00")
+    assert (lesson["action"], lesson["matches"][0]["blocked_for_group"]) == ("block", True)
+    assert (evening["action"], evening["matches"][0]["blocked_for_group"]) == ("allow", False)
