@@ -44,6 +44,7 @@ __all__ = [
     "explain",
     "handshake_decision",
     "host_verdict",
+    "no_sni_verdict",
     "passed_through",
     "read_body",
     "relayed_at_connect",
