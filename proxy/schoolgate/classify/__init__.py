@@ -10,6 +10,7 @@ entry `example.com` covers `example.com` and every name under it, never `badexam
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -214,6 +215,24 @@ class Classifier:
             return tuple(library.match(search.normalised, normalised=True)
                          if search.normalised else ())
         return library.findings(keywords).flags if keywords else ()
+
+    def keywords_outside_search(self, classification: Classification
+                                ) -> tuple[KeywordMatch, ...]:
+        """The keyword matches in the address outside its search term: for a search, the
+        address's matches less, phrase by phrase, as many as the term itself holds (those are
+        the search's flags); for any other request, all of them. For `schoolgate why`."""
+        search, library = classification.search, self.library
+        if search is None or library is None or not search.normalised:
+            return classification.keywords
+        in_term = Counter(m.phrase for m in library.keyword_set.match(search.normalised,
+                                                                       normalised=True))
+        outside = []
+        for m in classification.keywords:
+            if in_term[m.phrase] > 0:
+                in_term[m.phrase] -= 1
+            else:
+                outside.append(m)
+        return tuple(outside)
 
     def illegal_match(self, url: str) -> IllegalMatch | None:
         return self.classify(url).illegal

@@ -1,7 +1,10 @@
 """`schoolgate why URL...`: the verdict each URL would get for a group or a client address, and
-why: the canonical URL, every list entry that matches, the keyword flags, and the rule that
-decided. Built with the gateway's own `build_rules` and `Policy.decide`, so it cannot explain a
-verdict the gateway would not give.
+why: the canonical URL, every list entry that matches, the search and its keyword matches, the
+keyword flags in the address, the rule that decided and where the gateway decides it. Built with
+the gateway's own `build_rules` and identity sources, and decided by
+`schoolgate.gateway.decision.explain`, which runs the stage functions the gateway's addons call
+(CONNECT, TLS handshake, request, body) in their order: it cannot give a verdict the gateway
+would not give.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..classify import URLError, normalise_url
+from ..classify import Classification, URLError, normalise_url
 from ..config.loader import load_config
 from ..config.model import ConfigError
-from ..gateway.rules import build_rules
-from ..identify import Identity, SubnetGroups
+from ..gateway.decision import bad_request, explain
+from ..gateway.rules import Rules, build_rules
+from ..identify import Identity
+from ..identify.maps import IpUserMap
 from ..policy.decryption import decryption
 from ..sources.illegal import without_fetching
 from .common import school_time
@@ -51,6 +56,8 @@ WHY_KEYS = (
     "keywords",
     "decrypt",
     "decrypt_reason",
+    "stage",
+    "search",
 )
 
 
@@ -69,6 +76,14 @@ def register(sub: argparse._SubParsersAction,
     why.add_argument("--at", metavar="DATETIME",
                      help="decide as at this school-time date and time, such as "
                      "2026-11-23T10:00 (schedules); default now")
+    why.add_argument("--method", metavar="METHOD",
+                     help="the request's method (default GET, or POST with --data)")
+    why.add_argument("--data", metavar="BODY",
+                     help="the request's body, for a search sent in it (DuckDuckGo's forms, "
+                     "YouTube's in-page search)")
+    why.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                     help="a request header (repeatable), such as 'Content-Type: "
+                     "application/json' or 'Accept: application/dns-json'")
     why.add_argument("--json", action="store_true", help="one JSON object per URL per line")
     config_arg(why)
     why.set_defaults(func=cmd_why)
@@ -81,22 +96,14 @@ def cmd_why(args: argparse.Namespace) -> int:
         raise ConfigError(
             [f"--group: no group {args.group!r}; defined groups: {', '.join(config.groups)}"]
         )
-    groups = SubnetGroups(config)
-    if args.ip is not None:
-        try:
-            identity = groups.identify(args.ip)
-        except ValueError:
-            raise ConfigError([f"--ip: {args.ip!r} is not an IP address"]) from None
-        if args.group is not None:
-            identity = Identity(ip=identity.ip, group=args.group, source="override")
-    elif args.group is not None:
-        identity = Identity(ip="", group=args.group, source="override")
-    else:
-        identity = Identity(ip="", group=config.default_group, source="default")
-
+    headers = _headers(args.header)
+    body = args.data.encode("utf-8", "surrogateescape") if args.data is not None else None
+    method = args.method or ("POST" if body is not None else "GET")
     # Illegal lists: the gateway's last good copy (digests only) if there is one, else a local
-    # source file. A URL source is never fetched here: `why` must answer at once.
-    rules = build_rules(config, without_fetching(config))
+    # source file. A URL source is never fetched here: `why` must answer at once. The IP map's
+    # file rows are read as the gateway reads them (what the network pushes is the gateway's).
+    rules = build_rules(config, without_fetching(config), ip_users=IpUserMap())
+    identity = _identity(rules, args)
     when = school_time(args.at, config, "--at").timestamp() if args.at else None
     classifier, policy = rules.classifier, rules.policy
     for problem in classifier.problems:
@@ -106,14 +113,23 @@ def cmd_why(args: argparse.Namespace) -> int:
         result: dict[str, Any] = dict.fromkeys(WHY_KEYS)
         result.update(url=url, ip=identity.ip or None, group=identity.group,
                       group_source=identity.source, categories=[], matches=[], keywords=[])
+        found = explain(rules, identity, url, method=method, headers=headers, body=body,
+                        now=when)
+        verdict, classification = found.verdict, found.classification
+        # What the gateway does with a URL it cannot read: refused, as a bad request.
+        result.update(action=verdict.action, reason=verdict.reason, rule=verdict.rule,
+                      stage=found.stage)
         try:
             normalised, _ = normalise_url(url)
-            classification = classifier.classify(url)
         except URLError as e:
-            result["error"] = str(e)
+            normalised, classification = None, None
+            verdict = bad_request(identity.group, str(e))
+            result.update(error=str(e), action=verdict.action, reason=verdict.reason,
+                          rule=verdict.rule, stage="request")
+        if classification is None:
+            result["error"] = result["error"] or found.error
             status = 1
         else:
-            verdict = policy.decide(identity, classification, when)
             # The gateway's own predicate, on the host as the TLS decisions see it.
             decrypt = decryption(rules.decryption, identity.group, classification.host)
             result.update(
@@ -123,35 +139,80 @@ def cmd_why(args: argparse.Namespace) -> int:
                 canonical_url=classification.canonical_url,
                 lookup_expressions=list(classification.expressions),
                 illegal_list=verdict.illegal_list,
-                reason=verdict.reason,
                 host=classification.host,
-                action=verdict.action,
                 category=verdict.category,
                 categories=list(verdict.categories),
                 matched_list=verdict.matched_list,
                 matched_entry=verdict.matched_entry,
                 matched_line=verdict.matched_line,
-                rule=verdict.rule,
                 # Every entry, not only the deciding one: a technician tuning lists needs to see
                 # that a host is in three lists before allowing it in one. Illegal lists are not
                 # here: their entries are never shown (`illegal_list` names the list only).
                 matches=[
                     {"category": m.category, "kind": m.kind, "entry": m.entry,
                      "list": m.list_path, "line": m.line,
-                     "blocked_for_group": m.category in policy.blocked_categories(identity.group)}
+                     "blocked_for_group": m.category in policy.blocked_categories(
+                         identity.group, when)}
                     for m in classification.matches
                 ],
                 keywords=[
                     {"phrase": k.phrase.text, "theme": k.phrase.theme,
                      "severity": k.phrase.severity, "matched": k.text}
-                    for k in classification.keywords
+                    for k in classifier.keywords_outside_search(classification)
                 ],
+                search=_search(rules, identity.group, classification),
             )
         if args.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
             _print_why(result)
     return status
+
+
+def _identity(rules: Rules, args: argparse.Namespace) -> Identity:
+    """Who the URLs are decided for: the group given, or the one the gateway's identity
+    sources give the client address (the IP map's file rows and the user groups included)."""
+    if args.ip is not None:
+        try:
+            identity = rules.identity.identify(args.ip)
+        except ValueError:
+            raise ConfigError([f"--ip: {args.ip!r} is not an IP address"]) from None
+        if args.group is not None:
+            return Identity(ip=identity.ip, group=args.group, source="override",
+                            user=identity.user, device=identity.device)
+        return identity
+    if args.group is not None:
+        return Identity(ip="", group=args.group, source="override")
+    return Identity(ip="", group=rules.config.default_group, source="default")
+
+
+def _headers(given: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in given:
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            raise ConfigError([f"--header: {item!r} is not NAME: VALUE"])
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _search(rules: Rules, group: str, classification: Classification) -> dict[str, Any] | None:
+    """The `search` object: the search the request makes, its keyword matches, and the score
+    the group's threshold is compared with (the policy's own score)."""
+    search = classification.search
+    if search is None:
+        return None
+    flags = classification.flags
+    return {
+        "engine": search.engine,
+        "term": search.term,
+        "normalised": search.normalised,
+        "score": rules.policy.keyword_score(flags),
+        "threshold": rules.policy.group(group).keyword_threshold,
+        # `rule` names the rule that matched: for a phrase, the phrase itself.
+        "matches": [{"rule": f.phrase, "phrase": f.phrase, "theme": f.theme,
+                     "severity": f.severity, "matched": f.text} for f in flags],
+    }
 
 
 def _urls(items: Iterable[str]) -> Iterator[str]:
@@ -167,11 +228,15 @@ def _urls(items: Iterable[str]) -> Iterator[str]:
 def _print_why(r: dict[str, Any]) -> None:
     print(r["url"])
     if r["error"]:
-        print(f"  error     {r['error']}")
+        print(f"  error       {r['error']}")
+        print(f"  action      {r['action'].upper()}  (the gateway refuses it as a bad request)")
         print()
         return
     how = {"subnet": f"client {r['ip']} is in its subnet", "default": "the default group",
-           "override": "chosen with --group"}[r["group_source"]]
+           "override": "chosen with --group",
+           "user-csv": f"client {r['ip']} is a user the IP map names, in the user groups file",
+           "ldap-group": f"client {r['ip']} is a user the IP map names, in a directory group",
+           }.get(r["group_source"], r["group_source"])
     print(f"  canonical   {r['canonical_url']}")
     print(f"  group       {r['group']} ({how})")
     if r["illegal_list"]:
@@ -190,11 +255,27 @@ def _print_why(r: dict[str, Any]) -> None:
         state = "blocked for this group" if m["blocked_for_group"] else "allowed for this group"
         print(f"  also        {m['category']}: {m['entry']} ({m['list']}, line {m['line']}, "
               f"{m['kind']} entry; {state})")
+    search = r["search"]
+    if search is not None:
+        print(f"  search      {search['engine']}: {search['term']!r} (score {search['score']:g}; "
+              f"the group blocks at {search['threshold']:g})")
+        for m in search["matches"]:
+            print(f"  phrase      {m['phrase']!r} ({m['theme']}, {m['severity']})")
     for k in r["keywords"]:
         print(f"  keyword     {k['phrase']!r} ({k['theme']}, {k['severity']})")
     if r["reason"] == "override":
         print(f"  override    {r['matched_entry']} ({r['matched_list']})")
     print(f"  action      {r['action'].upper()}" + (f"  ({r['rule']})" if r["rule"] else ""))
+    where = _STAGE_WORDS.get(r["stage"])
+    if where:
+        print(f"  decided     {where}")
     https = "decrypted" if r["decrypt"] else "not decrypted (decided by host name)"
     print(f"  https       {https}: {r['decrypt_reason']}")
     print()
+
+
+_STAGE_WORDS = {
+    "connect": "at the CONNECT, before anything is decrypted",
+    "handshake": "at the TLS handshake, by host name: nothing inside is seen",
+    "body": "when the request's body arrived (the search is in it)",
+}

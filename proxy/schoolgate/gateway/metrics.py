@@ -37,7 +37,7 @@ from .. import __version__
 from ..alerts import OUTCOMES
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
-from ..policy import ALLOW, BLOCK, ERROR, Verdict
+from ..policy import ALLOW, BLOCK, BLOCK_KINDS, ERROR, Verdict, block_kind
 from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
@@ -51,8 +51,8 @@ NO_CATEGORY = "none"
 ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never the entry
 STAGES = ("identify", "classify", "enforce", "tls")
 TLS_MODES = ("decrypted", "passed_through", "refused")
-BLOCK_REASONS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
-                 "no_safe_search", "tls", "bad_request", "error")
+BLOCK_REASONS = BLOCK_KINDS
+"""The `reason` label values of `schoolgate_blocks_total`: one per kind of rule that blocks."""
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -69,20 +69,8 @@ def share_values(directory: Path) -> None:
 
 
 def block_reason(verdict: Verdict) -> str:
-    """The bounded `reason` label for a blocked verdict."""
-    r = verdict.reason
-    if r.startswith("illegal:"):
-        return "illegal"
-    if r.startswith("filtering-error"):
-        return "error"
-    if verdict.schedule:
-        return "schedule"
-    if r.startswith("circumvention"):
-        return "circumvention"
-    if r.startswith("tls:"):
-        return "tls"
-    return {"walled-garden": "walled_garden", "no-safe-search": "no_safe_search",
-            "bad-request": "bad_request", "override": "override"}.get(r, "category")
+    """The bounded `reason` label for a blocked verdict: the kind of rule the block page names."""
+    return block_kind(verdict)
 
 
 class _ListCollector(Collector):

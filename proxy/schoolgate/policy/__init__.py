@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,8 @@ from .safesearch import (
     unsafe_engine,
 )
 
-__all__ = ["ALLOW", "BLOCK", "ERROR", "Policy", "Verdict", "new_reference"]
+__all__ = ["ALLOW", "BLOCK", "BLOCK_KINDS", "ERROR", "Policy", "Verdict", "block_kind",
+           "new_reference"]
 
 ALLOW, BLOCK, ERROR = "allow", "block", "error"
 
@@ -95,8 +96,8 @@ class Verdict:
     severity: str | None = None
     reason: str = ""
     """Why, in a short code: `illegal:<list>`, `override`, `category`, `walled-garden`,
-    `circumvention[:doh|:port]`, `no-safe-search`, `tls:<why>`, `no-block`, `bad-request`,
-    `filtering-error:<stage>`."""
+    `circumvention[:doh|:port]`, `no-safe-search`, `keywords`, `tls:no-sni`,
+    `tls:passthrough`, `no-block`, `bad-request`, `filtering-error:<stage>`."""
     illegal_list: str | None = None
     """The illegal-content list that holds the request (its name only, never the entry)."""
     illegal_kind: str | None = None
@@ -129,6 +130,33 @@ def _canonical_prefix(host: str, path: str | None) -> str | None:
     except ValueError:  # URLError: keep the entry as written rather than drop it
         return path
     return c.path + (f"?{c.query}" if c.query else "")
+
+
+BLOCK_KINDS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
+               "no_safe_search", "keywords", "tls", "bad_request", "error", "other")
+"""The kinds of rule that block (`block_kind`): a bounded set. Each is its own value of the
+`reason` label of `schoolgate_blocks_total`, and the block page says each in its own words.
+`other` is a reason this list does not know yet (a test keeps it unused)."""
+
+_KINDS = {"category": "category", "override": "override", "walled-garden": "walled_garden",
+          "no-safe-search": "no_safe_search", "keywords": "keywords", "bad-request": "bad_request"}
+
+
+def block_kind(verdict: Verdict) -> str:
+    """Which kind of rule (one of `BLOCK_KINDS`) blocked `verdict`: what the block page says
+    and what the blocks metric counts, from the one reason code."""
+    r = verdict.reason
+    if r.startswith("illegal:"):
+        return "illegal"
+    if verdict.action == ERROR or r.startswith("filtering-error"):
+        return "error"
+    if verdict.schedule:
+        return "schedule"
+    if r.startswith("circumvention"):
+        return "circumvention"
+    if r.startswith("tls:"):
+        return "tls"
+    return _KINDS.get(r, "other")
 
 
 class Policy:
@@ -315,10 +343,7 @@ class Policy:
             changes.update(theme=verdict.theme or top.theme, severity=top.severity)
             if verdict.action == ALLOW:
                 g = self._groups[verdict.group]
-                seen: dict[str, float] = {}
-                for f in ranked:
-                    seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
-                score = sum(seen.values())
+                score = self.keyword_score(ranked)
                 what = f"the search {search.term!r}" if search is not None else "this address"
                 if score >= g.keyword_threshold:
                     changes.update(
@@ -330,6 +355,15 @@ class Policy:
                 else:
                     changes.update(reason=verdict.reason or "no-block")
         return dataclasses.replace(verdict, **changes)
+
+    @staticmethod
+    def keyword_score(flags: Iterable[Flag]) -> float:
+        """The score `keyword_threshold` is compared with: each distinct phrase once, its weight
+        times its severity's points (high 10, medium 3, low 1)."""
+        seen: dict[str, float] = {}
+        for f in flags:
+            seen.setdefault(f.phrase, f.weight * _SEVERITY_POINTS.get(f.severity, 1))
+        return sum(seen.values())
 
     @staticmethod
     def _category_block(group: str, m: CategoryMatch, categories: tuple[str, ...], rule: str,

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..config.model import Config
 from ..files import create_once
 from ..pages import Page
-from . import ERROR, Verdict
+from . import ERROR, Verdict, block_kind
 
 __all__ = ["REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "RenderedPage", "open_url",
            "report_key", "report_token", "seal_url"]
@@ -54,6 +54,7 @@ class BlockPage:
         self._tz = ZoneInfo(config.timezone)
         self._titles = {c.name: c.title for c in config.categories.values()}
         self._groups = {g.name: g.title for g in config.groups.values()}
+        self._schedules = {name: sc.title for name, sc in config.schedules.items()}
         self.report_key = report_key(config.data_dir)
         """Signs the report forms; None (no forms) when it cannot be read or created."""
 
@@ -85,17 +86,29 @@ class BlockPage:
             status, accent = 403, "#b3261e"
             heading = "This page is blocked"
             explanation = "The school's web filter has blocked this page for your group."
-            if verdict.reason == "override" and verdict.override is not None:
+            # One kind of rule, one reason in words: the same kinds `schoolgate_blocks_total`
+            # counts by (`block_kind`).
+            kind = block_kind(verdict)
+            if kind == "override" and verdict.override is not None:
                 rows.append(("Reason", verdict.override.reason))
-            elif verdict.reason == "keywords":
+            elif kind == "keywords":
                 # Never repeat the words back: the pupil knows what they typed, and a screen
                 # seen by others should not show it.
                 rows.append(("Reason", "words in this search or address"))
-            elif verdict.reason.startswith("circumvention"):
+            elif kind == "circumvention":
                 rows.append(("Reason", "getting round the school's filter"))
+            elif kind == "walled_garden":
+                rows.append(("Reason", "your group can only visit the sites the school has "
+                             "opened for it"))
+            elif kind == "no_safe_search":
+                rows.append(("Reason", "this search engine has no safe search the school can "
+                             "turn on"))
             else:
                 category = verdict.category or ""
                 rows.append(("Category", self._titles.get(category, category)))
+                if kind == "schedule" and verdict.schedule is not None:
+                    title = self._schedules.get(verdict.schedule, verdict.schedule)
+                    rows.append(("Reason", f"closed during {title}"))
         if verdict.action != ERROR and verdict.theme in _SUPPORT:
             # The search may be a cry for help: say where help is, before anything else.
             advice = _SUPPORT[verdict.theme] + " " + advice

@@ -97,3 +97,184 @@ def test_decrypt_keys_are_null_for_a_url_that_cannot_be_read(write_config, capsy
     status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)), "http://[bad"])
     r = json.loads(capsys.readouterr().out)
     assert status == 1 and r["error"] and (r["decrypt"], r["decrypt_reason"]) == (None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway's verdict (#15): who the address is, as the gateway's identity sources say, and the
+# decisions made before the request (tests/e2e/test_why_agrees.py checks them against the gateway).
+
+
+def test_ip_is_identified_as_the_gateway_identifies_it(write_config, capsys, tmp_path):
+    """An address in the secondary subnet that the IP map names as a member of staff is decided
+    for staff, as the gateway decides it, not for its subnet's group."""
+    (tmp_path / "ip-map.csv").write_text("ip,user\n10.20.1.9,teacher1\n", encoding="utf-8")
+    (tmp_path / "user-groups.csv").write_text("user,group\nteacher1,staff\n", encoding="utf-8")
+    text = CONFIG + (f"identity:\n  ip_map: {tmp_path / 'ip-map.csv'}\n"
+                     f"  user_groups: {tmp_path / 'user-groups.csv'}\n")
+    path = str(write_config(text, LISTS))
+    status = cli.main(["why", "--json", "--config", path, "--ip", "10.20.1.9",
+                       "https://www.bet365.com/"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (r["group"], r["group_source"], r["action"]) == ("staff", "user-csv", "allow")
+    # Another address of the same subnet is still the subnet's.
+    (r,) = _why(write_config, capsys, "--ip", "10.20.1.10", "https://www.bet365.com/")
+    assert (r["group"], r["group_source"], r["action"]) == ("secondary", "subnet", "block")
+
+
+def test_a_connect_to_a_port_outside_the_allowed_ones_is_refused_there(write_config, capsys):
+    (r,) = _why(write_config, capsys, "--group", "staff", "https://example.com:2222/")
+    assert (r["action"], r["reason"], r["stage"]) == ("block", "circumvention:port", "connect")
+    # Plain http to the same port is no tunnel: it is decided by its request.
+    (r,) = _why(write_config, capsys, "--group", "staff", "http://example.com:2222/")
+    assert (r["action"], r["reason"], r["stage"]) == ("allow", "no-block", "request")
+
+
+def test_a_host_not_decrypted_is_decided_by_its_name(write_config, capsys):
+    text = replace_once(CONFIG, "    title: Guest Wi-Fi\n", "    title: Guest Wi-Fi\n    https: sni-only\n")
+    lists = dict(LISTS, gambling="bet365.com\nexample.org/casino/\n")
+    path = str(write_config(text, lists))
+    # The URL entry would block the page, but nothing inside the connection is seen.
+    assert cli.main(["why", "--json", "--config", path, "--group", "guest",
+                     "https://example.org/casino/table"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert (r["action"], r["reason"], r["stage"]) == ("allow", "tls:passthrough", "handshake")
+    assert r["matches"][0]["entry"] == "example.org/casino/"  # still shown, for the technician
+    assert r["rule"] == "passed through undecrypted: group guest is SNI-only"
+
+
+def test_a_url_that_cannot_be_read_is_a_bad_request(write_config, capsys):
+    status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)),
+                       "http://bad!host.example/"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 1 and r["error"]
+    assert (r["action"], r["reason"]) == ("block", "bad-request")
+    assert (r["canonical_url"], r["matches"], r["decrypt"]) == (None, [], None)
+
+
+def test_a_header_without_a_colon_is_a_usage_error(write_config, capsys):
+    status = cli.main(["why", "--config", str(write_config(CONFIG, LISTS)), "--header", "Accept",
+                       "https://example.com/"])
+    assert status == 2
+    assert "--header: 'Accept' is not NAME: VALUE" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The search (#15): one `search` object in `why --json`, with the gateway's own score and the
+# group's threshold; `keywords` holds only what the address has outside the search term.
+
+KEYWORDS = {
+    "selfharm.yaml": "theme: suicide_selfharm\ntitle: Suicide and self-harm\nseverity: high\n"
+                     "phrases:\n  - kill myself\n  - {phrase: suicide, severity: medium}\n",
+    "bullying.yaml": "theme: bullying\ntitle: Bullying\nseverity: medium\n"
+                     "phrases:\n  - nobody likes me\n",
+}
+
+
+def _keyword_config(write_config, tmp_path, threshold: str | None = None) -> str:
+    folder = tmp_path / "keywords"
+    folder.mkdir(exist_ok=True)
+    for name, text in KEYWORDS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    text = CONFIG + f"keywords:\n  library: {folder}\n"
+    if threshold is not None:
+        text = replace_once(text, "    title: Staff\n",
+                            f"    title: Staff\n    keyword_threshold: {threshold}\n")
+    return str(write_config(text, LISTS))
+
+
+def _why_one(capsys, path: str, *args: str) -> dict:
+    status = cli.main(["why", "--json", "--config", path, *args])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    (line,) = out.splitlines()
+    return json.loads(line)
+
+
+def test_a_search_shows_engine_term_score_threshold_and_matches(write_config, capsys, tmp_path):
+    path = _keyword_config(write_config, tmp_path)
+    r = _why_one(capsys, path, "--group", "guest", "https://www.bing.com/search?q=K1ll+Mys3lf")
+    assert r["search"] == {
+        "engine": "bing",
+        "term": "K1ll Mys3lf",  # decoded, as typed
+        "normalised": "kill myself",
+        "score": 10,
+        "threshold": 10,
+        "matches": [{"rule": "kill myself", "phrase": "kill myself", "theme": "suicide_selfharm",
+                     "severity": "high", "matched": "kill myself"}],
+    }
+    # The score reaches the threshold: the gateway's verdict says so.
+    assert (r["action"], r["reason"]) == ("block", "keywords")
+    # The term's own match is the search's, not the address's.
+    assert r["keywords"] == []
+
+
+def test_the_score_is_the_one_the_threshold_is_compared_with(write_config, capsys, tmp_path):
+    # Staff block at 20: one high phrase (10) is recorded, not blocked; with a medium one (3)
+    # and another medium (3) it is 16, still below; the threshold at 16 blocks the same search.
+    url = "https://www.bing.com/search?q=kill+myself+suicide+nobody+likes+me"
+    r = _why_one(capsys, _keyword_config(write_config, tmp_path, "20"), "--group", "staff", url)
+    assert (r["search"]["score"], r["search"]["threshold"]) == (16, 20)
+    assert [m["phrase"] for m in r["search"]["matches"]] == ["kill myself", "suicide",
+                                                            "nobody likes me"]
+    assert (r["action"], r["reason"]) == ("allow", "no-block")
+    r = _why_one(capsys, _keyword_config(write_config, tmp_path, "16"), "--group", "staff", url)
+    assert (r["search"]["score"], r["search"]["threshold"], r["action"]) == (16, 16, "block")
+
+
+def test_keywords_are_the_address_outside_the_search_term(write_config, capsys, tmp_path):
+    path = _keyword_config(write_config, tmp_path)
+    r = _why_one(capsys, path, "--group", "staff",
+                 "https://www.bing.com/search?q=kill+myself&form=suicide")
+    assert [m["phrase"] for m in r["search"]["matches"]] == ["kill myself"]
+    assert r["keywords"] == [{"phrase": "suicide", "theme": "suicide_selfharm",
+                              "severity": "medium", "matched": "suicide"}]
+    # An address that is no search: no `search`, its matches in `keywords`.
+    r = _why_one(capsys, path, "--group", "staff", "https://example.com/how-to-kill-myself")
+    assert r["search"] is None
+    assert [m["phrase"] for m in r["keywords"]] == ["kill myself"]
+    # A search with nothing in the library: a score of 0.
+    r = _why_one(capsys, path, "--group", "staff", "https://www.google.com/search?q=volcanoes")
+    assert (r["search"]["term"], r["search"]["score"], r["search"]["matches"]) == (
+        "volcanoes", 0, [])
+
+
+def test_a_search_sent_in_the_body_is_read_from_data(write_config, capsys, tmp_path):
+    path = _keyword_config(write_config, tmp_path)
+    args = ["--group", "guest", "--data", "q=kill+myself", "--header",
+            "Content-Type: application/x-www-form-urlencoded", "https://html.duckduckgo.com/html/"]
+    r = _why_one(capsys, path, *args)
+    assert (r["search"]["engine"], r["search"]["term"]) == ("duckduckgo", "kill myself")
+    assert (r["action"], r["reason"], r["stage"]) == ("block", "keywords", "body")
+    # Without the body the same address is no search yet (the gateway reads it at `request`).
+    r = _why_one(capsys, path, "--group", "guest", "--method", "POST",
+                 "https://html.duckduckgo.com/html/")
+    assert (r["search"], r["action"], r["stage"]) == (None, "allow", "request")
+
+
+def test_text_output_shows_the_search(write_config, capsys, tmp_path):
+    path = _keyword_config(write_config, tmp_path)
+    assert cli.main(["why", "--config", path, "--group", "guest",
+                     "https://www.bing.com/search?q=kill+myself"]) == 0
+    out = capsys.readouterr().out
+    assert "  search      bing: 'kill myself' (score 10; the group blocks at 10)" in out
+    assert "  phrase      'kill myself' (suicide_selfharm, high)" in out
+
+
+def test_blocked_for_group_is_read_at_the_time_asked(write_config, capsys):
+    """`--at` decides every part of the answer, the other matches' "blocked for this group"
+    included (it was read at the real time while the verdict was read at `--at`)."""
+    text = replace_once(CONFIG, "default_group: guest\n", "default_group: guest\nschedules:\n"
+                        "  lessons:\n    title: Lessons\n    windows: [\"Mon-Fri 08:30-15:30\"]\n")
+    text = replace_once(text, "    title: Sixth form\n",
+                        "    title: Sixth form\n    blocked_during:\n      lessons: [social_networks]\n")
+    path = str(write_config(text, LISTS))
+
+    def at(when: str) -> dict:
+        assert cli.main(["why", "--json", "--config", path, "--group", "sixth_form", "--at", when,
+                         "https://www.facebook.com/"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    lesson, evening = at("2026-11-23T10:00"), at("2026-11-23T19:00")
+    assert (lesson["action"], lesson["matches"][0]["blocked_for_group"]) == ("block", True)
+    assert (evening["action"], evening["matches"][0]["blocked_for_group"]) == ("allow", False)

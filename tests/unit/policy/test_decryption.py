@@ -163,7 +163,7 @@ def test_every_reason_has_a_row():
 
 
 def test_a_word_pattern_still_decides_a_relayed_host_by_its_name(rules):
-    """Relayed, the host is classified as `https://HOST/` at the handshake (tls.host_verdict):
+    """Relayed, the host is classified as `https://HOST/` at the handshake (decision.host_verdict):
     a pattern that matches the name still puts it in its category there."""
     assert decryption(rules.decryption, "words", "casino-royale.test") == (False, "host-only")
     assert "words" in rules.classifier.classify("https://casino-royale.test/").categories

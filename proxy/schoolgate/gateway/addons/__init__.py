@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from mitmproxy import connection, http
 
 from ...identify import Identity
-from ...policy import BLOCK, Policy, Verdict, new_reference
-from ..decision import Decision
+from ...policy import Policy, Verdict
+from ..decision import Decision, RequestHead, bad_request
 from ..rules import Rules
 from ..service import Gateway
 
@@ -27,6 +27,7 @@ __all__ = [
     "cached_identity",
     "decision_of",
     "fail_closed",
+    "head_of",
     "identify_client",
     "needs_decision",
     "refuse_bad_request",
@@ -99,18 +100,18 @@ def refuse_bad_request(flow: http.HTTPFlow, decision: Decision, group: str,
                        problem: str) -> None:
     """Answer a request that cannot be classified because it is malformed with 400 (the client is
     at fault, not the filter). It is recorded as a block and never reaches a server."""
-    decision.verdict = Verdict(
-        action=BLOCK,
-        group=group,
-        reference=new_reference(),
-        rule=f"malformed request: {problem}",
-        reason="bad-request",
-    )
+    decision.verdict = bad_request(group, problem)
     flow.response = http.Response.make(
         400,
         f"Bad request: {problem}\n".encode(),
         {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
     )
+
+
+def head_of(request: http.Request) -> RequestHead:
+    """The request as the stage functions of `schoolgate.gateway.decision` read it. `url` is
+    built from `request.host`: the destination, not a Host header the client may have forged."""
+    return RequestHead(request.method, request.url, request.host, request.path, request.headers)
 
 
 def fail_closed(gateway: Gateway, flow: http.HTTPFlow, stage: str, exc: BaseException) -> None:

@@ -41,16 +41,13 @@ from ...check.answers import (
 from ...check.run import CheckRun, run_check
 from ...check.summary import write_summary
 from ...check.timetable import next_run
-from ...classify.urls import normalise_host
 from ...files import write_atomically
 from ...identify import Identity
 from ...policy import ALLOW, ERROR, Verdict, new_reference
-from ...policy.decryption import decryption
 from ...store.checks import record_run
-from ..decision import ClientState
+from ..decision import ClientState, connect_verdict, handshake_decision
 from ..service import Gateway
 from . import begin, decision_of, serve_verdict
-from .tls import host_verdict, passed_through, relayed_at_connect
 
 log = logging.getLogger("schoolgate.check")
 
@@ -260,12 +257,8 @@ class CheckAnswer:
         if status >= 500:
             return Verdict(action=ERROR, group=identity.group, reference=new_reference(),
                            reason="filtering-error:tls")
-        rules = self.gateway.rules
-        host, port = flow.request.host, flow.request.port
-        verdict = rules.policy.connect_port(identity, host, port)
-        if verdict is None and relayed_at_connect(rules, rules.policy.group(identity.group),
-                                                  host):
-            verdict = host_verdict(rules, identity, host)
+        verdict = connect_verdict(self.gateway.rules, identity, flow.request.host,
+                                  flow.request.port)
         if verdict is None or verdict.action == ALLOW:
             verdict = Verdict(action="block", group=identity.group, reference=new_reference(),
                               rule=f"CONNECT refused ({status})", reason="connect")
@@ -280,12 +273,11 @@ class CheckAnswer:
             return
         data.ignore_connection = False
         try:
-            rules = self.gateway.rules
-            host = data.client_hello.sni or ""
-            verdict = passed_through(host_verdict(rules, identity, host),
-                                     rules.policy.group(identity.group),
-                                     decryption(rules.decryption, identity.group,
-                                                normalise_host(host)))
+            handshake = handshake_decision(self.gateway.rules, identity,
+                                           data.client_hello.sni)
+            if handshake.verdict is None:
+                raise RuntimeError("a connection passed through has no verdict")
+            verdict = handshake.verdict
         except Exception as e:  # noqa: BLE001 - still never passed through; say it failed
             self.gateway.fail_closed("tls", e)
             verdict = Verdict(action=ERROR, group=identity.group, reference=new_reference(),

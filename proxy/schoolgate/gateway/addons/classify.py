@@ -7,8 +7,9 @@ from __future__ import annotations
 from mitmproxy import http
 
 from ...classify import URLError
+from ..decision import classify_request
 from ..service import Gateway
-from . import begin, fail_closed, needs_decision, refuse_bad_request
+from . import begin, fail_closed, head_of, needs_decision, refuse_bad_request
 
 
 class _MissingIdentity(RuntimeError):
@@ -31,9 +32,7 @@ class Classify:
                 # request.url is built from request.host: the destination, not the Host header.
                 # A search in the body (YouTube's in-page search, DuckDuckGo's no-JavaScript
                 # form) is read once the body has arrived, at `request` (Enforce).
-                d.classification = d.rules.classifier.classify(
-                    request.url, method=request.method, host=request.host, path=request.path,
-                    headers=request.headers)
+                d.classification = classify_request(d.rules, head_of(request))
             except URLError as e:
                 refuse_bad_request(flow, d, d.identity.group, str(e))
                 return

@@ -7,9 +7,9 @@ from mitmproxy import http
 
 from ...policy import ALLOW
 from ...policy.safesearch import lock_form_body
-from ..decision import Decision
+from ..decision import Decision, decide_request, read_body
 from ..service import Gateway
-from . import begin, fail_closed, needs_decision, serve_verdict
+from . import begin, fail_closed, head_of, needs_decision, serve_verdict
 
 
 class _MissingDecisionError(RuntimeError):
@@ -28,7 +28,7 @@ class Enforce:
             if d.identity is None or d.classification is None:
                 raise _MissingDecisionError("request reached enforce unidentified or "
                                             "unclassified")
-            verdict = d.rules.policy.decide(d.identity, d.classification)
+            verdict = decide_request(d.rules, d.identity, d.classification)
             if verdict.action == ALLOW:
                 # Before the verdict is published: a rewrite that fails must fail closed.
                 self._lock_safe_search(flow, d)
@@ -70,13 +70,13 @@ class Enforce:
                 request = flow.request
                 if d.identity is None or d.classification is None:
                     raise RuntimeError("a body is read only after identify and classify")
-                d.classification = d.rules.classifier.with_body(
-                    d.classification, request.method, request.host, request.path,
+                d.classification, after = read_body(
+                    d.rules, d.identity, d.classification, head_of(request),
                     request.get_content(strict=False), request.headers.get("content-type"))
-                if d.classification.search is not None:
-                    d.verdict = d.rules.policy.decide(d.identity, d.classification)
-                    if d.verdict.action != ALLOW:
-                        serve_verdict(flow, d.rules, d.verdict)
+                if after is not None:
+                    d.verdict = after
+                    if after.action != ALLOW:
+                        serve_verdict(flow, d.rules, after)
                         return
             except Exception as e:  # noqa: BLE001 - fail closed on anything
                 fail_closed(self.gateway, flow, "enforce", e)

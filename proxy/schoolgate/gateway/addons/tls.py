@@ -15,20 +15,15 @@ the TLS ClientHello (every mode), from the host name the client announces (SNI).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
 from mitmproxy import connection, http, tls
 
 from ...classify import URLError
-from ...classify.urls import is_ip_address, normalise_host
-from ...config.model import Group
 from ...identify import Identity
-from ...policy import ALLOW, BLOCK, Verdict, new_reference
-from ...policy.decryption import Decryption, decryption
-from ..decision import event_for
-from ..rules import Rules
+from ...policy import ALLOW, Verdict
+from ..decision import connect_verdict, event_for, handshake_decision
 from ..service import Gateway
 from . import identify_client
 
@@ -72,20 +67,7 @@ class TlsDecisions:
             identity = identify_client(self.gateway, rules, flow.client_conn)
             host, port = flow.request.host, flow.request.port
             self.gateway.client(flow.client_conn).connect_host = host
-            policy = rules.policy
-            group = policy.group(identity.group)
-            verdict = policy.connect_port(identity, host, port)
-            if verdict is None and is_ip_address(host):
-                verdict = self._no_sni_verdict(identity, group,
-                                               f"a CONNECT to the IP address {host}")
-                if verdict.action == ALLOW:
-                    # Logged, not blocked: decrypted, each request inside is recorded with the
-                    # address as its host; not decrypted, the ClientHello records the connection.
-                    return
-            if verdict is None and relayed_at_connect(rules, group, host):
-                verdict = host_verdict(rules, identity, host)
-                if verdict.action == ALLOW:
-                    return  # decided again, and logged, at the ClientHello
+            verdict = connect_verdict(rules, identity, host, port)
             if verdict is None:
                 return
             self._record(identity, verdict, host, "CONNECT")
@@ -113,38 +95,21 @@ class TlsDecisions:
         rules = self.gateway.rules
         try:
             identity = identify_client(self.gateway, rules, client)
-            policy = rules.policy
-            group = policy.group(identity.group)
             sni = data.client_hello.sni
-            if not sni:
-                verdict = self._no_sni_verdict(identity, group, "a TLS handshake with no host name")
-                if verdict.action != ALLOW:
-                    self._record(identity, verdict, state.connect_host, "TLS")
-                    self._refuse_connection(client)
-                    return
-                if group.https == "sni-only":
-                    # Nothing inside will be seen: this event is the only record of it.
-                    data.ignore_connection = True
-                    self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-                    self._record(identity, dataclasses.replace(verdict, reason="tls:passthrough"),
-                                 state.connect_host, "TLS")
-                else:
-                    self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
-                return
-            host = normalise_host(sni)
-            decision = decryption(rules.decryption, group.name, host)
-            if decision.decrypt:
+            handshake = handshake_decision(rules, identity, sni)
+            if handshake.decrypt:
                 # Decrypted: every request inside is decided and logged on its own.
                 self.gateway.metrics.tls_handshakes.labels("decrypted").inc()
                 return
-            verdict = host_verdict(rules, identity, host)
-            if verdict.action != ALLOW:
-                self._record(identity, verdict, host, "TLS")
+            if handshake.verdict is None:
+                raise RuntimeError("a connection that is not decrypted has no verdict")
+            self._record(identity, handshake.verdict, handshake.host or state.connect_host,
+                         "TLS")
+            if handshake.refuse:
                 self._refuse_connection(client)
                 return
             data.ignore_connection = True
             self.gateway.metrics.tls_handshakes.labels("passed_through").inc()
-            self._record(identity, passed_through(verdict, group, decision), host, "TLS")
         except (URLError, ValueError) as e:
             # A ClientHello naming something no DNS name can be: refuse, never pass it through.
             log.info("refusing a TLS handshake with an unusable host name: %s", e)
@@ -167,51 +132,10 @@ class TlsDecisions:
         self.gateway.client(client).refuse_tls = True
         self.gateway.metrics.tls_handshakes.labels("refused").inc()
 
-    @staticmethod
-    def _no_sni_verdict(identity: Identity, group: Group, what: str) -> Verdict:
-        blocked = group.no_sni == BLOCK
-        return Verdict(
-            action=BLOCK if blocked else ALLOW,
-            group=identity.group,
-            reference=new_reference(),
-            rule=f"group {group.name} {'blocks' if blocked else 'logs'} {what}",
-            reason="tls:no-sni",
-        )
-
     def _record(self, identity: Identity, verdict: Verdict, host: str | None, method: str) -> None:
         if identity.source == "check":
             return  # a `schoolgate check` canary is not browsing: no event, no alert, no count
         self.gateway.metrics.count(verdict)
         self.gateway.record(event_for(verdict, identity, ts=time.time(), client_ip=identity.ip,
                                       method=method, scheme="https", host=host, url=None))
-
-
-def host_verdict(rules: Rules, identity: Identity, host: str) -> Verdict:
-    """The verdict for a connection decided by its host name alone (nothing is decrypted)."""
-    verdict = rules.policy.decide(identity, rules.classifier.classify(f"https://{host}/"))
-    if verdict.action != ALLOW:
-        verdict = dataclasses.replace(
-            verdict, rule=f"{verdict.rule} (decided by host name: the connection is not decrypted)")
-    return verdict
-
-
-def relayed_at_connect(rules: Rules, group: Group, host: str) -> bool:
-    """Whether a CONNECT to `host` is decided by the host name now, as the connection will not
-    be decrypted: `sni-only` groups, and `selective` ones for a host nothing decides by URL. (A
-    do-not-decrypt host in a `decrypt` group is decided at the ClientHello, as before.)"""
-    if group.https == "decrypt":
-        return False
-    return not decryption(rules.decryption, group.name, normalise_host(host)).decrypt
-
-
-def passed_through(verdict: Verdict, group: Group, decision: Decryption) -> Verdict:
-    """An allowed connection's verdict as recorded when it is passed through undecrypted."""
-    if decision.reason == "no-decrypt-list":
-        why = "on the do-not-decrypt list"
-    elif decision.reason == "sni-only":
-        why = f"group {group.name} is SNI-only"
-    else:
-        why = f"group {group.name} decrypts selectively, and nothing here is decided by URL"
-    return dataclasses.replace(verdict, rule=f"passed through undecrypted: {why}",
-                               reason="tls:passthrough")
 
