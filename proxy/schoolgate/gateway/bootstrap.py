@@ -109,7 +109,14 @@ class Lifecycle:
         self.pidfile = gateway.config.data_dir / "schoolgate.pid"
 
     async def running(self) -> None:
-        await self.gateway.start()
+        try:
+            await self.gateway.start()
+        except StartupError as e:
+            # Under `mitmdump -s`: one line saying what to fix, not a traceback, and stop
+            # (mitmproxy's ErrorCheck also exits on an error logged while starting).
+            log.error("schoolgate: %s", e)
+            ctx.master.shutdown()
+            return
         # `schoolgate reload` (or `kill -HUP`) rebuilds the rules without a restart.
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, self.gateway.reloader.request, "SIGHUP")
