@@ -20,6 +20,7 @@ from . import ca
 from .addons.check import CheckMode
 from .addons.classify import Classify
 from .addons.enforce import Enforce
+from .addons.error_pages import ErrorPages
 from .addons.identify import Identify
 from .addons.metrics import Metrics
 from .addons.problem_reports import ProblemReports
@@ -94,9 +95,11 @@ def ordered(gateway: Gateway) -> list[object]:
     # after check.answer and before Record, so a page it blocks is recorded as blocked.
     # Lifecycle last: at shutdown its `done` flushes the event queue after every other addon
     # has finished.
+    # ErrorPages has no request hook: from `running` on it answers, in Schoolgate's words,
+    # what mitmproxy would answer with its own page (a site that cannot be reached).
     return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
             Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway),
-            Lifecycle(gateway)]
+            ErrorPages(gateway), Lifecycle(gateway)]
 
 
 class Lifecycle:

@@ -40,6 +40,7 @@ from ..alerts import OUTCOMES
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
 from ..policy import ALLOW, BLOCK, ERROR, Verdict
+from ..policy.blockpage import FAILURES
 from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
@@ -302,6 +303,17 @@ class GatewayMetrics:
         )
         for kind in ("unblock", "block"):
             self.problem_reports.labels(kind)
+        self.error_pages = Counter(
+            "schoolgate_error_pages",
+            "Requests answered with Schoolgate's error page instead of the site, by what went "
+            "wrong: the site could not be reached (dns, dns_timeout, refused, timeout, "
+            "unreachable, tls, closed, invalid, other) or the request could not be read "
+            "(bad_request, too_large, loop).",
+            ["kind"],
+            registry=r,
+        )
+        for kind in FAILURES:
+            self.error_pages.labels(kind)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )
