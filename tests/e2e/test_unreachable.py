@@ -1,7 +1,7 @@
 """Failures are Schoolgate's own (issue #15, point 7): a site the gateway cannot reach (its name
 not found, the connection refused, its certificate not trusted) gets Schoolgate's page in the
 block page's style, with the school's name, what happened in plain words (not blocked), the time
-and the request's reference, 502; a request mitmproxy cannot read gets Schoolgate's 400; and no
+and the request's reference, 502 (504 when it did not answer in time); a request mitmproxy cannot read gets Schoolgate's 400; and no
 response the gateway makes names mitmproxy, in a header or in words.
 
 Through the real gateway (`schoolgate run`, its names resolved by the harness's resolving script:
@@ -60,6 +60,8 @@ class Env:
     origin: Origin
     client: GatewayClient
     push_port: int
+    silent_port: int
+    """A port that never answers a connection attempt (its accept queue is full)."""
 
     @property
     def port(self) -> int:
@@ -75,14 +77,28 @@ def env(tmp_path_factory, pki, origin) -> Iterator[Env]:
     def patch(doc: dict) -> None:
         doc["identity"] = {"push": {"listen": {"host": "127.0.0.1", "port": 0},
                                     "token_file": str(directory / "push-token")}}
+        doc["upstream_connect_timeout"] = "1s"
 
     setup = write_config(directory, upstream_ca=pki.ca_cert, patch=patch)
-    with running_gateway("unreachable", setup.config,
-                         script=resolving_script(directory)) as gw:
-        push_port = int(gw.wait_for_output(PUSH_RE)[1])
-        assert gw.proxy_port is not None
-        yield Env(setup, gw, origin, GatewayClient(gw.proxy_port, setup.schoolgate_ca),
-                  push_port)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    # Backlog 0 still queues one connection; with two waiting the kernel drops further
+    # attempts unanswered, as a dead address or a dropping firewall does.
+    fillers = [socket.socket() for _ in range(2)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(silent.getsockname())
+    try:
+        with running_gateway("unreachable", setup.config,
+                             script=resolving_script(directory)) as gw:
+            push_port = int(gw.wait_for_output(PUSH_RE)[1])
+            assert gw.proxy_port is not None
+            yield Env(setup, gw, origin, GatewayClient(gw.proxy_port, setup.schoolgate_ca),
+                      push_port, silent.getsockname()[1])
+    finally:
+        for sock in (*fillers, silent):
+            sock.close()
 
 
 def closed_port() -> int:
@@ -132,34 +148,42 @@ def assert_schoolgate_page(reply: Reply | tuple[int, http.client.HTTPMessage, by
 
 # -- a site that cannot be reached ------------------------------------------------------------
 
-# (case, URL (ORIGIN: the origin's HTTPS port; CLOSED: a port nothing listens on), the host the
-#  page names, the metric's kind, what the page says happened)
+# (case, URL (ORIGIN: the origin's HTTPS port; CLOSED: a port nothing listens on; SILENT: one
+#  that never answers), the status, the host the page names, the metric's kind, what the page
+#  says happened)
 UNREACHABLE = [
     # The name does not exist: over plain HTTP, and inside an intercepted HTTPS tunnel.
-    ("dns-http", "http://nonexistent.invalid/page", "nonexistent.invalid", "dns",
+    ("dns-http", "http://nonexistent.invalid/page", 502, "nonexistent.invalid", "dns",
      "the site's name was not found"),
-    ("dns-https", "https://nonexistent.invalid/page", "nonexistent.invalid", "dns",
+    ("dns-https", "https://nonexistent.invalid/page", 502, "nonexistent.invalid", "dns",
      "the site's name was not found"),
     # Nothing listens on the port.
-    ("refused-http", "http://127.0.0.1:CLOSED/", "127.0.0.1", "refused",
+    ("refused-http", "http://127.0.0.1:CLOSED/", 502, "127.0.0.1", "refused",
      "the site refused the connection"),
-    ("refused-https", "https://127.0.0.1:CLOSED/", "127.0.0.1", "refused",
+    ("refused-https", "https://127.0.0.1:CLOSED/", 502, "127.0.0.1", "refused",
      "the site refused the connection"),
     # The server's certificate does not name the host: TLS to the server fails.
-    ("tls", "https://wrong-name.test:ORIGIN/", "wrong-name.test", "tls",
+    ("tls", "https://wrong-name.test:ORIGIN/", 502, "wrong-name.test", "tls",
      "the site's secure connection could not be checked"),
+    # The server never answers: 504 once `upstream_connect_timeout` (1s here) has passed.
+    ("timeout-http", "http://127.0.0.1:SILENT/", 504, "127.0.0.1", "timeout",
+     "the site did not answer in time"),
+    ("timeout-https", "https://127.0.0.1:SILENT/", 504, "127.0.0.1", "timeout",
+     "the site did not answer in time"),
 ]
 
 
-@pytest.mark.parametrize(("url", "host", "kind", "what"),
+@pytest.mark.parametrize(("url", "status", "host", "kind", "what"),
                          [c[1:] for c in UNREACHABLE], ids=[c[0] for c in UNREACHABLE])
-def test_a_site_that_cannot_be_reached_gets_schoolgates_page(env, url, host, kind, what):
-    url = url.replace("CLOSED", str(closed_port())).replace("ORIGIN", str(env.origin.https_port))
+def test_a_site_that_cannot_be_reached_gets_schoolgates_page(env, url, status, host, kind, what):
+    url = (url.replace("CLOSED", str(closed_port())).replace("ORIGIN", str(env.origin.https_port))
+           .replace("SILENT", str(env.silent_port)))
     before = scrape(env.gateway.metrics_url)
 
     reply = env.client.get(url)
 
-    reference = assert_schoolgate_page(reply, status=502, heading="This site could not be reached",
+    reference = assert_schoolgate_page(reply, status=status,
+                                       heading="This site could not be reached",
                                        what=what, site=host)
     assert ("The school&#x27;s web filter has not blocked this page: the site could not be "
             "reached.") in reply.text

@@ -69,15 +69,20 @@ def bind_listening(address: Address, listener: Listener, config: Path | None = N
         sock.close()
         if e.errno == errno.EADDRINUSE:
             holder = port_holder(address.port, host) if address.port else None
-            stop = "that program"
+            first = "Stop that program, or choose"
             if holder is None:
                 problem = "address already in use (is another schoolgate running?)"
+            elif holder[1] == os.getpid():
+                # Two of this gateway's own ports are the same (--listen and --metrics alike).
+                problem = "this gateway already listens there for another purpose"
+                first = "Choose"
             elif holder[0] == "schoolgate":
                 problem = f"address already in use by another schoolgate (pid {holder[1]})"
-                stop = "it"
+                first = "Stop it, or choose"
             else:
                 problem = f"address already in use by {holder[0]} (pid {holder[1]})"
-            raise ListenError(_message(address, listener, config, problem, stop=stop)) from None
+            advice = f"{first} another port: {listener.key}.port"
+            raise ListenError(_message(address, listener, config, problem, advice)) from None
         reason = (e.strerror or str(e)).lower()
         if e.errno == errno.EACCES and 0 < address.port < 1024:
             reason += " (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
@@ -86,19 +91,16 @@ def bind_listening(address: Address, listener: Listener, config: Path | None = N
     return sock
 
 
-def _message(address: Address, listener: Listener, config: Path | None, problem: str, *,
-             stop: str | None = None) -> str:
-    """One line: what failed and why, then what to do (`stop`: the port is busy, held by that
-    program or "it")."""
+def _message(address: Address, listener: Listener, config: Path | None, problem: str,
+             advice: str | None = None) -> str:
+    """One line: what failed and why, then what to change (`advice`, naming the key; by
+    default another address) and where."""
+    if advice is None:
+        advice = f"Choose another address: {listener.key}.host and {listener.key}.port"
     where = f" in {config}" if config is not None else " in the config"
     option = f", or {listener.option} HOST:PORT" if listener.option else ""
-    if stop is not None:
-        advice = (f"Stop {stop}, or choose another port: {listener.key}.port{where}"
-                  f"{option}.")
-    else:
-        advice = (f"Choose another address: {listener.key}.host and {listener.key}.port{where}"
-                  f"{option}.")
-    return f"cannot listen on {_shown(address)} for {listener.what}: {problem}. {advice}"
+    return (f"cannot listen on {_shown(address)} for {listener.what}: {problem}. "
+            f"{advice}{where}{option}.")
 
 
 def _shown(address: Address) -> str:

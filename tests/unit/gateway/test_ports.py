@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,25 @@ def own_name() -> str:
     return Path("/proc/self/comm").read_text(encoding="utf-8").strip()
 
 
+@pytest.fixture
+def other_holder() -> Iterator[tuple[int, str, int]]:
+    """Another process listening on a port: (port, its name as the system gives it, pid)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
+         "s.bind(('127.0.0.1', 0)); s.listen(); print(s.getsockname()[1], flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        name = Path(f"/proc/{child.pid}/comm").read_text(encoding="utf-8").strip()
+        yield port, name, child.pid
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
 def test_the_socket_never_shares_its_port_and_is_inheritable_only_when_asked():
     sock = bind_listening(Address("127.0.0.1", 0), PROXY, inheritable=True)
     other = bind_listening(Address("127.0.0.1", 0), METRICS)
@@ -53,17 +73,14 @@ def test_the_socket_never_shares_its_port_and_is_inheritable_only_when_asked():
     # The push API has no `schoolgate run` option.
     (PUSH, "choose another port: identity.push.listen.port in /etc/schoolgate/schoolgate.yaml."),
 ])
-def test_a_busy_port_names_what_it_was_for_who_holds_it_and_what_to_change(listener, advice):
-    held = listening()
-    port = held.getsockname()[1]
-    try:
-        with pytest.raises(ListenError) as e:
-            bind_listening(Address("127.0.0.1", port), listener, CONFIG)
-    finally:
-        held.close()
+def test_a_busy_port_names_what_it_was_for_who_holds_it_and_what_to_change(
+        other_holder, listener, advice):
+    port, name, pid = other_holder
+    with pytest.raises(ListenError) as e:
+        bind_listening(Address("127.0.0.1", port), listener, CONFIG)
     assert str(e.value) == (
         f"cannot listen on 127.0.0.1:{port} for {listener.what}: address already in use by "
-        f"{own_name()} (pid {os.getpid()}). Stop that program, or {advice}")
+        f"{name} (pid {pid}). Stop that program, or {advice}")
     assert "--mode" not in str(e.value)
 
 
@@ -162,3 +179,19 @@ def test_the_holder_is_named_by_its_program(tmp_path, argv, comm, name):
 
 def test_without_proc_nobody_is_named(tmp_path):
     assert port_holder(8080, "127.0.0.1", proc=tmp_path / "nothing") is None
+
+
+@linux_proc
+def test_two_of_the_gateways_own_ports_the_same_is_said_as_such():
+    # `--listen 127.0.0.1:9000 --metrics 127.0.0.1:9000`: the holder is this very process.
+    proxy = bind_listening(Address("127.0.0.1", 0), PROXY, CONFIG)
+    port = proxy.getsockname()[1]
+    try:
+        with pytest.raises(ListenError) as e:
+            bind_listening(Address("127.0.0.1", port), METRICS, CONFIG)
+    finally:
+        proxy.close()
+    assert str(e.value) == (
+        f"cannot listen on 127.0.0.1:{port} for the metrics endpoint: this gateway already "
+        "listens there for another purpose. Choose another port: metrics.port in "
+        "/etc/schoolgate/schoolgate.yaml, or --metrics HOST:PORT.")
