@@ -219,7 +219,12 @@ class Gateway:
         metrics = dataclasses.replace(METRICS, option=None)
         metrics_sock = bind_or_stop(c.metrics, metrics, c) if serve_metrics else None
         push = c.identity.push
-        push_sock = bind_or_stop(push.listen, PUSH, c) if push is not None else None
+        try:
+            push_sock = bind_or_stop(push.listen, PUSH, c) if push is not None else None
+        except StartupError:
+            if metrics_sock is not None:
+                metrics_sock.close()
+            raise
         open_for_writing(c.database_path)
         await self.writer.start()
         if self.alerts is not None:
