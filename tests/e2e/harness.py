@@ -439,7 +439,9 @@ def closed_port_url() -> str:
 
 _RESOLVING_SCRIPT = '''"""`schoolgate` with every `*.test` name resolving to 127.0.0.1, where the e2e origin listens,
 so a request to `name.test:ORIGIN_PORT` that leaked through the gateway would reach the origin and
-be counted. Written by tests/e2e/harness.py; takes the same arguments as `schoolgate`."""
+be counted; and every `*.invalid` name not found (RFC 6761: it never resolves), answered here as
+glibc answers a name that does not exist, without asking a DNS server the tests may not have.
+Written by tests/e2e/harness.py; takes the same arguments as `schoolgate`."""
 
 import socket
 import sys
@@ -453,6 +455,8 @@ def getaddrinfo(host, *args, **kwargs):
     name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
     if isinstance(name, str) and name.rstrip(".").lower().endswith(".test"):
         host = "127.0.0.1"
+    elif isinstance(name, str) and name.rstrip(".").lower().endswith(".invalid"):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     return _getaddrinfo(host, *args, **kwargs)
 
 

@@ -6,6 +6,9 @@ hours away; and a list that cannot be loaded stops mitmdump with the reason.
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -105,4 +108,31 @@ def test_mitmdump_does_not_start_without_the_illegal_list(tmp_path, pki):
     output = done.stdout + done.stderr
     assert "illegal list iwf: cannot read " in output, output
     assert "(and no last good copy to fall back on)" in output, output
+    assert not (setup.data_dir / "listen-address").exists()
+
+
+def test_a_busy_metrics_port_stops_mitmdump_with_one_line(tmp_path, pki):
+    # Under mitmdump the gateway is one process that serves its own metrics; a busy port
+    # stops it with Schoolgate's line (no `schoolgate run` option in it), not a traceback.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+
+        def patch(doc: dict) -> None:
+            doc["metrics"] = {"host": "127.0.0.1", "port": port}
+
+        setup = write_config(tmp_path, upstream_ca=pki.ca_cert, patch=patch)
+        done = subprocess.run(
+            [mitmdump(), "-q", "-s", str(ENTRY), "--set", f"schoolgate_config={setup.config}",
+             "--listen-host", "127.0.0.1", "--listen-port", "0"],
+            capture_output=True, text=True, timeout=TIMEOUT, env=clean_env())
+    assert done.returncode != 0, done
+    output = done.stdout + done.stderr
+    assert re.search(
+        rf"schoolgate: cannot listen on 127\.0\.0\.1:{port} for the metrics endpoint: address "
+        rf"already in use (by \S+ \(pid {os.getpid()}\)|\(is another schoolgate running\?\))\. "
+        rf"Stop that program, or choose another port: metrics\.port in "
+        rf"{re.escape(str(setup.config))}\.$", output, re.M), output
+    assert "Traceback" not in output and "--metrics" not in output, output
     assert not (setup.data_dir / "listen-address").exists()

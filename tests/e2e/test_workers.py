@@ -25,6 +25,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -128,9 +129,13 @@ def test_a_second_gateway_on_the_same_port_fails_with_a_clear_message(env, tmp_p
                    "--metrics", "127.0.0.1:0")
 
     assert done.returncode == 1, done
+    # The holder named is the supervisor (its workers share the socket), by the name the
+    # system gives it: the `python` running the harness's resolving script.
+    holder = Path(f"/proc/{env.gateway.pid}/comm").read_text(encoding="utf-8").strip()
     assert done.stderr.strip().splitlines()[-1] == (
-        f"schoolgate: cannot listen on 127.0.0.1:{env.port}: address already in use (is "
-        "another schoolgate running?)"), done.stderr
+        f"schoolgate: cannot listen on 127.0.0.1:{env.port} for the proxy: address already in "
+        f"use by {holder} (pid {env.gateway.pid}). Stop that program, or choose another port: "
+        f"listen.port in {other.config}, or --listen HOST:PORT."), done.stderr
     assert "--mode" not in done.stderr and "Traceback" not in done.stderr
     assert "proxy listening" not in done.stdout
     # It stopped before starting anything: no worker, no pid file, no store in its data folder.

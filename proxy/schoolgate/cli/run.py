@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -120,7 +121,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     link = WorkerLink(args.index, channel, config.events)
     try:
         # The workers serve the traffic: their loop keeps host-name lookups (gateway/resolver.py).
-        return asyncio.run(_run_worker(config, listen, link), loop_factory=CachingLoop)
+        return asyncio.run(_run_worker(config, listen, link),
+                           loop_factory=functools.partial(
+                               CachingLoop, connect_timeout=config.upstream_connect_timeout))
     except StartupError as e:
         print(f"schoolgate: worker {args.index}: {e}", file=sys.stderr)
         return 1

@@ -193,6 +193,7 @@ class _Checker(YamlChecker):
         "ca_dir",
         "data_dir",
         "upstream_trusted_ca",
+        "upstream_connect_timeout",
         "metrics",
         "events",
         "categories",
@@ -248,6 +249,13 @@ class _Checker(YamlChecker):
         upstream_ca = None
         if "upstream_trusted_ca" in top and top["upstream_trusted_ca"].data is not None:
             upstream_ca = self.path(top["upstream_trusted_ca"], must_be="file", what="CA file")
+        connect_timeout = 30.0
+        if "upstream_connect_timeout" in top and (
+                seconds := self.duration(top["upstream_connect_timeout"])) is not None:
+            if seconds > 300:
+                self.bad(top["upstream_connect_timeout"], "must be at most 5m")
+            else:
+                connect_timeout = seconds
 
         events = EventSettings()
         if "events" in top:
@@ -322,6 +330,7 @@ class _Checker(YamlChecker):
             ca_dir=ca_dir,
             data_dir=data_dir,
             upstream_trusted_ca=upstream_ca,
+            upstream_connect_timeout=connect_timeout,
             metrics=metrics,
             events=events,
             categories=categories,

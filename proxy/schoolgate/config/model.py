@@ -621,6 +621,9 @@ class Config:
     groups: dict[str, Group]
     default_group: str
     illegal_lists: dict[str, IllegalListConfig] = dataclasses.field(default_factory=dict)
+    upstream_connect_timeout: float = 30.0
+    """Seconds to reach a site's server (its name looked up, the connection made) before the
+    person is shown "the site did not answer in time" (504), under `schoolgate run`."""
     schedules: dict[str, Schedule] = dataclasses.field(default_factory=dict)
     """Named time windows, in the school's time zone."""
     tls: TlsSettings = TlsSettings()

@@ -21,6 +21,7 @@ from . import ca
 from .addons.check import CheckMode
 from .addons.classify import Classify
 from .addons.enforce import Enforce
+from .addons.error_pages import ErrorPages
 from .addons.identify import Identify
 from .addons.metrics import Metrics
 from .addons.problem_reports import ProblemReports
@@ -128,9 +129,11 @@ def ordered(gateway: Gateway) -> list[object]:
     # after check.answer and before Record, so a page it blocks is recorded as blocked.
     # Lifecycle last: at shutdown its `done` flushes the event queue after every other addon
     # has finished.
+    # ErrorPages has no request hook: from `running` on it answers, in Schoolgate's words,
+    # what mitmproxy would answer with its own page (a site that cannot be reached).
     return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
             Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway),
-            Lifecycle(gateway)]
+            ErrorPages(gateway), Lifecycle(gateway)]
 
 
 class Lifecycle:
@@ -143,7 +146,14 @@ class Lifecycle:
         self.pidfile = gateway.config.data_dir / "schoolgate.pid"
 
     async def running(self) -> None:
-        await self.gateway.start()
+        try:
+            await self.gateway.start()
+        except StartupError as e:
+            # Under `mitmdump -s`: one line saying what to fix, not a traceback, and stop
+            # (mitmproxy's ErrorCheck also exits on an error logged while starting).
+            log.error("schoolgate: %s", e)
+            ctx.master.shutdown()
+            return
         # `schoolgate reload` (or `kill -HUP`) rebuilds the rules without a restart.
         asyncio.get_running_loop().add_signal_handler(
             signal.SIGHUP, self.gateway.reloader.request, "SIGHUP")

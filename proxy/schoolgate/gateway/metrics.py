@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +28,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
     values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -38,6 +40,7 @@ from ..alerts import OUTCOMES
 from ..config.model import Address, Config
 from ..events import SEVERITIES, THEMES
 from ..policy import ALLOW, BLOCK, BLOCK_KINDS, ERROR, Verdict, block_kind
+from ..policy.blockpage import FAILURES
 from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
@@ -289,6 +292,17 @@ class GatewayMetrics:
         )
         for kind in ("unblock", "block"):
             self.problem_reports.labels(kind)
+        self.error_pages = Counter(
+            "schoolgate_error_pages",
+            "Requests answered with Schoolgate's error page instead of the site, by what went "
+            "wrong: the site could not be reached (dns, dns_timeout, refused, timeout, "
+            "unreachable, tls, closed, invalid, other) or the request could not be read "
+            "(bad_request, too_large, loop).",
+            ["kind"],
+            registry=r,
+        )
+        for kind in FAILURES:
+            self.error_pages.labels(kind)
         self.reloads = Counter(
             "schoolgate_reloads", "Rule reloads by outcome.", ["outcome"], registry=r
         )
@@ -360,12 +374,16 @@ class GatewayMetrics:
     def watch_checks(self, database: Path) -> None:
         self.registry.register(_CheckCollector(database))
 
-    def serve(self, address: Address) -> Address:
-        """Serve /metrics in a background thread; returns the address actually bound."""
-        self._server, self._thread = start_http_server(
-            address.port, addr=address.host or "0.0.0.0", registry=self.registry  # noqa: S104 - host '' asks for every interface
-        )
-        host, port = self._server.server_address[:2]
+    def serve(self, sock: socket.socket) -> Address:
+        """Serve /metrics on the listening socket `sock` (bound with `gateway.ports`, before
+        anything started, so a busy port stops start-up with one clear line) in a background
+        thread; returns the address it listens on."""
+        server = _MetricsServer(sock)
+        server.set_app(make_wsgi_app(self.registry))
+        self._server = server
+        self._thread = Thread(target=server.serve_forever, name="metrics endpoint", daemon=True)
+        self._thread.start()
+        host, port = sock.getsockname()[:2]
         return Address(str(host), int(port))
 
     def stop(self) -> None:
@@ -373,3 +391,24 @@ class GatewayMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+        pass  # a line per scrape would bury the gateway's log
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    """prometheus_client's threaded WSGI server, on a socket that is already listening."""
+
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock.getsockname()[:2], _QuietHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_address = sock.getsockname()
+        # What `server_bind` would have set, without its reverse DNS lookup of the host.
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+        self.setup_environ()

@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -89,9 +90,13 @@ class PushServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        """Listen; `.port` is the real port afterwards."""
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen (on `sock` when given: a listening socket bound before anything started, so
+        a busy port stops start-up with one clear line); `.port` is the real port afterwards."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("IP map push API listening on %s:%d", self.host, self.port)
 

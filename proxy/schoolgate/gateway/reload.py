@@ -34,7 +34,7 @@ log = logging.getLogger("schoolgate")
 Fingerprint = dict[str, tuple[int, int]]
 
 RESTART_KEYS = ("listen", "mode", "ca_dir", "data_dir", "metrics", "events",
-                "upstream_trusted_ca", "illegal_lists")
+                "upstream_trusted_ca", "upstream_connect_timeout", "illegal_lists")
 """Settings a running gateway cannot change: a reload says they wait for the next restart."""
 
 

@@ -9,8 +9,10 @@ and `schoolgate.gateway.bootstrap` puts it together for `schoolgate run` and `mi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
+import socket
 import weakref
 from collections.abc import Coroutine
 from typing import Any
@@ -31,18 +33,29 @@ from ..wording import counted
 from .decision import ClientState
 from .failures import FailureLog
 from .metrics import GatewayMetrics
+from .ports import METRICS, PUSH, Listener, ListenError, bind_listening
 from .pushapi import PushServer
 from .reload import Reloader
 from .rules import Rules, build_rules, refuse_illegal_allows
 from .workers.link import EventRelay, WorkerLink
 
-__all__ = ["Gateway", "StartupError", "alerts_for", "replace_alert_routing", "report_schedule_for"]
+__all__ = ["Gateway", "StartupError", "alerts_for", "bind_or_stop", "replace_alert_routing",
+           "report_schedule_for"]
 
 log = logging.getLogger("schoolgate")
 
 
 class StartupError(Exception):
     """The gateway could not start; the message says what to fix."""
+
+
+def bind_or_stop(address: Address, listener: Listener, config: Config) -> socket.socket:
+    """A listening socket for `listener`, or StartupError saying who holds the port and which
+    config key (or `schoolgate run` option) to change."""
+    try:
+        return bind_listening(address, listener, config.path)
+    except ListenError as e:
+        raise StartupError(str(e)) from None
 
 
 def report_schedule_for(config: Config) -> ReportSchedule:
@@ -217,26 +230,37 @@ class Gateway:
             await self._start_worker(watch_interval)
             return
         c = self.config
+        # The ports first: a busy one stops start-up with one line, before anything started.
+        # This process is the whole gateway only under `mitmdump -s`, where `schoolgate run`'s
+        # --metrics is no option: the message names the config key alone.
+        metrics = dataclasses.replace(METRICS, option=None)
+        metrics_sock = bind_or_stop(c.metrics, metrics, c) if serve_metrics else None
+        push = c.identity.push
+        try:
+            push_sock = bind_or_stop(push.listen, PUSH, c) if push is not None else None
+        except StartupError:
+            if metrics_sock is not None:
+                metrics_sock.close()
+            raise
         open_for_writing(c.database_path)
         await self.writer.start()
         if self.alerts is not None:
             await self.alerts.start()
         self.reports = report_schedule_for(c)
         self.reports.start()
-        if serve_metrics:
-            self.metrics_address = self.metrics.serve(c.metrics)
+        if metrics_sock is not None:
+            self.metrics_address = self.metrics.serve(metrics_sock)
         await self.reloader.remember_files()
         for source in self.illegal_sources:
             self._background(source.keep_fresh(), f"refresh {source.name}")
         if watch_interval > 0:
             self._background(self.reloader.watch(watch_interval), "watch list files")
         self._background(self._purge_ip_users(), "purge IP map")
-        push = c.identity.push
         if push is not None:
             token = push.token_file.read_text(encoding="utf-8").strip()
             self.push_server = PushServer(self.ip_users, token, push.listen.host or "0.0.0.0",  # noqa: S104 - host '' asks for all
                                           push.listen.port, default_ttl=int(push.default_ttl))
-            await self.push_server.start()
+            await self.push_server.start(push_sock)
             log.info("IP map push endpoint on %s:%d", push.listen.host, self.push_server.port)
 
     async def _start_worker(self, watch_interval: float) -> None:

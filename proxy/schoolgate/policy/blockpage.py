@@ -1,4 +1,6 @@
-"""The page a person sees instead of a blocked site: what was blocked, why, when, and a reference.
+"""The page a person sees instead of a blocked site: what was blocked, why, when, and a reference;
+and, in the same style, the page for a site that could not be reached (`Failure`), which says
+plainly that nothing was blocked.
 
 Rendered through `templates/blockpage.html` (the school's copy, else the package's), compiled when
 the rules are built (no I/O per request). Every value is escaped by the template engine.
@@ -13,6 +15,7 @@ import hmac
 import json
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,8 +28,8 @@ from ..files import create_once
 from ..pages import Page
 from . import ERROR, Verdict, block_kind
 
-__all__ = ["REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "RenderedPage", "open_url",
-           "report_key", "report_token", "seal_url"]
+__all__ = ["FAILURES", "REPORT_PATH", "REPORT_SITE_PATH", "BlockPage", "Failure", "RenderedPage",
+           "open_url", "report_key", "report_token", "seal_url"]
 
 log = logging.getLogger("schoolgate")
 
@@ -45,6 +48,66 @@ class RenderedPage:
         self.status = status
         self.body = body
         self.headers = headers
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Something that went wrong that was not a filtering decision: a site that could not be
+    reached, or a request that could not be read. Answered with a page, never with the proxy
+    software's own."""
+
+    kind: str
+    """A short code (also the `kind` label of `schoolgate_error_pages_total`): `dns`, `refused`,
+    `timeout`, `tls`, ... for the site; `bad_request`, `too_large`, `loop` for the request."""
+    status: int
+    """502 (bad gateway) for a site that cannot be reached or answered badly, 504 (gateway
+    timeout) for one that did not answer in time, 4xx for a request at fault."""
+    what: str
+    """What happened, in a few words (the page's "What happened" row)."""
+    why: str
+    """A sentence or two: what it means, and what to try."""
+
+    @property
+    def site(self) -> bool:
+        """True when the site is at fault (5xx), False when the request is (4xx)."""
+        return self.status >= 500
+
+
+FAILURES = {f.kind: f for f in (
+    # The site could not be reached.
+    Failure("dns", 502, "the site's name was not found",
+            "No site with this name could be found: check that the address is spelled "
+            "correctly."),
+    Failure("dns_timeout", 504, "no answer when looking up the site's name",
+            "The school's name server did not answer in time. Try again in a minute; if every "
+            "site fails like this, tell the IT team."),
+    Failure("refused", 502, "the site refused the connection",
+            "The site's server is not accepting connections: it may be down. Try again later."),
+    Failure("timeout", 504, "the site did not answer in time",
+            "The site's server did not answer in time: it may be busy or down. Try again later."),
+    Failure("unreachable", 502, "no route to the site",
+            "The school's network could not reach the site's server. If every site fails like "
+            "this, tell the IT team."),
+    Failure("tls", 502, "the site's secure connection could not be checked",
+            "A secure connection to this site could not be made (its security certificate "
+            "could not be checked), so it cannot be shown safely."),
+    Failure("closed", 502, "the site closed the connection",
+            "The site's server closed the connection without sending the page. Try again later."),
+    Failure("invalid", 502, "the site's answer could not be read",
+            "The site's server sent an answer that is not valid, so it cannot be shown."),
+    Failure("other", 502, "the site could not be reached", "Try again later."),
+    # The request was at fault: nothing was sent to the site.
+    Failure("bad_request", 400, "the request could not be read",
+            "Your browser or app sent a request the school's web filter could not read, so "
+            "nothing was sent to the site."),
+    Failure("too_large", 413, "the request was too large",
+            "Your browser or app sent more than the school's web filter accepts, so nothing "
+            "was sent to the site."),
+    Failure("loop", 400, "this address is the web filter",
+            "The address opened is the school's web filter itself, not a website. To browse "
+            "through it, set it as the proxy in the browser or the device's network settings."),
+)}
+"""Every failure the gateway answers with its own page, by kind."""
 
 
 class BlockPage:
@@ -132,6 +195,39 @@ class BlockPage:
             "X-Schoolgate-Reference": verdict.reference,
         }
         return RenderedPage(status, body.encode("utf-8"), headers)
+
+    def render_failure(self, failure: Failure, host: str | None, when: datetime,
+                       reference: str) -> RenderedPage:
+        """The page for `failure`, in the block page's style (the same template): the school,
+        what happened in plain words, that nothing was blocked, the time and a reference (the
+        request's own, when it was decided: its event is in the store under it)."""
+        local = when.astimezone(self._tz)
+        if failure.kind == "loop":
+            heading = "This is the school's web filter"
+            explanation = failure.why
+        elif failure.site:
+            heading = "This site could not be reached"
+            explanation = ("The school's web filter has not blocked this page: the site could "
+                           f"not be reached. {failure.why}")
+        else:
+            heading = "This request could not be sent"
+            explanation = failure.why
+        rows: list[tuple[str, str]] = [("Site", host)] if host and failure.kind != "loop" else []
+        rows += [("What happened", failure.what),
+                 ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z"))]
+        body = self._page.render(
+            heading=heading, explanation=explanation,
+            advice="This is not a block. If it keeps happening, tell the IT team and give them "
+                   "the reference.",
+            accent="#41546b", school=self._school, details=rows, reference=reference,
+            report=None, report_site=None,
+        )
+        headers = {
+            "Content-Type": "text/html; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Schoolgate-Reference": reference,
+        }
+        return RenderedPage(failure.status, body.encode("utf-8"), headers)
 
     def _report_form(self, reference: str, url: str, when: datetime) -> dict[str, object] | None:
         """The "this should not be blocked" form (the template shows it, and the link to the

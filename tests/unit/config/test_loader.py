@@ -33,6 +33,7 @@ def test_example_config_loads_with_its_groups_and_categories():
     assert config.data_dir == REPO / "data"
     assert config.ca_dir == REPO / "data" / "ca"
     assert config.upstream_trusted_ca is None
+    assert config.upstream_connect_timeout == 30.0
     assert config.templates == REPO / "templates"
 
     assert list(config.categories) == [
@@ -360,6 +361,17 @@ MISTAKES = [
         "upstream_trusted_ca:", "upstream_trusted_ca",
         ["CA file {tmp}/certs/school-ca.pem does not exist"], ["list file"],
         id="upstream-ca-missing",
+    ),
+    pytest.param(
+        "data_dir: data", "data_dir: data\nupstream_connect_timeout: soon",
+        "upstream_connect_timeout:", "upstream_connect_timeout",
+        ["must be a duration such as 30m, 12h, 30d or 1y, not text 'soon'"], [],
+        id="connect-timeout-not-a-duration",
+    ),
+    pytest.param(
+        "data_dir: data", "data_dir: data\nupstream_connect_timeout: 10m",
+        "upstream_connect_timeout:", "upstream_connect_timeout", ["must be at most 5m"], [],
+        id="connect-timeout-too-long",
     ),
     # The same key twice: YAML would silently keep the last one.
     pytest.param(

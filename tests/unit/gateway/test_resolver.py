@@ -3,6 +3,8 @@ addresses are never kept, the cache is bounded, and the answer is the resolver's
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import socket
 
 import pytest
@@ -91,3 +93,55 @@ def test_a_real_lookup_goes_through():
     finally:
         loop.close()
     assert any(info[4][0] in ("127.0.0.1", "::1") for info in result)
+
+
+# -- the connect timeout ----------------------------------------------------------------------
+
+
+def silent_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A port whose accept queue is full: the kernel drops further connection attempts
+    unanswered, as a dead address or a dropping firewall does."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(2):  # backlog 0 still queues one; the next fills it or is dropped
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(server.getsockname())
+        fillers.append(s)
+    return server, fillers
+
+
+def test_a_connection_that_is_not_answered_fails_with_etimedout_at_the_limit():
+    server, fillers = silent_listener()
+    loop = resolver.CachingLoop(connect_timeout=0.3)
+    try:
+        with pytest.raises(TimeoutError) as e:
+            loop.run_until_complete(
+                asyncio.open_connection(*server.getsockname()))
+        assert e.value.errno == errno.ETIMEDOUT
+        # As mitmproxy shows it (str of the error), which the error page reads.
+        assert str(e.value).startswith(f"[Errno {errno.ETIMEDOUT}] no connection to 127.0.0.1:")
+    finally:
+        loop.close()
+        for s in (*fillers, server):
+            s.close()
+
+
+def test_a_connection_within_the_limit_is_made():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    loop = resolver.CachingLoop(connect_timeout=5)
+
+    async def connect() -> None:
+        _, writer = await asyncio.open_connection(*server.getsockname())
+        writer.close()
+        await writer.wait_closed()
+
+    try:
+        loop.run_until_complete(connect())
+    finally:
+        loop.close()
+        server.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from schoolgate.config.model import ConfigError
 from schoolgate.gateway.reload import watched_files
 from schoolgate.identify import Identity
 from schoolgate.policy import ALLOW, BLOCK, ERROR, Policy, Verdict, new_reference
-from schoolgate.policy.blockpage import BlockPage
+from schoolgate.policy.blockpage import FAILURES, BlockPage
 from schoolgate.sources.lists import build_classifier
 
 # Crockford base32 has no I, L, O or U.
@@ -328,3 +329,54 @@ def test_the_schools_templates_are_watched_for_a_reload(make_config, tmp_path):
     (folder / "email" / "alert.txt").write_text("y\n", encoding="utf-8")
     files = watched_files(config)
     assert str(folder / "blockpage.html") in files and str(folder / "email" / "alert.txt") in files
+
+
+# The page for a site that could not be reached, in the block page's style
+
+def test_an_unreachable_site_gets_a_page_that_says_it_was_not_blocked(config):
+    page = BlockPage(config).render_failure(FAILURES["dns"], "nonexistent.invalid",
+                                            SUMMER_NOON_UTC, "7KQ2M-9XDPA")
+    body = page.body.decode("utf-8")
+
+    assert page.status == 502
+    assert page.headers == {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-store",
+        "X-Schoolgate-Reference": "7KQ2M-9XDPA",
+    }
+    assert "<title>This site could not be reached – Test Academy</title>" in body
+    assert ("The school&#x27;s web filter has not blocked this page: the site could not be "
+            "reached.") in body
+    assert "<dt>Site</dt><dd>nonexistent.invalid</dd>" in body
+    assert "<dt>What happened</dt><dd>the site&#x27;s name was not found</dd>" in body
+    assert "<dt>Time</dt><dd>Monday 01 July 2024, 13:00:00 BST</dd>" in body
+    assert '<dd class="ref">7KQ2M-9XDPA</dd>' in body
+    assert "This is not a block." in body
+    # Neither a report form (there is nothing to unblock) nor a group's policy.
+    assert "<form" not in body and "Policy" not in body
+
+
+@pytest.mark.parametrize(("kind", "status", "heading"), [
+    # The site at fault: 502, or 504 when it (or the name server) did not answer in time.
+    ("refused", 502, "This site could not be reached"),
+    ("tls", 502, "This site could not be reached"),
+    ("timeout", 504, "This site could not be reached"),
+    ("dns_timeout", 504, "This site could not be reached"),
+    # The request at fault: nothing was sent.
+    ("bad_request", 400, "This request could not be sent"),
+    ("too_large", 413, "This request could not be sent"),
+    ("loop", 400, "This is the school&#x27;s web filter"),
+])
+def test_each_failure_has_its_status_and_heading(config, kind, status, heading):
+    page = BlockPage(config).render_failure(FAILURES[kind], None, SUMMER_NOON_UTC, "7KQ2M-9XDPA")
+    assert page.status == status
+    body = page.body.decode("utf-8")
+    assert f"<h1>{heading}</h1>" in body
+    assert "<dt>Site</dt>" not in body  # no host was known
+    assert html.escape(FAILURES[kind].what) in body
+
+
+def test_a_failure_page_escapes_the_host(config):
+    body = BlockPage(config).render_failure(FAILURES["refused"], "<b>x</b>.test", SUMMER_NOON_UTC,
+                                            "7KQ2M-9XDPA").body.decode()
+    assert "<dd>&lt;b&gt;x&lt;/b&gt;.test</dd>" in body

@@ -1,4 +1,5 @@
-"""The one proxy socket: bound by the supervisor, accepted on by every worker.
+"""The one proxy socket, bound by the supervisor (`schoolgate.gateway.ports`), accepted on by
+every worker.
 
 SO_REUSEADDR (a restart need not wait for old connections in TIME_WAIT) but never SO_REUSEPORT:
 with it a second `schoolgate run` on the same port would bind too, silently, and the kernel would
@@ -9,51 +10,15 @@ connections just as well, and a second gateway fails at once with a clear messag
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import socket
 
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import mode_servers
 
-from ...config.model import Address
+from ..ports import BACKLOG
 
-__all__ = ["InheritedSocketProxyserver", "ListenError", "bind_listen_socket"]
-
-BACKLOG = 1024
-
-
-class ListenError(Exception):
-    """The proxy port cannot be listened on; the message says why, for the technician."""
-
-
-def bind_listen_socket(address: Address) -> socket.socket:
-    """A listening TCP socket on `address` (port 0: the OS picks), inheritable by workers."""
-    host = address.host or "0.0.0.0"  # noqa: S104 - host '' asks for every interface
-    try:
-        infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise ListenError(f"cannot listen on {_shown(address)}: {e.strerror}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        sock.listen(BACKLOG)
-    except OSError as e:
-        sock.close()
-        if e.errno == errno.EADDRINUSE:
-            raise ListenError(f"cannot listen on {_shown(address)}: address already in use (is "
-                              "another schoolgate running?)") from None
-        raise ListenError(f"cannot listen on {_shown(address)}: {e.strerror or e}") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _shown(address: Address) -> str:
-    host = address.host or "*"
-    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
+__all__ = ["InheritedSocketProxyserver"]
 
 
 class InheritedSocketProxyserver(proxyserver.Proxyserver):

@@ -49,10 +49,10 @@ from ..addons.check import write_address, write_token
 from ..addons.problem_reports import REPORTS_PER_HOUR, RateLimit
 from ..bootstrap import announce_creation, ensure_ca
 from ..metrics import GatewayMetrics, share_values
+from ..ports import METRICS, PROXY, PUSH, ListenError, bind_listening
 from ..pushapi import PushServer
 from ..service import StartupError, alerts_for, replace_alert_routing, report_schedule_for
 from .channel import Channel, open_channel
-from .listen import ListenError, bind_listen_socket
 
 __all__ = ["Supervisor"]
 
@@ -145,19 +145,39 @@ class Supervisor:
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT; 0 after a clean stop, 1 when workers could not start.
         Raises StartupError (a busy port among them) before anything is started."""
-        try:
-            sock = bind_listen_socket(self.config.listen)
-        except ListenError as e:
-            raise StartupError(str(e)) from None
-        self._sock = sock
+        sockets = self._bind()
+        sock = self._sock = sockets[0]
         self.address = sock.getsockname()[:2]
         metrics_dir = Path(tempfile.mkdtemp(prefix="schoolgate-metrics-"))
         share_values(metrics_dir)  # before any metric is made, here and in every worker
         try:
             return await self._run(sock, metrics_dir)
         finally:
-            sock.close()
+            for bound in sockets:
+                bound.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+    def _bind(self) -> list[socket.socket]:
+        """Every port the gateway listens on, before anything is started (no worker, no store,
+        no CA): a busy one stops start-up with one line that says which, who holds it and what
+        to change. The proxy's socket is inherited by the workers; the metrics endpoint and
+        the push API are the supervisor's."""
+        c = self.config
+        wanted = [(c.listen, PROXY), (c.metrics, METRICS)]
+        if c.identity.push is not None:
+            wanted.append((c.identity.push.listen, PUSH))
+        bound: list[socket.socket] = []
+        try:
+            for address, listener in wanted:
+                bound.append(bind_listening(address, listener, c.path,
+                                            inheritable=listener is PROXY))
+        except ListenError as e:
+            for sock in bound:
+                sock.close()
+            raise StartupError(str(e)) from None
+        self._metrics_sock = bound[1]
+        self._push_sock = bound[2] if len(bound) > 2 else None
+        return bound
 
     async def _run(self, sock: socket.socket, metrics_dir: Path) -> int:
         c = self.config
@@ -193,12 +213,7 @@ class Supervisor:
         self.push_server: PushServer | None = None
         await self.writer.start()
         self.reports: ReportSchedule | None = None
-        try:
-            self.metrics_address = self.metrics.serve(c.metrics)
-        except OSError as e:
-            await self.writer.close()
-            raise StartupError(f"cannot serve metrics on {c.metrics}: {e.strerror or e}"
-                               ) from None
+        self.metrics_address = self.metrics.serve(self._metrics_sock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
@@ -263,7 +278,7 @@ class Supervisor:
                 self.ip_users, token, push.listen.host or "0.0.0.0",  # noqa: S104 - host '' asks for all
                 push.listen.port, default_ttl=int(push.default_ttl),
                 on_change=self._relay_ip_changes)
-            await self.push_server.start()
+            await self.push_server.start(self._push_sock)
             log.info("IP map push endpoint on %s:%d", push.listen.host, self.push_server.port)
         self._tasks.append(asyncio.create_task(self._purge_ip_users(), name="purge IP map"))
 
@@ -332,6 +347,12 @@ class Supervisor:
             held = not self._prepared if index == 0 else not self._first_ready
             worker = await self._spawn(index, self._sock, held=held)
             self.workers[index] = worker
+            if self._stop.is_set():
+                # The gateway began to stop (a start-up failure) while this worker was being
+                # spawned, after `_stop_workers` signalled the others: a held worker would wait
+                # for its "go" until STOP_TIMEOUT ran out.
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(signal.SIGTERM)
             if not worker.released and (self._prepared if index == 0 else self._first_ready):
                 self._release(worker)  # what it was held for happened while it was spawned
             serving = asyncio.create_task(self._serve(worker))
