@@ -19,20 +19,26 @@ from zoneinfo import ZoneInfo
 from ..config.model import Config, ConfigError
 from ..sources.localpolicy import ALL_GROUPS
 
-__all__ = ["DEFAULT_CONFIG", "apply_now", "chosen_groups", "config_arg", "iso_or_none",
-           "school_time", "signal_reload"]
+__all__ = ["DEFAULT_CONFIG", "apply_now", "chosen_groups", "config_arg", "global_config_arg",
+           "iso_or_none", "school_time", "signal_reload"]
 
 DEFAULT_CONFIG = "config/schoolgate.yaml"
 
 
 def config_arg(sp: argparse.ArgumentParser) -> None:
-    """Add `--config PATH` (default: $SCHOOLGATE_CONFIG, else the example config)."""
-    sp.add_argument(
-        "--config",
-        metavar="PATH",
-        default=os.environ.get("SCHOOLGATE_CONFIG", DEFAULT_CONFIG),
-        help=f"configuration file (default: $SCHOOLGATE_CONFIG or {DEFAULT_CONFIG})",
-    )
+    """Add `--config PATH` to a command. Its default is the main parser's (`global_config_arg`),
+    so `schoolgate --config PATH why ...` and `schoolgate why --config PATH ...` both work."""
+    sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+
+
+def global_config_arg(p: argparse.ArgumentParser) -> None:
+    """Add `--config PATH` before the command (default: $SCHOOLGATE_CONFIG, else the example
+    config)."""
+    p.add_argument("--config", metavar="PATH",
+                   default=os.environ.get("SCHOOLGATE_CONFIG", DEFAULT_CONFIG), help=_CONFIG_HELP)
+
+
+_CONFIG_HELP = f"configuration file (default: $SCHOOLGATE_CONFIG or {DEFAULT_CONFIG})"
 
 
 def school_time(text: str, config: Config, what: str) -> datetime:

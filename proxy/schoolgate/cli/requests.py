@@ -150,12 +150,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no {which}requests")
         return 0
     tz = ZoneInfo(config.timezone)
-    print(f"{'N':>5}  {'WHEN (' + config.timezone + ')':<20}  {'KIND':<7}  WHO (GROUP)  ADDRESS")
+    when = f"WHEN ({config.timezone})"
+    width = max(len(when), len("2026-01-31 09:00"))  # a zone's name can be longer than a time
+    print(f"{'N':>5}  {when:<{width}}  {'KIND':<7}  WHO (GROUP)  ADDRESS")
     for r in rows:
         who = r.user or r.device or r.client_ip
         url = r.url if r.url is not None else f"{r.host} (address hidden: illegal-content list)"
-        print(_printable(f"{r.id:>5}  {_local(r.ts, tz):<20}  {r.kind:<7}  {who} ({r.group_name})"
-                         f"  {url}"))
+        print(_printable(f"{r.id:>5}  {_local(r.ts, tz):<{width}}  {r.kind:<7}  {who} "
+                         f"({r.group_name})  {url}"))
         print(_printable(f"{'':7}reason: {r.reason}"))
         if r.status != "open":
             decided = f"{'':7}{r.status} by {r.decided_by} on {_local(r.decided_ts, tz)}"
