@@ -37,6 +37,7 @@ COMMANDS = [
     ["audit"],
     ["requests", "list"],
     ["purge", "--dry-run"],
+    ["config", "check"],
 ]
 
 

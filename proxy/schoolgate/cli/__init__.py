@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..config.model import ConfigError
 from ..reports.mail import send_configured
-from . import check, event, lists, policy, reports, requests, run, why
+from . import check, config, event, lists, policy, reports, requests, run, why
 from .common import config_arg, global_config_arg
 
 if TYPE_CHECKING:
@@ -117,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     requests.register(sub, config_arg)
     lists.register(sub, config_arg)
     event.register(sub, config_arg)
+    config.register(sub, config_arg)
     _groups_print_their_help(p)
     return p
 

@@ -123,6 +123,7 @@ def test_schoolgate_alone_lists_every_command_and_exits_0(capsys):
         ("report", ["daily", "weekly", "context"]),
         ("requests", ["list", "approve", "deny"]),
         ("export", ["user"]),
+        ("config", ["check"]),
     ],
 )
 def test_a_command_group_alone_lists_its_commands(capsys, group, verbs):
@@ -252,6 +253,6 @@ def test_every_command_group_takes_config(write_config, tmp_path: Path, capsys):
     missing = tmp_path / "nowhere.yaml"
     for argv in (["purge", "--dry-run"], ["report", "weekly"], ["export", "user", "alice"],
                  ["requests", "list"], ["lists", "show"], ["event", "7KQ2M-9XDPA"],
-                 ["audit"], ["reload"]):
+                 ["audit"], ["config", "check"], ["reload"]):
         status, _, err = run(capsys, "--config", str(missing), *argv)
         assert (status, err) == (2, f"schoolgate: {missing}: configuration file not found\n"), argv
