@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tomllib
+from importlib.metadata import metadata, version
 from pathlib import Path
 
 import pytest
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from schoolgate import cli
 from schoolgate.cli.why import WHY_KEYS
@@ -103,3 +108,99 @@ def test_every_identity_key_is_documented_and_in_the_example(key):
     assert f"`identity.{key}`" in README or f"`{key}`" in README, f"README lacks identity.{key}"
     example = (ROOT / "config" / "schoolgate.yaml").read_text(encoding="utf-8")
     assert re.search(rf"^\s*#?\s*{key}:", example, re.M), f"example config never shows {key!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The licence, and what pyproject.toml and the comments say about the package
+
+
+PYPROJECT_TEXT = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+PYPROJECT = tomllib.loads(PYPROJECT_TEXT)
+
+#: SHA-256 of the FSF's text of the GNU GPL version 3 (https://www.gnu.org/licenses/gpl-3.0.txt).
+GPL3_SHA256 = "3972dc9744f6499f0f9b2dbf76696f2ae7ad8af9b23dde66d6af86c9dfb36986"
+
+
+def test_the_licence_file_is_the_gpl_version_3_unchanged():
+    text = (ROOT / "LICENSE").read_bytes()
+    assert text.startswith(b"                    GNU GENERAL PUBLIC LICENSE\n"
+                           b"                       Version 3, 29 June 2007\n")
+    assert hashlib.sha256(text).hexdigest() == GPL3_SHA256
+
+
+def test_pyproject_names_the_licence_as_an_spdx_expression():
+    project = PYPROJECT["project"]
+    assert project["license"] == "GPL-3.0-or-later"
+    assert project["license-files"] == ["LICENSE"]
+    # PEP 639: with an expression, "License ::" classifiers are refused by the build.
+    assert not [c for c in project.get("classifiers", ()) if c.startswith("License ::")]
+    # The expression needs a setuptools that reads it.
+    (backend,) = [r for r in PYPROJECT["build-system"]["requires"] if r.startswith("setuptools")]
+    assert Version("77") in SpecifierSet(backend.removeprefix("setuptools"))
+    assert Version("76.9") not in SpecifierSet(backend.removeprefix("setuptools"))
+
+
+def test_the_installed_package_carries_the_licence():
+    # What pip, a wheel and PyPI read: the metadata the build wrote (make reinstalls .venv when
+    # pyproject.toml changes).
+    meta = metadata("schoolgate")
+    assert meta["License-Expression"] == "GPL-3.0-or-later"
+    assert meta.get_all("License-File") == ["LICENSE"]
+
+
+def _requirement_comments() -> dict[str, tuple[SpecifierSet, str]]:
+    """Each dependency of pyproject.toml: its specifier and the comment lines just above it."""
+    out = {}
+    comment: list[str] = []
+    for line in PYPROJECT_TEXT.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("# "))
+            continue
+        m = re.fullmatch(r'"([A-Za-z0-9_.\[\]-]+?)((?:[<>=!~]=?|===)[^"]*)?",', stripped)
+        if m:
+            out[m[1].lower()] = (SpecifierSet(m[2] or ""), " ".join(comment))
+        comment = []
+    return out
+
+
+@pytest.mark.parametrize("name", [n for n, (spec, _) in _requirement_comments().items()
+                                  if any(s.operator == "<" for s in spec)])
+def test_an_upper_bound_says_what_it_allows_and_why(name):
+    spec, comment = _requirement_comments()[name]
+    assert comment, f"{name}{spec} has an upper bound and no comment saying why"
+    for s in spec:
+        if s.operator in ("<", ">="):
+            assert s.version in comment, f"the comment on {name}{spec} never names {s.version}"
+    # The modules it names as the reason exist.
+    for path in re.findall(r"[\w/]+\.py", comment):
+        assert (ROOT / "proxy" / "schoolgate" / path).exists(), path
+    installed = Version(version(name))
+    assert installed in spec, f"installed {name} {installed} is outside {spec}"
+
+
+_THRESHOLD_TEXTS = [ROOT / "README.md", ROOT / "keywords" / "README.md",
+                    ROOT / "config" / "schoolgate.yaml",
+                    *sorted((ROOT / "proxy" / "schoolgate").rglob("*.py"))]
+
+
+@pytest.mark.parametrize("path", _THRESHOLD_TEXTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_keyword_threshold_is_described_as_the_score_that_blocks_when_reached(path):
+    # The gateway blocks at the threshold (policy: `score >= keyword_threshold`; with the
+    # default 10 one high-severity phrase, score 10, blocks: tests/unit/policy/test_monitoring.py).
+    # No comment or document may say it blocks only above it.
+    text = path.read_text(encoding="utf-8")
+    for m in re.finditer(r"keyword_threshold", text):
+        near = " ".join(text[max(0, m.start() - 200): m.end() + 250].split())
+        assert not re.search(r"\babove which\b|\bexceeds?\b|\bgreater than\b|\bover the\b",
+                             near), f"{path}: {near}"
+
+
+def test_the_image_copies_what_the_package_build_reads_before_it_builds():
+    # `pip install .` in the image reads pyproject.toml, its readme and its license-files; a
+    # file the build names but the image has not copied yet fails the build.
+    before_build = DOCKERFILE.split("RUN pip install .", 1)[0]
+    copied = {s.rstrip("/") for line in before_build.splitlines() if line.startswith("COPY ")
+              for s in [p for p in line.split()[1:] if not p.startswith("--")][:-1]}
+    project = PYPROJECT["project"]
+    assert {"pyproject.toml", project["readme"], *project["license-files"]} <= copied
