@@ -204,3 +204,62 @@ def test_the_image_copies_what_the_package_build_reads_before_it_builds():
               for s in [p for p in line.split()[1:] if not p.startswith("--")][:-1]}
     project = PYPROJECT["project"]
     assert {"pyproject.toml", project["readme"], *project["license-files"]} <= copied
+
+
+# ---------------------------------------------------------------------------------------------
+# The README's contents list and its summary for a head of IT
+
+
+def _section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_contents_list_every_section_and_every_link_leads_somewhere():
+    headings = re.findall(r"^## (.+)$", README, re.M)
+    contents = _section("Contents")
+    links = re.findall(r"\]\(#([^)]+)\)", contents)
+    listed = set(links)
+    missing = [h for h in headings if h != "Contents" and _anchor(h) not in listed]
+    assert not missing, f"the contents list leaves out {missing}"
+    anchors = {_anchor(h) for h in re.findall(r"^#{2,3} (.+)$", README, re.M)}
+    for link in re.findall(r"\]\(#([^)]+)\)", README):
+        assert link in anchors, f"README links to #{link}, which no heading has"
+    # Listed in the order they come.
+    order = [_anchor(h) for h in headings if _anchor(h) in listed]
+    assert [a for a in links if a in order] == order
+
+
+def test_the_contents_name_every_command():
+    named = set(re.findall(r"`([a-z][a-z ]*)`", _section("Contents")))
+    for command in _subcommands():
+        assert command in named or any(n.startswith(command) for n in named) or (
+            command in ("unblock", "unallow")), f"the contents list does not name {command}"
+
+
+def test_at_a_glance_covers_what_a_head_of_it_asks_in_a_minute():
+    summary = _section("At a glance")
+    assert len(summary.split()) <= 400, "a minute's reading"
+    for topic in ("**Blocks**", "**Monitors**", "**Alerts**", "**Reports**", "**Scale**"):
+        assert topic in summary
+
+
+def test_at_a_glance_figures_are_the_measured_ones():
+    # The summary's figures are the README's own: a rate ("... a second") is one the Performance
+    # or Workers text measured; any other number is stated where its section explains it.
+    summary = _section("At a glance")
+    measured = _section("Performance") + README.split("**Workers.**", 1)[1].split("\n### ", 1)[0]
+    elsewhere = README.replace(summary, "")
+    number = r"(?<![\w.-])\d[\d,]*(?:\.\d+)?(?![\w.-])"
+    rates = re.findall(rf"({number})[^\d.;()]{{0,60}}? a second", summary)
+    assert {"1,300", "270", "1,000"} <= set(rates)  # the collector works
+    for figure in re.findall(number, summary):
+        if figure == "3.12":  # the Python version
+            continue
+        where = measured if figure in rates else elsewhere
+        assert re.search(rf"(?<![\w.,-]){re.escape(figure)}(?![\w,-])", where), (
+            f"At a glance says {figure}, which the README measures or states nowhere else")
