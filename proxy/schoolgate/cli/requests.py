@@ -40,7 +40,7 @@ from ..store.problem_reports import (
     read_reports,
     reopen_report,
 )
-from .common import apply_now, school_time
+from .common import apply_now, check_groups, school_time
 from .policy import change_policy
 
 __all__ = ["register"]
@@ -357,9 +357,7 @@ def _scopes(args: argparse.Namespace, config: Config, report: ProblemReport) -> 
     if unknown and not args.group:
         raise ConfigError([f"request {report.id}: the reporter's group {unknown[0]!r} is no "
                            "longer in the config; give --group GROUP or --all"])
-    if unknown:
-        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
-                           f"{', '.join(config.groups)}"])
+    check_groups(groups, config)
     return list(dict.fromkeys(groups))
 
 

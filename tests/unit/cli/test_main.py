@@ -256,3 +256,29 @@ def test_every_command_group_takes_config(write_config, tmp_path: Path, capsys):
                  ["audit"], ["config", "check"], ["reload"]):
         status, _, err = run(capsys, "--config", str(missing), *argv)
         assert (status, err) == (2, f"schoolgate: {missing}: configuration file not found\n"), argv
+
+
+# ---------------------------------------------------------------------------------------------
+# A mistyped group gets the nearest one too
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["block", "example.org", "--group", "secondry", "--reason", "r", "--by", "me"],
+        ["unallow", "example.org", "--group", "secondry", "--by", "me"],
+        ["check", "--group", "secondry"],
+        ["requests", "approve", "1", "--by", "me", "--group", "secondry"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_a_mistyped_group_gets_the_nearest_one(config, capsys, argv):
+    if argv[0] == "requests":
+        open_for_writing(config.database_path)
+        add_report(config.database_path, NewReport(
+            kind="unblock", url="http://bet365.com/", host="bet365.com", reason="homework",
+            client_ip="10.20.1.5", group="secondary", reference=None, user="alice"))
+    status, out, err = run(capsys, *argv, "--config", str(config.path))
+    assert status == 2
+    assert err == ("schoolgate: --group: no group 'secondry'; defined groups: primary, "
+                   "secondary, sixth_form, staff, guest; did you mean 'secondary'?\n")
