@@ -1,7 +1,8 @@
-"""The Makefile: every target it declares phony has a rule, and `make check-config` checks a
-config as `make run` would read it: status 0 and a line saying so for a good one, 2 and the
-problem with its file and line for a bad one. Runs the real `make` in the checkout, on configs
-in a tree of their own (tests/e2e/example_tree.py)."""
+"""The Makefile: every target it declares phony has a rule, every rule that makes no file is
+declared phony, and `make check-config` checks a config as `make run` would read it: status 0
+and a line saying so for a good one, 2 and the problem with its file and line for a bad one.
+Runs the real `make` in the checkout, on configs in a tree of their own
+(tests/e2e/example_tree.py)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def test_every_phony_target_has_a_rule(target):
         f"Makefile declares {target} phony but has no rule for it")
     done = make("-n", target)  # what it would run, without running it
     assert done.returncode == 0, done.stderr
+
+
+def test_every_rule_that_makes_no_file_is_phony():
+    # A rule named like a command (`run`, `lint`) makes no file: unless it is phony, a file of
+    # that name in the checkout would make `make run` say "up to date" and do nothing.
+    rules = re.findall(r"^([A-Za-z][\w-]*):", MAKEFILE, re.M)
+    assert rules
+    assert sorted(set(rules) - set(_phony())) == []
 
 
 def test_check_config_passes_the_example_config(tmp_path):
