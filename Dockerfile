@@ -11,10 +11,11 @@ RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin schoo
 
 WORKDIR /app
 
-# Install the package first so a config or list edit does not reinstall dependencies.
+# Install the package first so a config or list edit does not reinstall dependencies. The build
+# reads README.md (the long description) and LICENSE (license-files) as well as pyproject.toml.
 # proxy/schoolgate/templates links to templates/, which must be here for the wheel to carry the
 # package's own copies (the fallback); the same folder is the one the config names, to edit.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY proxy/ proxy/
 COPY templates/ templates/
 RUN pip install .

@@ -6,10 +6,15 @@ PY      := $(VENV)/bin/python
 CONFIG  ?= config/schoolgate.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit lint bench bench-proxy clean
+.PHONY: run check-config test test-unit lint bench bench-proxy clean
 
 run: $(VENV)/.installed
 	$(VENV)/bin/schoolgate run --config $(CONFIG)
+
+# The config (CONFIG=path to check another) read as `make run` would read it, without starting
+# anything: exit status 2 and a line per problem, naming the file and line, if it would refuse it.
+check-config: $(VENV)/.installed
+	$(VENV)/bin/schoolgate config check --config $(CONFIG)
 
 # Lint first: a type error or a broken import rule fails in seconds, not after the e2e suite.
 test: lint

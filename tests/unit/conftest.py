@@ -14,7 +14,7 @@ from sample_school import BASE_CONFIG, BASE_LISTS
 from schoolgate.config.loader import load_config
 from schoolgate.config.model import Config
 
-# Importing mitmproxy 12.2 imports libraries that call their own dependencies' deprecated names
+# Importing mitmproxy 12 imports libraries that call their own dependencies' deprecated names
 # (mitmproxy -> pyparsing's setParseAction/parseAll, ldap3 -> pyasn1's tagMap), and those raise
 # DeprecationWarning at import time. They are not ours to fix; import mitmproxy once here with
 # only import-time deprecation warnings silenced, so `filterwarnings = error` still catches every

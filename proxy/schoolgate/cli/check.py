@@ -26,6 +26,7 @@ from ..gateway.rules import build_rules
 from ..sources.illegal import without_fetching
 from ..store import StoreError
 from ..store.checks import record_run
+from .common import check_groups
 
 __all__ = ["register"]
 
@@ -95,10 +96,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
     groups = list(dict.fromkeys(args.group or []))
-    unknown = [g for g in groups if g not in config.groups]
-    if unknown:
-        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
-                           f"{', '.join(config.groups)}"])
+    check_groups(groups, config)
     if args.timeout <= 0:
         raise ConfigError(["--timeout: must be more than 0 seconds"])
     try:

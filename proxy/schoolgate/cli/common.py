@@ -6,6 +6,7 @@ typed in school time, choosing groups, and telling the running gateway to take u
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -19,20 +20,26 @@ from zoneinfo import ZoneInfo
 from ..config.model import Config, ConfigError
 from ..sources.localpolicy import ALL_GROUPS
 
-__all__ = ["DEFAULT_CONFIG", "apply_now", "chosen_groups", "config_arg", "iso_or_none",
-           "school_time", "signal_reload"]
+__all__ = ["DEFAULT_CONFIG", "apply_now", "check_groups", "chosen_groups", "config_arg",
+           "global_config_arg", "iso_or_none", "school_time", "signal_reload"]
 
 DEFAULT_CONFIG = "config/schoolgate.yaml"
 
 
 def config_arg(sp: argparse.ArgumentParser) -> None:
-    """Add `--config PATH` (default: $SCHOOLGATE_CONFIG, else the example config)."""
-    sp.add_argument(
-        "--config",
-        metavar="PATH",
-        default=os.environ.get("SCHOOLGATE_CONFIG", DEFAULT_CONFIG),
-        help=f"configuration file (default: $SCHOOLGATE_CONFIG or {DEFAULT_CONFIG})",
-    )
+    """Add `--config PATH` to a command. Its default is the main parser's (`global_config_arg`),
+    so `schoolgate --config PATH why ...` and `schoolgate why --config PATH ...` both work."""
+    sp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+
+
+def global_config_arg(p: argparse.ArgumentParser) -> None:
+    """Add `--config PATH` before the command (default: $SCHOOLGATE_CONFIG, else the example
+    config)."""
+    p.add_argument("--config", metavar="PATH",
+                   default=os.environ.get("SCHOOLGATE_CONFIG", DEFAULT_CONFIG), help=_CONFIG_HELP)
+
+
+_CONFIG_HELP = f"configuration file (default: $SCHOOLGATE_CONFIG or {DEFAULT_CONFIG})"
 
 
 def school_time(text: str, config: Config, what: str) -> datetime:
@@ -58,11 +65,19 @@ def chosen_groups(args: argparse.Namespace, config: Config) -> list[str]:
     """The groups `--group` names (each checked), or every group for `--all`."""
     if args.all:
         return [ALL_GROUPS]
-    unknown = [g for g in args.group if g not in config.groups]
-    if unknown:
-        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
-                           f"{', '.join(config.groups)}"])
+    check_groups(args.group, config)
     return list(dict.fromkeys(args.group))
+
+
+def check_groups(names: list[str], config: Config) -> None:
+    """Raise the ConfigError `--group` gets for a name the config does not define: the groups
+    there are, and the nearest one to a mistyped name."""
+    unknown = [g for g in names if g not in config.groups]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(config.groups), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
+                           f"{', '.join(config.groups)}{hint}"])
 
 
 def signal_reload(config: Config, timeout: float) -> tuple[str, Any]:

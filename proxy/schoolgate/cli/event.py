@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from ..config.loader import load_config
+from ..reports.reading import printable
 from ..store import StoreError, events_by_reference
 
 __all__ = ["register"]
@@ -43,7 +44,10 @@ def cmd_event(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(row))
         else:
+            # One column of names, one of values, whatever the longest name (search_normalised);
+            # a line break or terminal escape a pupil typed cannot break the columns.
+            width = max(map(len, row))
             for key, value in row.items():
-                print(f"{key:13} {'' if value is None else value}")
+                print(f"{key:<{width}}  {'' if value is None else printable(str(value))}")
             print()
     return 0

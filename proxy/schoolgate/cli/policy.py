@@ -17,6 +17,7 @@ from ..classify import Classifier, URLError
 from ..classify.urls import parse_target
 from ..config.loader import load_config
 from ..config.model import Config, ConfigError
+from ..reports.reading import printable
 from ..sources.illegal import without_fetching
 from ..sources.localpolicy import (
     ALL_GROUPS,
@@ -217,6 +218,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if since is not None and len(args.since.strip()) == 10:
         since = since.replace(hour=0, minute=0, second=0)
     rows = read_audit(config.database_path, since)
+    # The actors' column is 16 wide, or as wide as a longer name, so what was done lines up.
+    # Reasons come from the block page's report form too: a pupil's text, shown printable.
+    width = max([16, *(len(printable(r.actor)) for r in rows)])
+    indent = " " * (len(rows[0].ts) + 2) if rows else ""
     for r in rows:
         if args.json:
             print(json.dumps({"id": r.id, "ts": r.ts, "actor": r.actor, "action": r.action,
@@ -226,19 +231,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         what = " ".join(x for x in (r.action, r.target or "", f"for {r.scope}" if r.scope else "")
                         if x)
         refused = "  REFUSED" if r.outcome == "refused" else ""
-        print(f"{r.ts}  {r.actor:<16} {what}{refused}")
+        print(f"{r.ts}  {printable(r.actor):<{width}} {printable(what)}{refused}")
         if r.reason:
-            print(f"{'':26}reason: {r.reason}")
+            print(f"{indent}reason: {printable(r.reason)}")
         if r.detail and r.outcome == "refused":
-            print(f"{'':26}{r.detail.get('refused', '')}")
+            print(f"{indent}{printable(str(r.detail.get('refused', '')))}")
         elif r.detail and r.detail.get("diff"):
             lines = r.detail["diff"]
             # A full UT1 import lists 70 categories: the gist here, every line with --json.
             shown = lines if len(lines) <= 12 else lines[:10]
             for line in shown:
-                print(f"{'':26}{line}")
+                print(f"{indent}{printable(line)}")
             if len(shown) < len(lines):
-                print(f"{'':26}... and {len(lines) - len(shown)} more (schoolgate audit --json "
+                print(f"{indent}... and {len(lines) - len(shown)} more (schoolgate audit --json "
                       "shows them all)")
     if not rows and not args.json:
         print("no policy changes recorded" + (f" since {args.since}" if args.since else ""))

@@ -40,7 +40,7 @@ from ..store.problem_reports import (
     read_reports,
     reopen_report,
 )
-from .common import apply_now, school_time
+from .common import apply_now, check_groups, school_time
 from .policy import change_policy
 
 __all__ = ["register"]
@@ -150,12 +150,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no {which}requests")
         return 0
     tz = ZoneInfo(config.timezone)
-    print(f"{'N':>5}  {'WHEN (' + config.timezone + ')':<20}  {'KIND':<7}  WHO (GROUP)  ADDRESS")
+    when = f"WHEN ({config.timezone})"
+    width = max(len(when), len("2026-01-31 09:00"))  # a zone's name can be longer than a time
+    print(f"{'N':>5}  {when:<{width}}  {'KIND':<7}  WHO (GROUP)  ADDRESS")
     for r in rows:
         who = r.user or r.device or r.client_ip
         url = r.url if r.url is not None else f"{r.host} (address hidden: illegal-content list)"
-        print(_printable(f"{r.id:>5}  {_local(r.ts, tz):<20}  {r.kind:<7}  {who} ({r.group_name})"
-                         f"  {url}"))
+        print(_printable(f"{r.id:>5}  {_local(r.ts, tz):<{width}}  {r.kind:<7}  {who} "
+                         f"({r.group_name})  {url}"))
         print(_printable(f"{'':7}reason: {r.reason}"))
         if r.status != "open":
             decided = f"{'':7}{r.status} by {r.decided_by} on {_local(r.decided_ts, tz)}"
@@ -355,9 +357,7 @@ def _scopes(args: argparse.Namespace, config: Config, report: ProblemReport) -> 
     if unknown and not args.group:
         raise ConfigError([f"request {report.id}: the reporter's group {unknown[0]!r} is no "
                            "longer in the config; give --group GROUP or --all"])
-    if unknown:
-        raise ConfigError([f"--group: no group {unknown[0]!r}; defined groups: "
-                           f"{', '.join(config.groups)}"])
+    check_groups(groups, config)
     return list(dict.fromkeys(groups))
 
 

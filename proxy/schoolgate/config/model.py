@@ -154,7 +154,8 @@ class Group:
     youtube: str = "strict"
     """YouTube Restricted Mode: `strict`, `moderate` or `off`."""
     keyword_threshold: float = 10.0
-    """Sum of phrase weights in a page or search above which it is blocked and flagged."""
+    """The keyword score at which a search or an address is blocked: each distinct phrase's
+    weight times its severity's points (high 10, medium 3, low 1). A lower score still flags."""
     https: str = "decrypt"
     """`decrypt` (full URL seen); `selective`: only hosts that need a URL-level decision are
     decrypted, the rest are decided by the host name in the TLS handshake and relayed (see
