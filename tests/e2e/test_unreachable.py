@@ -252,7 +252,7 @@ BAD_REQUESTS = [
 def test_a_request_that_cannot_be_read_gets_schoolgates_400(env, data):
     answer = raw(env, data)
     assert_schoolgate_page(answer, status=400, heading="This request could not be sent",
-                           what="the request could not be read")
+                           what="the request was not valid")
     assert answer[1]["Connection"] == "close"
 
 

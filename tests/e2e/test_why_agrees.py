@@ -153,9 +153,13 @@ ROWS = {
                                    ("block", "keywords")),
     # The IP map names who is at an address, and their group decides.
     "ip-map-identity": Row(MAPPED, "http", "bet365.test", "/", ("allow", "no-block")),
-    # A host name no DNS name can be: refused with 400 (by the proxy itself: no event).
-    "bad-request": Row(PUPILS, "http", "bad!name.test", "/", ("block", "bad-request"),
-                       recorded=False),
+    # A host name no server can have: refused with 400, and recorded (the gateway reads the
+    # request its proxy would refuse, so a list entry for that form could block it).
+    "bad-request": Row(PUPILS, "http", "bad!name.test", "/", ("block", "bad-request")),
+    # A request line nothing can read (a port no port can be): refused by the proxy before
+    # any decision, so no event.
+    "unreadable": Row(PUPILS, "http", "fine.test", "/", ("block", "bad-request"), port=99999,
+                      recorded=False),
 }
 
 

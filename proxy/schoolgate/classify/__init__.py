@@ -10,6 +10,7 @@ entry `example.com` covers `example.com` and every name under it, never `badexam
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .library import Flag, KeywordLibrary
 from .lists import ListProblem, ListSummary
 from .search import SearchQuery, extract_search, needs_body
 from .shapes import doh_request
-from .urls import DNS_HOST, URLError, normalise_host, normalise_url
+from .urls import DNS_HOST, URLError, normalise_host
 
 __all__ = [
     "NO_DECRYPT",
@@ -35,7 +36,7 @@ __all__ = [
     "ListSummary",
     "URLError",
     "normalise_host",
-    "normalise_url",
+    "unreachable_reason",
 ]
 
 NO_DECRYPT = "@do-not-decrypt"
@@ -94,6 +95,13 @@ class Classification:
     else in the decoded path and query."""
     doh: str | None = None
     """Why the request is DNS-over-HTTPS by its shape (`shapes.DOH_WIRE`, `DOH_JSON`), if it is."""
+    unreachable: str | None = None
+    """Why no connection can be made for the request as sent, though its canonical form could
+    be classified: a host no DNS name or address can be (`host%23.com`), a host written in
+    percent-escapes (`%31%36%38.%31%38%38.%39%39.%32%36`, which a browser sends as the address
+    it spells), or a scheme the gateway does not proxy (`ftp`). The lists are still matched, so a
+    listed form is blocked by its list; anything else is refused as a bad request
+    (`schoolgate.gateway.decision.decide_request`)."""
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -137,11 +145,10 @@ class Classifier:
         """Classify a request: canonicalise its URL once, then illegal lists, category lists,
         the search it makes and the keyword library's flags, and its shape. `host` and `path`
         are the request's as sent (the search is read from them; default: taken from `url`).
-        Raises `URLError` for a URL that cannot be canonicalised."""
+        Raises `URLError` for a URL that cannot be canonicalised; one that can, but that no
+        connection can be made for, is classified with the reason in `unreachable`."""
         c = url if isinstance(url, CanonicalURL) else canonicalize(url)
-        if not (c.host.startswith("[") or DNS_HOST.fullmatch(c.host)):
-            # Canonicalisation escapes what no DNS name can hold (spaces, '!'): refuse it.
-            raise URLError(f"{c.host!r} is not a valid host name")
+        unreachable = _unreachable(c, host)
         expressions = tuple(lookup_expressions(c))
         lst = self.illegal.match(expressions) if self.illegal else None
         name = c.host[1:-1] if c.host.startswith("[") else c.host
@@ -193,6 +200,7 @@ class Classifier:
             search_in_body=in_body,
             flags=self._flags(search, keywords),
             doh=doh_request(method, path, headers or {}),
+            unreachable=unreachable,
         )
 
     def with_body(self, classification: Classification, method: str, host: str, path: str,
@@ -264,3 +272,41 @@ class Classifier:
             else:
                 found.append(CategoryMatch(info.category, suffix, info.path, line, "domain"))
         return no_decrypt
+
+
+_PROXIED_SCHEMES = ("http", "https")
+
+
+def unreachable_reason(url: str, sent_host: str) -> str | None:
+    """Why no connection can be made for a request for `url` whose host was sent as
+    `sent_host` (see `Classification.unreachable`); None when one can, or when `url` cannot be
+    canonicalised at all. What the gateway uses to decide whether a request head its proxy
+    refuses can still be classified."""
+    try:
+        c = canonicalize(url)
+    except URLError:
+        return None
+    return _unreachable(c, sent_host)
+
+
+_SENDABLE_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
+"""A host as a client may send it: DNS labels (any case, `_` too), with at most one final dot
+(`www.example.com.` is a fully qualified name), or a number (IPv4 in any spelling)."""
+
+
+def _unreachable(c: CanonicalURL, sent_host: str | None) -> str | None:
+    """Why no connection can be made for a request whose canonical form is `c` and whose host
+    was sent as `sent_host`, or None (the common case: two cheap tests)."""
+    if c.scheme not in _PROXIED_SCHEMES:
+        return f"the gateway carries http and https only, not {c.scheme}"
+    if c.host.startswith("["):
+        return None
+    if not DNS_HOST.fullmatch(c.host):
+        # Canonicalisation escapes what no DNS name can hold (spaces, '!', controls).
+        return f"{c.host!r} is not a host name any server can have"
+    if sent_host is None or sent_host == c.host or _SENDABLE_HOST.fullmatch(sent_host):
+        return None
+    if "%" in sent_host:
+        return (f"the host name {sent_host!r} is written in percent-escapes (it spells "
+                f"{c.host}); a browser sends it unescaped")
+    return f"the host name {sent_host!r} is not one a browser sends (it would be {c.host})"

@@ -63,7 +63,8 @@ class CanonicalURL:
     """Canonical host: lowercase punycode name without stray dots, dotted-quad IPv4, or
     compressed IPv6 in brackets (`[2001:db8::1]`); IPv4-mapped and NAT64 IPv6 become IPv4."""
     port: int | None
-    """The port when it is not the scheme's default, else None. Lookup expressions ignore it."""
+    """The port when it is not the scheme's default, else None. The canonical form (`url`) and
+    the lookup expressions leave it out, as the spec does."""
     path: str
     """Absolute path with `.`/`..` resolved and runs of `/` collapsed; `/` at least."""
     query: str | None
@@ -72,12 +73,13 @@ class CanonicalURL:
 
     @property
     def url(self) -> str:
-        """The whole canonical URL, such as `http://host/path?query`, with the port only when it
-        is not the default (the Safe Browsing spec drops the port; we keep it for display)."""
-        netloc = self.host if self.port is None else f"{self.host}:{self.port}"
+        """The whole canonical URL, such as `http://host/path?query`, without the port, as the
+        spec's table gives it (`http://www.gotaport.com:1234/` is `http://www.gotaport.com/`):
+        a list entry names a page wherever it is served. The request itself still goes to its
+        own port (`port`)."""
         if self.query is None:
-            return f"{self.scheme}://{netloc}{self.path}"
-        return f"{self.scheme}://{netloc}{self.path}?{self.query}"
+            return f"{self.scheme}://{self.host}{self.path}"
+        return f"{self.scheme}://{self.host}{self.path}?{self.query}"
 
     @property
     def host_path(self) -> str:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from ..config.model import IllegalListConfig
 from .canonical import canonicalize, lookup_hosts
-from .urls import DNS_HOST, URLError
+from .urls import URLError
 
 try:
     # CPython's own SHA-256 (HACL*, verified C) hashes a 40-byte expression in 0.40 us against
@@ -68,11 +68,16 @@ def digest_key(digest: bytes) -> int:
 def _entry_expression(entry: str) -> tuple[str, str]:
     """The canonical lookup expression a plain entry stands for, and its canonical host."""
     text = entry.strip()
+    if any(ch.isspace() for ch in text):
+        # An entry is one URL (a space in one is written %20): a line of words is a broken
+        # line, not an entry. The message never carries the entry.
+        raise URLError("not one URL")
     if "://" not in text:
         text = "http://" + text
     c = canonicalize(text)
-    if not (c.host.startswith("[") or DNS_HOST.fullmatch(c.host)):
-        raise URLError("not a host name")  # the message never carries the entry
+    # Any canonical form is an entry, a host no DNS name can be (`host%23.com`) too: requests
+    # for it are canonicalised the same way, and blocked by it (the Safe Browsing table has
+    # such rows), before they are refused as bad requests.
     return c.host_path, c.host
 
 

@@ -1,5 +1,6 @@
 """Normalise URLs and host names once, the same way for list entries and for requests: IDN to
 punycode, IPv4 in any spelling, one answer to "is this an IP address", one walk up a domain.
+(Whole request URLs are read once, by `canonical.canonicalize`.)
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import idna  # UTS #46 mapping; a tldextract dependency, so always present
 
@@ -17,7 +17,6 @@ __all__ = [
     "idn_to_ascii",
     "is_ip_address",
     "normalise_host",
-    "normalise_url",
     "parent_domains",
     "parse_ipv4",
     "parse_target",
@@ -27,8 +26,6 @@ DNS_HOST = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 """A canonical host that a DNS name could be: what is left after Safe Browsing canonicalisation
 escapes a space or '!' is not one."""
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}$")
-_SCHEME_ONLY = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):(?!\d)")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _DIGITS = "0123456789"
 _ASCII_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 # Go client (and old Windows resolvers): "10.192.95.89 xy" is the address 10.192.95.89 when the
@@ -77,37 +74,6 @@ def normalise_host(host: str) -> str:
         if not _LABEL.match(label):
             raise URLError(f"{host!r}: label {label!r} is not a valid domain label")
     return h
-
-
-def normalise_url(url: str) -> tuple[str, str]:
-    """Return ``(normalised URL, normalised host)``; a missing scheme means http.
-
-    The scheme and host are lowercased, the default port and the fragment dropped, and an empty
-    path becomes ``/``. Full Safe Browsing canonicalisation comes with the URL lists.
-    """
-    text = url.strip()
-    if "://" not in text:
-        # "mailto:x@y" has a scheme; "example.com:8080/x" has a port, not a scheme.
-        if m := _SCHEME_ONLY.match(text):
-            raise URLError(f"{url!r}: only http and https URLs can be classified, not {m[1]!r}")
-        text = "http://" + text
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as e:
-        raise URLError(f"{url!r} is not a URL ({e})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise URLError(f"{url!r}: only http and https URLs can be classified, not {scheme!r}")
-    if not parts.hostname:
-        raise URLError(f"{url!r} has no host name")
-    host = normalise_host(parts.hostname)
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        netloc += f":{port}"
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{scheme}://{netloc}{path}{query}", host
 
 
 def parse_target(target: str) -> tuple[str, str | None]:

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..classify import Classification, URLError, normalise_url
+from ..classify import Classification
 from ..config.loader import load_config
 from ..config.model import ConfigError
-from ..gateway.decision import bad_request, explain
+from ..gateway.decision import BAD_REQUEST_RULE, explain
 from ..gateway.rules import Rules, build_rules
 from ..identify import Identity
 from ..identify.maps import IpUserMap
@@ -111,31 +111,30 @@ def cmd_why(args: argparse.Namespace) -> int:
     status = 0
     for url in _urls(args.urls):
         result: dict[str, Any] = dict.fromkeys(WHY_KEYS)
-        result.update(url=url, ip=identity.ip or None, group=identity.group,
+        # An argument that is not UTF-8 (the shell passes its bytes as surrogates) is shown
+        # with those bytes as \xNN: the output stays valid UTF-8 and JSON.
+        shown = url.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        result.update(url=shown, ip=identity.ip or None, group=identity.group,
                       group_source=identity.source, categories=[], matches=[], keywords=[])
         found = explain(rules, identity, url, method=method, headers=headers, body=body,
                         now=when)
         verdict, classification = found.verdict, found.classification
-        # What the gateway does with a URL it cannot read: refused, as a bad request.
+        # What the gateway does with a URL it cannot read, or cannot send on: refused, as a
+        # bad request (400); `error` says why, and the exit status is 1.
+        refused = verdict.reason == "bad-request"
         result.update(action=verdict.action, reason=verdict.reason, rule=verdict.rule,
-                      stage=found.stage)
-        try:
-            normalised, _ = normalise_url(url)
-        except URLError as e:
-            normalised, classification = None, None
-            verdict = bad_request(identity.group, str(e))
-            result.update(error=str(e), action=verdict.action, reason=verdict.reason,
-                          rule=verdict.rule, stage="request")
-        if classification is None:
-            result["error"] = result["error"] or found.error
+                      stage=found.stage,
+                      error=(found.error or (verdict.rule or "").removeprefix(BAD_REQUEST_RULE)
+                             if refused else None),
+                      normalised_url=found.request.url if found.request is not None else None)
+        if refused:
             status = 1
-        else:
+        if classification is not None:
             # The gateway's own predicate, on the host as the TLS decisions see it.
             decrypt = decryption(rules.decryption, identity.group, classification.host)
             result.update(
                 decrypt=decrypt.decrypt,
                 decrypt_reason=decrypt.reason,
-                normalised_url=normalised,
                 canonical_url=classification.canonical_url,
                 lookup_expressions=list(classification.expressions),
                 illegal_list=verdict.illegal_list,

@@ -26,6 +26,7 @@ from .addons.identify import Identify
 from .addons.metrics import Metrics
 from .addons.problem_reports import ProblemReports
 from .addons.record import Record
+from .addons.request_heads import RequestHeads
 from .addons.tls import TlsDecisions
 from .master import drain
 from .service import Gateway, StartupError
@@ -130,10 +131,12 @@ def ordered(gateway: Gateway) -> list[object]:
     # Lifecycle last: at shutdown its `done` flushes the event queue after every other addon
     # has finished.
     # ErrorPages has no request hook: from `running` on it answers, in Schoolgate's words,
-    # what mitmproxy would answer with its own page (a site that cannot be reached).
+    # what mitmproxy would answer with its own page (a site that cannot be reached);
+    # RequestHeads has none either: from `running` on, a request head mitmproxy refuses only
+    # for a host that has a canonical form becomes a flow these addons decide.
     return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
             Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway),
-            ErrorPages(gateway), Lifecycle(gateway)]
+            ErrorPages(gateway), RequestHeads(), Lifecycle(gateway)]
 
 
 class Lifecycle:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from ..classify import Classification, URLError
-from ..classify.urls import is_ip_address, normalise_host
+from ..classify.urls import idn_to_ascii, is_ip_address, normalise_host
 from ..config.model import Group
 from ..events import Event
 from ..identify import Identity
@@ -30,6 +31,7 @@ from ..policy.safesearch import Rewrite
 from .rules import Rules
 
 __all__ = [
+    "BAD_REQUEST_RULE",
     "STAGES",
     "ClientState",
     "Decision",
@@ -49,7 +51,11 @@ __all__ = [
     "read_body",
     "relayed_at_connect",
     "request_head",
+    "request_url",
 ]
+
+BAD_REQUEST_RULE = "bad request (400): "
+"""How the rule of a `bad_request` verdict starts; the rest is the problem, in words."""
 
 STAGES = ("connect", "handshake", "request", "body")
 """Where a verdict is reached (`Explanation.stage`): the CONNECT, the TLS handshake of a
@@ -159,6 +165,19 @@ class RequestHead(NamedTuple):
     """Path and query as sent."""
     headers: Mapping[str, str]
 
+    @property
+    def scheme(self) -> str:
+        return self.url.partition(":")[0]
+
+
+def request_url(scheme: str, host: str, port: int, path: str) -> str:
+    """The URL of a request to `host`:`port` for `path`, as the gateway holds it: the default
+    port left out, an IPv6 address in brackets."""
+    netloc = f"[{host}]" if ":" in host else host
+    if port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{path}"
+
 
 def classify_request(rules: Rules, request: RequestHead) -> Classification:
     """What the request is (Classify, at `requestheaders`). Raises `URLError` for a request that
@@ -170,8 +189,13 @@ def classify_request(rules: Rules, request: RequestHead) -> Classification:
 def decide_request(rules: Rules, identity: Identity, classification: Classification,
                    now: float | None = None) -> Verdict:
     """The verdict on a classified request (Enforce, at `requestheaders`); schedules are read at
-    `now`, default the policy's clock."""
-    return rules.policy.decide(identity, classification, now)
+    `now`, default the policy's clock. A request no connection can be made for
+    (`Classification.unreachable`) is blocked by a list that holds its canonical form, and else
+    refused as a bad request: never let through."""
+    verdict = rules.policy.decide(identity, classification, now)
+    if classification.unreachable is not None and verdict.action != BLOCK:
+        return bad_request(identity.group, classification.unreachable)
+    return verdict
 
 
 def read_body(rules: Rules, identity: Identity, classification: Classification,
@@ -188,10 +212,11 @@ def read_body(rules: Rules, identity: Identity, classification: Classification,
 
 
 def bad_request(group: str, problem: str) -> Verdict:
-    """The verdict on a request that cannot be classified because it is malformed: refused with
-    400 (the client is at fault, not the filter), recorded as a block."""
+    """The verdict on a request that cannot be classified, or sent, as it was made: refused with
+    400 (the client is at fault, not the filter), recorded as a block. `problem` (the rule)
+    says what is wrong with it, in words the 400 page shows."""
     return Verdict(action=BLOCK, group=group, reference=new_reference(),
-                   rule=f"malformed request: {problem}", reason="bad-request")
+                   rule=f"{BAD_REQUEST_RULE}{problem}", reason="bad-request")
 
 
 def no_sni_verdict(identity: Identity, group: Group, what: str) -> Verdict:
@@ -318,6 +343,8 @@ class Explanation:
     classification: Classification | None
     """The request as Classify sees it once it is decrypted (shown even when the verdict was
     reached before, by host name); None when it cannot be classified."""
+    request: RequestHead | None = None
+    """The request as the gateway holds it (None: no client could send one for the URL)."""
     error: str | None = None
     """Why the request cannot be classified (it is refused as a bad request)."""
 
@@ -325,16 +352,32 @@ class Explanation:
 _BROWSER_SAFE = "!#$%&'()*+,/:;=?@[]~"
 """What a browser sends as typed in a path or query (besides letters, digits and `-._`); it
 escapes the rest (spaces, other characters as UTF-8)."""
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
+"""The schemes a client may put in a proxy request's line: http and https are carried, the
+others are classified (a listed form is blocked) and refused."""
+_SCHEME_ONLY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:(?!\d)")
+_ESCAPED_SCHEME = re.compile(r"(?i)(https?)%3a%2f%2f")
 
 
 def request_head(url: str, method: str = "GET",
                  headers: Mapping[str, str] | None = None) -> tuple[RequestHead, int]:
-    """The request a browser makes for `url` through the gateway, as the gateway holds it, and
-    the port it connects to. A URL without a scheme is http. Raises `URLError`."""
+    """The request a client makes for `url` through the gateway (an explicit proxy's request
+    line, `GET http://host/path HTTP/1.1`), as the gateway holds it, and the port it connects
+    to. A URL without a scheme is http; one escaped whole (`http%3A%2F%2Fhost/`, as it is
+    inside another URL's query) is read unescaped, as its canonical form reads it. The host is
+    sent as written: lowercased, a Unicode name as punycode (as browsers send it), and what a
+    request line cannot carry (spaces, controls, bytes that are not UTF-8) percent-escaped; the
+    path and query as a browser escapes them. Raises `URLError` for what no client can send
+    (no host, a port that is not a number, a scheme with no host such as `mailto:`)."""
     text = url.strip()
     if "://" not in text:
-        text = "http://" + text
+        if m := _ESCAPED_SCHEME.match(text):
+            text = f"{m[1]}://{text[m.end():]}"
+        elif m := _SCHEME_ONLY.match(text):
+            raise URLError(f"{url!r}: only http and https URLs can be classified, "
+                           f"not {m[0][:-1]!r}")
+        else:
+            text = "http://" + text
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -343,19 +386,29 @@ def request_head(url: str, method: str = "GET",
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise URLError(f"{url!r}: only http and https URLs can be classified, not {scheme!r}")
-    host = parts.hostname
-    if not host:
+    if not parts.hostname:
         raise URLError(f"{url!r} has no host name")
+    host = _sent_host(parts.hostname)
     if port is None:
         port = _DEFAULT_PORTS[scheme]
     path = quote(parts.path or "/", _BROWSER_SAFE, errors="surrogateescape")
     if parts.query:
         path += "?" + quote(parts.query, _BROWSER_SAFE, errors="surrogateescape")
-    netloc = f"[{host}]" if ":" in host else host
-    if port != _DEFAULT_PORTS[scheme]:
-        netloc += f":{port}"
-    return RequestHead(method.upper(), f"{scheme}://{netloc}{path}", host, path,
+    return RequestHead(method.upper(), request_url(scheme, host, port, path), host, path,
                        headers or {}), port
+
+
+def _sent_host(host: str) -> str:
+    """`host` (lowercased by urlsplit) as a client puts it on the request line."""
+    if not host.isascii():
+        try:
+            return idn_to_ascii(host)
+        except (URLError, UnicodeError):  # not a name any IDNA accepts, or not even UTF-8
+            pass
+    if host.isascii() and host.isprintable() and " " not in host:
+        return host
+    raw = host.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 0x20 < b < 0x7F else f"%{b:02X}" for b in raw)
 
 
 def explain(rules: Rules, identity: Identity, url: str, *, method: str = "GET",
@@ -366,30 +419,34 @@ def explain(rules: Rules, identity: Identity, url: str, *, method: str = "GET",
     call, in the order the gateway meets them; schedules are read at `now`."""
     try:
         request, port = request_head(url, method, headers)
+    except URLError as e:
+        return Explanation(bad_request(identity.group, str(e)), "request", None, error=str(e))
+    try:
         classification = classify_request(rules, request)
     except URLError as e:
-        return Explanation(bad_request(identity.group, str(e)), "request", None, str(e))
+        return Explanation(bad_request(identity.group, str(e)), "request", None, request,
+                           str(e))
     if request.url.startswith("https:"):
         try:
             verdict = connect_verdict(rules, identity, request.host, port, now)
             if verdict is not None and verdict.action != ALLOW:
-                return Explanation(verdict, "connect", classification)
+                return Explanation(verdict, "connect", classification, request)
             # A client names a host in its ClientHello, never an address.
             sni = None if is_ip_address(request.host) else request.host
             handshake = handshake_decision(rules, identity, sni, now)
         except ValueError as e:  # URLError: a host name no connection can be made to
             return Explanation(bad_request(identity.group, str(e)), "connect", classification,
-                               str(e))
+                               request, str(e))
         if not handshake.decrypt and handshake.verdict is not None:
-            return Explanation(handshake.verdict, "handshake", classification)
+            return Explanation(handshake.verdict, "handshake", classification, request)
     verdict = decide_request(rules, identity, classification, now)
     if classification.search_in_body and verdict.action == ALLOW:
         content_type = _header(request.headers, "content-type")
         classification, after = read_body(rules, identity, classification, request, body,
                                           content_type, now)
         if after is not None:
-            return Explanation(after, "body", classification)
-    return Explanation(verdict, "request", classification)
+            return Explanation(after, "body", classification, request)
+    return Explanation(verdict, "request", classification, request)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

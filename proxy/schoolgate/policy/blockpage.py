@@ -97,8 +97,8 @@ FAILURES = {f.kind: f for f in (
             "The site's server sent an answer that is not valid, so it cannot be shown."),
     Failure("other", 502, "the site could not be reached", "Try again later."),
     # The request was at fault: nothing was sent to the site.
-    Failure("bad_request", 400, "the request could not be read",
-            "Your browser or app sent a request the school's web filter could not read, so "
+    Failure("bad_request", 400, "the request was not valid",
+            "Your browser or app sent a request the school's web filter cannot accept, so "
             "nothing was sent to the site."),
     Failure("too_large", 413, "the request was too large",
             "Your browser or app sent more than the school's web filter accepts, so nothing "
@@ -197,10 +197,11 @@ class BlockPage:
         return RenderedPage(status, body.encode("utf-8"), headers)
 
     def render_failure(self, failure: Failure, host: str | None, when: datetime,
-                       reference: str) -> RenderedPage:
+                       reference: str, problem: str | None = None) -> RenderedPage:
         """The page for `failure`, in the block page's style (the same template): the school,
         what happened in plain words, that nothing was blocked, the time and a reference (the
-        request's own, when it was decided: its event is in the store under it)."""
+        request's own, when it was decided: its event is in the store under it). `problem`
+        says what is wrong with a request the gateway refused itself, for the IT team."""
         local = when.astimezone(self._tz)
         if failure.kind == "loop":
             heading = "This is the school's web filter"
@@ -213,8 +214,10 @@ class BlockPage:
             heading = "This request could not be sent"
             explanation = failure.why
         rows: list[tuple[str, str]] = [("Site", host)] if host and failure.kind != "loop" else []
-        rows += [("What happened", failure.what),
-                 ("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z"))]
+        rows += [("What happened", failure.what)]
+        if problem:
+            rows.append(("Problem", problem))
+        rows += [("Time", local.strftime("%A %d %B %Y, %H:%M:%S %Z"))]
         body = self._page.render(
             heading=heading, explanation=explanation,
             advice="This is not a block. If it keeps happening, tell the IT team and give them "

@@ -152,12 +152,13 @@ def test_go_canonical_url(row):
     c = canonicalize(url)
     # The Go function returns scheme://host/path: it DROPS THE QUERY (the spec keeps it:
     # "http://www.google.com/q?r?s" stays as is there, see test_spec_examples) and the port
-    # (as the spec does; our `url` keeps a non-default port). So compare without query and port,
-    # with escapes in the spec's uppercase ("http://some%1bhost.com/%1b" in Go).
+    # (as the spec and our `url` do). So compare without the query, with escapes in the spec's
+    # uppercase ("http://some%1bhost.com/%1b" in Go).
     assert f"{c.scheme}://{c.host}{c.path}" == upper_escapes(text(row["expected"]))
+    assert c.url.split("?")[0] == upper_escapes(text(row["expected"]))
     assert c.url.isascii()
-    # Idempotent: the canonical URL canonicalizes to itself.
-    assert canonicalize(c.url) == c
+    # Idempotent: the canonical URL canonicalizes to itself (less the port, which it leaves out).
+    assert canonicalize(c.url) == dataclasses.replace(c, port=None)
     # A str input is its UTF-8 bytes.
     try:
         as_text = url.decode("utf-8")
@@ -281,7 +282,8 @@ def test_doc_v5_ipv6_hosts(row):
     host, expected = text(row["input_host"]), text(row["expected_host"])
     assert canonical_host(host) == expected
     assert canonicalize(f"http://{host}/x").host == expected
-    assert canonicalize(f"https://{host}:8443/x").url == f"https://{expected}:8443/x"
+    port = canonicalize(f"https://{host}:8443/x")
+    assert (port.url, port.port) == (f"https://{expected}/x", 8443)
     assert lookup_hosts(expected) == [expected]  # IP hosts are looked up as themselves
 
 
@@ -314,9 +316,9 @@ def test_spec_examples(url, expected):
 
 def test_spec_drops_the_port_and_so_do_expressions():
     c = canonicalize("http://www.gotaport.com:1234/")
-    # Spec: "http://www.gotaport.com/". We keep a non-default port in `url` (a technician reading
-    # `why` should see it) but never in lookup expressions, which follow the spec.
-    assert (c.port, c.url) == (1234, "http://www.gotaport.com:1234/")
+    # Spec: "http://www.gotaport.com/": the canonical form names the page wherever it is
+    # served; the port is kept beside it, for the connection.
+    assert (c.port, c.url) == (1234, "http://www.gotaport.com/")
     assert c.host_path == "www.gotaport.com/"
     assert lookup_expressions(c) == ["www.gotaport.com/", "gotaport.com/"]
 
@@ -328,12 +330,13 @@ def test_spec_drops_the_port_and_so_do_expressions():
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        # Default ports go, others stay; userinfo goes; scheme and host are lowercased.
+        # Ports go from the canonical form (see test_spec_drops_the_port...); userinfo goes;
+        # scheme and host are lowercased.
         ("HTTPS://User:Secret@WWW.Example.COM:443/A/b", "https://www.example.com/A/b"),
-        ("http://example.com:8080/x", "http://example.com:8080/x"),
+        ("http://example.com:8080/x", "http://example.com/x"),
         ("http://example.com:/x", "http://example.com/x"),
-        ("example.com:8080/path?x=1", "http://example.com:8080/path?x=1"),
-        ("http://[::ffff:192.0.2.10]:8080/", "http://192.0.2.10:8080/"),
+        ("example.com:8080/path?x=1", "http://example.com/path?x=1"),
+        ("http://[::ffff:192.0.2.10]:8080/", "http://192.0.2.10/"),
         # A final "." or ".." keeps the trailing slash, as browsers and servers read it (the Go
         # client's path.Clean would give "/a"; the spec says nothing).
         ("http://h/a/b/..", "http://h/a/"),
@@ -358,6 +361,15 @@ def test_spec_drops_the_port_and_so_do_expressions():
 )
 def test_choices(url, expected):
     assert canonicalize(url).url == expected
+
+
+@pytest.mark.parametrize(("url", "port"), [
+    ("HTTPS://WWW.Example.COM:443/A/b", None), ("http://example.com:8080/x", 8080),
+    ("http://example.com:/x", None), ("example.com:8080/path?x=1", 8080),
+    ("http://[::ffff:192.0.2.10]:8080/", 8080), ("wss://chat.example:443/s", None),
+])
+def test_a_port_other_than_the_default_is_kept_beside_the_canonical_form(url, port):
+    assert canonicalize(url).port == port
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from schoolgate.classify import (
     Classifier,
     URLError,
     normalise_host,
-    normalise_url,
 )
 from schoolgate.classify.index import ListIndex, ListSource
 from schoolgate.classify.lists import ListProblem, read_domain_list
@@ -88,69 +87,6 @@ def test_normalise_host(host, expected):
 def test_normalise_host_rejects(host, message):
     with pytest.raises(URLError) as e:
         normalise_host(host)
-    assert message in str(e.value)
-
-
-# ---------------------------------------------------------------------------------------------
-# URLs
-
-
-@pytest.mark.parametrize(
-    ("url", "normalised", "host"),
-    [
-        # No scheme means http; an empty path becomes "/".
-        ("example.com", "http://example.com/", "example.com"),
-        ("example.com/path?q=1", "http://example.com/path?q=1", "example.com"),
-        # Scheme and host lowercased; path and query keep their case.
-        ("HTTPS://WWW.Example.COM/Path/File.HTML?Q=Yes",
-         "https://www.example.com/Path/File.HTML?Q=Yes", "www.example.com"),
-        # Default ports dropped, other ports kept (also the "wrong" default for the scheme).
-        ("http://example.com:80/", "http://example.com/", "example.com"),
-        ("https://example.com:443/a", "https://example.com/a", "example.com"),
-        ("http://example.com:8080/a", "http://example.com:8080/a", "example.com"),
-        ("https://example.com:80/", "https://example.com:80/", "example.com"),
-        ("example.com:8443", "http://example.com:8443/", "example.com"),
-        # The fragment never reaches the server: dropped. An empty query is dropped too.
-        ("http://example.com/page#section-2", "http://example.com/page", "example.com"),
-        ("http://example.com/?", "http://example.com/", "example.com"),
-        # User information is not part of the site.
-        ("http://user:secret@example.com/", "http://example.com/", "example.com"),
-        # The host is normalised like a list entry: trailing dot, IDN.
-        ("http://WWW.Bücher.DE./", "http://www.xn--bcher-kva.de/", "www.xn--bcher-kva.de"),
-        # IPv6 hosts keep their brackets in the URL, not in the host.
-        ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/x", "2001:db8::1"),
-        ("https://[2001:DB8::1]:443/", "https://[2001:db8::1]/", "2001:db8::1"),
-        # Surrounding whitespace from a copied URL.
-        ("  https://example.com/  ", "https://example.com/", "example.com"),
-    ],
-)
-def test_normalise_url(url, normalised, host):
-    assert normalise_url(url) == (normalised, host)
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        # Schemes that are not web pages.
-        ("ftp://files.example.com/", "only http and https URLs can be classified, not 'ftp'"),
-        ("file:///etc/passwd", "only http and https URLs can be classified, not 'file'"),
-        ("ws://chat.example.com/", "not 'ws'"),
-        # A scheme without '//' is still a scheme, not a host: never guess http://b.com/.
-        ("mailto:pupil@example.com", "only http and https URLs can be classified, not 'mailto'"),
-        ("javascript:alert(1)", "not 'javascript'"),
-        # No host, or a host that cannot be one.
-        ("http://", "has no host name"),
-        ("https:///path", "has no host name"),
-        ("http://bad host.com/", "is not a valid domain label"),
-        ("http://256.0.0.1/", "is not a valid IPv4 address"),
-        # Ports that are not ports.
-        ("http://example.com:99999/", "is not a URL"),
-        ("http://example.com:http/", "is not a URL"),
-    ],
-)
-def test_normalise_url_rejects(url, message):
-    with pytest.raises(URLError) as e:
-        normalise_url(url)
     assert message in str(e.value)
 
 
@@ -334,7 +270,7 @@ def test_categories_are_listed_once_most_specific_first(tmp_path):
 
 def test_ipv4_mapped_request_host_matches_the_ipv4_entry(classifier):
     # A pupil cannot step round an IPv4 entry by writing http://[::ffff:192.0.2.10]/.
-    _, host = normalise_url("http://[::ffff:192.0.2.10]/")
+    host = classifier.classify("http://[::ffff:192.0.2.10]/").host
     assert _found(classifier.classify_host(host)) == [("gambling", "192.0.2.10")]
 
 
@@ -343,7 +279,8 @@ def test_request_hosts_and_entries_meet_after_normalising(tmp_path):
     path.write_text("BÜCHER.de\n.Casino.Example.\n", encoding="utf-8")
     c = _with_lists(("gambling", path))
     for url in ("http://www.bücher.de/", "HTTP://WWW.CASINO.EXAMPLE.:80/x"):
-        _, host = normalise_url(url)
+        assert c.classify(url).categories == ("gambling",), url
+        host = c.classify(url).host
         assert c.classify_host(host).categories == ("gambling",), url
 
 

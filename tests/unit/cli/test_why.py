@@ -145,11 +145,27 @@ def test_a_host_not_decrypted_is_decided_by_its_name(write_config, capsys):
 
 def test_a_url_that_cannot_be_read_is_a_bad_request(write_config, capsys):
     status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)),
+                       "http://example.org:99999/"])
+    r = json.loads(capsys.readouterr().out)
+    assert status == 1 and "is not a URL" in r["error"]
+    assert (r["action"], r["reason"]) == ("block", "bad-request")
+    assert (r["canonical_url"], r["normalised_url"], r["matches"], r["decrypt"]) == (
+        None, None, [], None)
+
+
+def test_a_url_that_can_be_classified_but_not_sent_is_refused_with_its_canonical_form(
+        write_config, capsys):
+    # No server can be called "bad!host.example": the gateway refuses it (400), and `why`
+    # still shows its canonical form, which is what a list entry for it would match.
+    status = cli.main(["why", "--json", "--config", str(write_config(CONFIG, LISTS)),
                        "http://bad!host.example/"])
     r = json.loads(capsys.readouterr().out)
-    assert status == 1 and r["error"]
-    assert (r["action"], r["reason"]) == ("block", "bad-request")
-    assert (r["canonical_url"], r["matches"], r["decrypt"]) == (None, [], None)
+    assert status == 1
+    assert (r["action"], r["reason"], r["stage"]) == ("block", "bad-request", "request")
+    assert r["error"] == "'bad!host.example' is not a host name any server can have"
+    assert r["rule"] == "bad request (400): " + r["error"]
+    assert (r["normalised_url"], r["canonical_url"]) == ("http://bad!host.example/",
+                                                         "http://bad!host.example/")
 
 
 def test_a_header_without_a_colon_is_a_usage_error(write_config, capsys):

@@ -584,7 +584,9 @@ def test_cli_why_explains_a_verdict_as_json(write_config, capsys):
     assert status == 0, err
     first, second = (json.loads(line) for line in out.splitlines())
     assert list(first) == list(WHY_KEYS)
-    assert first["normalised_url"] == "https://www.bet365.com/casino"
+    # As a client sends it (the trailing dot too), and as the lists match it.
+    assert first["normalised_url"] == "https://www.bet365.com./casino"
+    assert first["canonical_url"] == "https://www.bet365.com/casino"
     assert (first["group"], first["group_source"]) == ("sixth_form", "subnet")
     assert first["ip"] == "10.20.50.3"
     assert (first["action"], first["category"]) == ("block", "gambling")
@@ -597,7 +599,11 @@ def test_cli_why_bad_url_exits_1_and_reports_it(write_config, capsys):
     status = cli.main(["why", "--config", str(write_config()), "ftp://files.example/"])
     out, _ = capsys.readouterr()
     assert status == 1
-    assert "only http and https URLs can be classified" in out
+    assert "the gateway carries http and https only, not ftp" in out
+    status = cli.main(["why", "--config", str(write_config()), "mailto:pupil@files.example"])
+    out, _ = capsys.readouterr()
+    assert status == 1
+    assert "only http and https URLs can be classified, not 'mailto'" in out
 
 
 @pytest.mark.parametrize(

@@ -378,8 +378,14 @@ def test_a_malformed_host_is_a_bad_request_not_a_filtering_error(proxy, registry
     flow.request.host = "bad host!"
     proxy.browse(flow)
     assert flow.response.status_code == 400
-    assert b"Bad request" in flow.response.content
+    # Schoolgate's page, in the block page's style, saying what is wrong.
+    assert flow.response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"This request could not be sent" in flow.response.content
+    assert b"&#x27;bad%20host!&#x27; is not a host name any server can have" in \
+        flow.response.content
+    assert flow.response.headers["Connection"] == "close"
     verdict = decision_of(flow).verdict
+    assert flow.response.headers["X-Schoolgate-Reference"] == verdict.reference
     assert (verdict.action, verdict.reason) == (BLOCK, "bad-request")
     assert fail_closed_total(registry, "classify") == 0
     assert proxy.gateway.writer.depth == 1

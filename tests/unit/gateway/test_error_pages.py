@@ -81,7 +81,7 @@ def test_a_page_that_cannot_be_made_still_answers_in_schoolgates_words(caplog):
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"mitmproxy" not in raw.lower() and b"hello" not in body
-    assert body == (b"The request could not be read. Your browser or app sent a request the "
-                    b"school's web filter could not read, so nothing was sent to the site.\n")
+    assert body == (b"The request was not valid. Your browser or app sent a request the "
+                    b"school's web filter cannot accept, so nothing was sent to the site.\n")
     assert b"\r\nConnection: close" in head
     assert "could not make the page" in caplog.text

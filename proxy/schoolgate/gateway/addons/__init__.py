@@ -17,9 +17,11 @@ from mitmproxy import connection, http
 
 from ...identify import Identity
 from ...policy import Policy, Verdict
-from ..decision import Decision, RequestHead, bad_request
+from ...policy.blockpage import FAILURES
+from ..decision import BAD_REQUEST_RULE, Decision, RequestHead, bad_request, request_url
 from ..rules import Rules
 from ..service import Gateway
+from .request_heads import refused_target
 
 __all__ = [
     "DECISION",
@@ -89,10 +91,19 @@ def identify_client(gateway: Gateway, rules: Rules, client: connection.Client) -
 
 
 def serve_verdict(flow: http.HTTPFlow, rules: Rules, verdict: Verdict) -> None:
-    """Answer `flow` with the block page for `verdict`. Works inside intercepted TLS too."""
+    """Answer `flow` with the page for `verdict`: the block page, or for a bad request the 400
+    page in its style (saying what is wrong). Works inside intercepted TLS too."""
     when = datetime.fromtimestamp(flow.request.timestamp_start or 0, UTC)
     host = flow.request.host  # what was classified, not the client's Host header
-    page = rules.block_page.render(verdict, host, when, url=flow.request.url)
+    if verdict.reason == "bad-request":
+        page = rules.block_page.render_failure(
+            FAILURES["bad_request"], host, when, verdict.reference,
+            problem=(verdict.rule or "").removeprefix(BAD_REQUEST_RULE))
+        flow.response = http.Response.make(page.status, page.body, page.headers)
+        # The request may not have been read to its end: the connection cannot carry another.
+        flow.response.headers["Connection"] = "close"
+        return
+    page = rules.block_page.render(verdict, host, when, url=head_of(flow.request).url)
     flow.response = http.Response.make(page.status, page.body, page.headers)
 
 
@@ -101,17 +112,16 @@ def refuse_bad_request(flow: http.HTTPFlow, decision: Decision, group: str,
     """Answer a request that cannot be classified because it is malformed with 400 (the client is
     at fault, not the filter). It is recorded as a block and never reaches a server."""
     decision.verdict = bad_request(group, problem)
-    flow.response = http.Response.make(
-        400,
-        f"Bad request: {problem}\n".encode(),
-        {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"},
-    )
+    serve_verdict(flow, decision.rules, decision.verdict)
 
 
 def head_of(request: http.Request) -> RequestHead:
     """The request as the stage functions of `schoolgate.gateway.decision` read it. `url` is
-    built from `request.host`: the destination, not a Host header the client may have forged."""
-    return RequestHead(request.method, request.url, request.host, request.path, request.headers)
+    built from `request.host`: the destination, not a Host header the client may have forged;
+    for a request head the proxy refused and `request_heads` read, it is the target as sent."""
+    url = refused_target(request) or request_url(request.scheme, request.host, request.port,
+                                                 request.path)
+    return RequestHead(request.method, url, request.host, request.path, request.headers)
 
 
 def fail_closed(gateway: Gateway, flow: http.HTTPFlow, stage: str, exc: BaseException) -> None:

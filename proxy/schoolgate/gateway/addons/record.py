@@ -9,7 +9,7 @@ from mitmproxy import http
 
 from ..decision import event_for
 from ..service import Gateway
-from . import decision_of
+from . import decision_of, head_of
 
 log = logging.getLogger("schoolgate.record")
 
@@ -26,12 +26,13 @@ class Record:
         verdict = d.verdict
         try:
             request = flow.request
+            head = head_of(request)
             event = event_for(
                 verdict, d.identity, ts=request.timestamp_start,
                 client_ip=flow.client_conn.peername[0], method=request.method,
-                scheme=request.scheme,
+                scheme=head.scheme,
                 # The destination mitmproxy connects to, never a Host header the client chose.
-                host=request.host, url=request.url)
+                host=request.host, url=head.url)
         except Exception:  # noqa: BLE001 - the verdict stands; losing the record is counted
             log.exception("could not build the event for a %s decision", verdict.action)
             self.gateway.metrics.events_dropped.inc()
