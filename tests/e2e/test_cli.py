@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,3 +111,48 @@ def test_a_reader_that_keeps_reading_gets_everything_and_status_0(tree):
                           capture_output=True, text=True, timeout=TIMEOUT, env=clean_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("https://www.bet365.com/\n") and "BLOCK" in done.stdout
+
+
+def test_the_gateway_keeps_filtering_when_nobody_reads_its_banner(tree):
+    """`schoolgate run | head -3`: once `head` exits, the banner (standard output) has no
+    reader. The gateway goes on filtering, says nothing alarming, and stops cleanly."""
+    with socket.socket() as s:  # a free port, so the banner is not needed to find it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.Popen(
+        [*schoolgate_command(), "run", "--listen", f"127.0.0.1:{port}", "--metrics",
+         "127.0.0.1:0", "--workers", "1"],
+        cwd=tree, env=clean_env(), stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not any("accepting connections" in line for line in err):
+            assert proc.poll() is None, "".join(err)
+            assert time.monotonic() < deadline, "".join(err)
+            time.sleep(0.1)
+        time.sleep(1)  # the banner is printed once every worker accepts
+        assert proc.poll() is None, "".join(err)
+        proxy = urllib.request.ProxyHandler({"http": f"http://127.0.0.1:{port}"})
+        with pytest.raises(urllib.error.HTTPError) as blocked:
+            urllib.request.build_opener(proxy).open("http://www.bet365.com/", timeout=TIMEOUT)
+        assert blocked.value.code == 403
+        blocked.value.close()
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    text = "".join(err)
+    assert status == 0, text
+    assert "Traceback" not in text and "BrokenPipe" not in text, text
+    assert "standard output is closed" in text  # said once, as a fact, not a fault

@@ -212,7 +212,16 @@ def _announce(config: Config, supervisor: Supervisor) -> None:
             f"  curl -x {proxy} --cacert {ca_cert} https://{example}/",
         ]
     lines.append("")
-    print("\n".join(lines), flush=True)
+    try:
+        print("\n".join(lines), flush=True)
+    except OSError:  # `schoolgate run | head -3` after head exits: nobody reads it any more
+        # Standard output goes to /dev/null from now on (nothing later writes there, and the
+        # interpreter's last flush cannot fail); the gateway goes on filtering.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        log.info("standard output is closed: the start-up banner was not shown; the gateway "
+                 "goes on filtering")
 
 
 def _example_blocked_host(config: Config) -> str | None:

@@ -25,7 +25,7 @@ from ..identify import Identity
 from ..identify.maps import IpUserMap
 from ..policy.decryption import decryption
 from ..sources.illegal import without_fetching
-from .common import school_time
+from .common import check_groups, school_time
 
 __all__ = ["WHY_KEYS", "register"]
 
@@ -92,10 +92,8 @@ def register(sub: argparse._SubParsersAction,
 def cmd_why(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="schoolgate: %(message)s")
     config = load_config(args.config)
-    if args.group is not None and args.group not in config.groups:
-        raise ConfigError(
-            [f"--group: no group {args.group!r}; defined groups: {', '.join(config.groups)}"]
-        )
+    if args.group is not None:
+        check_groups([args.group], config)
     headers = _headers(args.header)
     body = args.data.encode("utf-8", "surrogateescape") if args.data is not None else None
     method = args.method or ("POST" if body is not None else "GET")

@@ -269,6 +269,7 @@ def test_every_command_group_takes_config(write_config, tmp_path: Path, capsys):
         ["unallow", "example.org", "--group", "secondry", "--by", "me"],
         ["check", "--group", "secondry"],
         ["requests", "approve", "1", "--by", "me", "--group", "secondry"],
+        ["why", "--group", "secondry", "https://example.org/"],
     ],
     ids=lambda a: a[0],
 )
