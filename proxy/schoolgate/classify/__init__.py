@@ -225,7 +225,9 @@ class Classifier:
         if search is not None:
             return tuple(library.match(search.normalised, normalised=True)
                          if search.normalised else ())
-        return library.scan_findings(scan).flags if scan is not None else ()
+        if scan is None or not (scan.matches or scan.members):
+            return ()  # most addresses: nothing found, nothing to build
+        return library.scan_findings(scan).flags
 
     def keywords_outside_search(self, classification: Classification
                                 ) -> tuple[KeywordMatch, ...]:

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 import ahocorasick
@@ -426,9 +426,8 @@ class Member:
                              f"{', '.join(MODES)}")
 
 
-@dataclass(frozen=True, slots=True)
-class MemberHit:
-    """Where a `Member` was found."""
+class MemberHit(NamedTuple):
+    """Where a `Member` was found. (Tuples: one is made per hit, on the request path.)"""
 
     member: int
     """Its index in the set's `members`."""
@@ -437,9 +436,9 @@ class MemberHit:
     """Offsets in the normalised text."""
 
 
-@dataclass(frozen=True, slots=True)
-class Scan:
-    """Everything one pass of a `KeywordSet` found in a text."""
+class Scan(NamedTuple):
+    """Everything one pass of a `KeywordSet` found in a text. (A tuple: one is made for every
+    address classified, and a frozen dataclass costs a microsecond to build.)"""
 
     text: str
     """The normalised text (held-down letters capped at three): what the offsets point into."""
@@ -449,8 +448,12 @@ class Scan:
     """The normalised contexts (exclusions) that occur in the text."""
 
 
+_NONE: frozenset[str] = frozenset()
+
 # Kinds of automaton entry.
 _WHOLE_WORD, _SUBSTRING, _CONTEXT, _MEMBER_WORD, _MEMBER_SUBSTRING = 0, 1, 2, 3, 4
+_CHECK_AS = (_WHOLE_WORD, _SUBSTRING, _CONTEXT, _WHOLE_WORD, _SUBSTRING)
+"""How each kind's hit is checked: a member as the phrase kind of its mode."""
 
 _Entry = tuple[int, int, tuple[int, ...]]
 """(kind, phrase or context number, the letter count of each character of the skeleton)"""
@@ -559,13 +562,11 @@ class KeywordSet:
         # In the padded text, index i is skeleton index i - 1.
         for end, entries in automaton.iter(f" {skeleton} "):
             for kind, target, counts in entries:
-                whole = kind in (_WHOLE_WORD, _MEMBER_WORD)
-                last = end - 2 if whole else end - 1
+                rule = _CHECK_AS[kind]
+                last = end - 2 if rule == _WHOLE_WORD else end - 1
                 if runs is None:
                     runs = _Runs(spans)
-                span = runs.check(counts, last - len(counts) + 1,
-                                  _WHOLE_WORD if whole else
-                                  _CONTEXT if kind == _CONTEXT else _SUBSTRING)
+                span = runs.check(counts, last - len(counts) + 1, rule)
                 if span is None:
                     continue
                 if kind == _CONTEXT:
@@ -585,8 +586,9 @@ class KeywordSet:
                     KeywordMatch(self._phrases[target], start, end, norm[start:end], suppressed_by)
                 )
         return Scan(norm, tuple(found),
-                    tuple(MemberHit(target, start, end) for start, end, target in sorted(members)),
-                    frozenset(self._contexts[c] for c in present))
+                    tuple(MemberHit(target, start, end) for start, end, target in sorted(members))
+                    if members else (),
+                    frozenset(self._contexts[c] for c in present) if present else _NONE)
 
     def score(self, text: str, *, normalised: bool = False) -> float:
         """The sum of the weights of the distinct phrases found (suppressed ones not counted)."""
