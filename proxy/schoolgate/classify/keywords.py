@@ -90,6 +90,10 @@ def _fold_table() -> dict[int, str | None]:
                 table[cp] = None
         elif (cat[0] in "PSZ" or cat == "Cc") and chr(cp) not in "@$":
             table[cp] = " "
+        elif cat == "Nd" and cp >= 0x80:
+            # Digits of every script are the digits: "আমার ১৩", "۱۳ سال" and "13" are one
+            # age to a rule that reads ages.
+            table[cp] = str(unicodedata.digit(chr(cp)))
     for letter, plain in _LETTER_FOLDS.items():
         table[ord(letter)] = plain or None
     return table
@@ -162,6 +166,7 @@ def normalise_text(text: str) -> str:
     - Every run of separators (anything but letters, digits and combining marks: spaces,
       punctuation, "_", "-", ".", "+", "/") is one space, with none at either end; three or more
       one-character words in a row are joined ("s u i c i d e").
+    - Digits of every script (Bengali, Arabic-Indic, Devanagari...) become 0-9.
     - Leetspeak (0→o, 1→i, 3→e, 4→a, 5→s, 7→t, @→a, $→s; "!" between letters → i) in a run of
       those characters that touches a letter; two or more "1" together are "ll" ("ki11").
     - A letter repeated four or more times is cut to three ("suiiiicide" is "suiiicide").
@@ -596,15 +601,25 @@ class KeywordSet:
         return math.fsum(weights.values())
 
 
+RUN_ON = 10
+"""A phrase of several words is also found inside a longer run-together word once its joined
+form has this many letters: "kill myself" in "howtokillmyself". Shorter joined forms sit
+inside ordinary words ("ex boy" in "sexboy" aside, "go die" in "indigodie")."""
+
+
 def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, target: int) -> None:
-    forms = [normalised]
+    forms = [(normalised, kind)]
     if " " in normalised:
         # "self harm" also as "selfharm"; normalised again, since joining can make a new word
         # whose digits now touch letters ("2 girls 1 cup" joined is "2girlsicup").
         joined = normalise_text(normalised.replace(" ", ""))
         if joined != normalised:
-            forms.append(joined)
-    for form in forms:
+            # Long enough, anywhere in a word: nobody leaves the spaces out of the words
+            # around it either ("howtokillmyself").
+            run_on = len(joined) >= RUN_ON and kind in (_WHOLE_WORD, _MEMBER_WORD)
+            forms.append((joined, (_SUBSTRING if kind == _WHOLE_WORD else _MEMBER_SUBSTRING)
+                          if run_on else kind))
+    for form, kind in forms:
         _, skeleton, spans = _squeeze(form)
         counts = [1] * len(skeleton)
         dropped = 0

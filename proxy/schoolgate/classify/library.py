@@ -276,10 +276,12 @@ class KeywordLibrary:
 
     @property
     def phrases(self) -> tuple[Phrase, ...]:
-        return self.keyword_set.phrases
+        """The phrases as the library's files write them (generated variants are in
+        `keyword_set.phrases` too)."""
+        return tuple(p for p in self.keyword_set.phrases if self._entries[p].shown is None)
 
     def __len__(self) -> int:
-        return len(self.keyword_set)
+        return len(self.phrases)
 
     def __repr__(self) -> str:
         return f"<KeywordLibrary of {len(self)} phrases, {len(self.problems)} problems>"
@@ -407,8 +409,6 @@ class KeywordLibrary:
         by_theme_language: dict[str, Counter[str]] = {}
         by_theme_severity: dict[str, Counter[str]] = {}
         for p in self.phrases:
-            if self._entries[p].shown is not None:
-                continue  # a generated variant is its phrase's, not an entry of its own
             language = p.language or DEFAULT_LANGUAGE
             by_theme[p.theme] += 1
             by_language[language] += 1

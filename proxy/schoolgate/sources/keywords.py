@@ -37,11 +37,11 @@ THEME_KEYS = ("theme", "title", "description", "severity", "variants", "phrases"
 PHRASE_KEYS = ("phrase", "severity", "language", "mode", "weight", "exclude", "ignore_contexts",
                "variants")
 COMBINATION_KEYS = ("rule", "all", "within", "severity", "weight", "language", "exclude",
-                    "ignore_contexts")
+                    "ignore_contexts", "variants")
 CONTEXT_FILE_KEYS = ("contexts", "title", "description")
 CONTEXT_KEYS = ("context", "themes", "language")
 CLASS_FILE_KEYS = ("classes", "title", "description")
-CLASS_KEYS = ("words", "numbers", "forms")
+CLASS_KEYS = ("words", "numbers", "forms", "variants")
 MAX_WEIGHT = 100.0
 DEFAULT_WITHIN = 8
 """How many words a combination's members may span when the rule does not say."""
@@ -304,6 +304,7 @@ class _File:
                 raise self.invalid(m["forms"], f"every form holds {{n}}, where the number or "
                                                f"word goes (such as '{{n}} years old'); "
                                                f"{skipped}")
+        with_variants = self.boolean(m, "variants", skipped)
         members: dict[Member, None] = {}
         for word in (*numbers, *words):
             for form in forms:
@@ -312,14 +313,17 @@ class _File:
                     raise self.invalid(item, f"{form.replace('{n}', word)!r} has no letters or "
                                              f"digits; {skipped}")
                 members[Member(text)] = None
+                if with_variants:
+                    members.update(dict.fromkeys(Member(v) for v in sorted(variants(text))))
         self.loader.classes[name] = (tuple(members), self.where(item))
 
     def combination(self, item: Node, theme: str, default: str,
-                    contexts: list[Context]) -> None:
+                    contexts: list[Context], file_variants: bool = False) -> None:
         skipped = "combination skipped"
         m = self.mapping(item, COMBINATION_KEYS, skipped)
         name = self.text(self.required(m, item, "rule", skipped), skipped)
         skipped = f"combination {name!r} skipped"
+        with_variants = self.boolean(m, "variants", skipped, file_variants)
         if name in self.loader.combinations:
             raise self.invalid(m["rule"], f"a rule named {name!r} is already defined "
                                           f"({self.loader.combinations[name].source}); "
@@ -343,6 +347,8 @@ class _File:
                         raise self.invalid(word, f"{text!r} has no letters or digits; "
                                                  f"{skipped}")
                     group[Member(n)] = None
+                    if with_variants:
+                        group.update(dict.fromkeys(Member(v) for v in sorted(variants(n))))
             if not group:
                 raise self.invalid(g, f"an empty group; {skipped}")
             groups.append(tuple(group))
@@ -484,7 +490,7 @@ class _File:
                 pass
         for item in combinations:
             try:
-                self.combination(item, theme, default, contexts)
+                self.combination(item, theme, default, contexts, file_variants)
             except _Invalid:
                 pass
 
@@ -542,7 +548,7 @@ class _File:
             raise self.invalid(item, f"{e}; {skipped}") from None
         entry = _Phrase(phrase, self.where(item), own)
         self.loader.phrases.append(entry)
-        if with_variants:
+        if with_variants and mode == "word":  # a substring is a stem already
             for form in sorted(variants(normalised)):
                 # Its own contexts and exclusions still apply; a variant that holds a context
                 # could never flag, so it is not made.

@@ -194,7 +194,8 @@ def test_the_variant_generator():
     ({"t.yaml": "theme: hate\ntitle: H\nseverity: low\ncombinations:\n"
                 "  - {rule: r, all: [x, y], withn: 3}\n"},
      "t.yaml:5: combinations[0].withn: unknown key (allowed: rule, all, within, severity, "
-     "weight, language, exclude, ignore_contexts); did you mean 'within'?; combination "
+     "weight, language, exclude, ignore_contexts, variants); did you mean 'within'?; "
+     "combination "
      "skipped"),
     ({"c.yaml": "classes:\n  age:\n    numbers: 17-10\n"},
      "c.yaml:3: classes.age.numbers: must run upwards and hold at most 200 numbers; class "
