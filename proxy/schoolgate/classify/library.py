@@ -229,8 +229,8 @@ class KeywordLibrary:
     global suppression contexts folded into each phrase's exclusions, so the classifier, which
     runs `keyword_set` directly, suppresses exactly what `match` does (but for `inside`)."""
 
-    __slots__ = ("_entries", "_global", "_uses", "combinations", "contexts", "files",
-                 "keyword_set", "problems", "themes")
+    __slots__ = ("_complete", "_entries", "_global", "_uses", "combinations", "contexts",
+                 "files", "keyword_set", "problems", "themes")
 
     def __init__(
         self,
@@ -261,14 +261,16 @@ class KeywordLibrary:
         self.problems: tuple[LibraryProblem, ...] = tuple(problems)
         self.combinations: tuple[Combination, ...] = tuple(combinations)
         members: dict[Member, int] = {}
-        uses: dict[int, list[tuple[int, int]]] = {}
+        uses: dict[int, dict[tuple[int, int], None]] = {}
         for rule, combo in enumerate(self.combinations):
             for group, words in enumerate(combo.groups):
                 for member in words:
                     number = members.setdefault(member, len(members))
-                    uses.setdefault(number, []).append((rule, group))
+                    uses.setdefault(number, {})[(rule, 1 << group)] = None
         self._uses = {m: tuple(u) for m, u in uses.items()}
-        """Member number -> the (rule, group) pairs it belongs to."""
+        """Member number -> the (rule, its group's bit) pairs it belongs to."""
+        self._complete = tuple((1 << len(c.groups)) - 1 for c in self.combinations)
+        """Per rule, the mask of every group."""
         self.keyword_set = KeywordSet(
             self._entries, members,
             {c for combo in self.combinations for c in combo.exclusions})
@@ -311,18 +313,26 @@ class KeywordLibrary:
         and the context that suppresses it (None: it is a flag)."""
         if not scan.members:
             return []
-        by_rule: dict[int, list[list[MemberHit]]] = {}
+        # First which rules have every group hit (an int per rule: most hits are common words
+        # of rules that are not), then the hits of those rules only.
+        uses = self._uses
+        masks: dict[int, int] = {}
         for hit in scan.members:
-            for rule, group in self._uses.get(hit.member, ()):
-                groups = by_rule.get(rule)
-                if groups is None:
-                    groups = by_rule[rule] = [[] for _ in self.combinations[rule].groups]
-                groups[group].append(hit)
+            for rule, bit in uses.get(hit.member, ()):
+                masks[rule] = masks.get(rule, 0) | bit
+        complete = self._complete
+        ready = {rule for rule, mask in masks.items() if mask == complete[rule]}
+        if not ready:
+            return []
+        by_rule: dict[int, list[list[MemberHit]]] = {
+            rule: [[] for _ in self.combinations[rule].groups] for rule in ready}
+        for hit in scan.members:
+            for rule, bit in uses.get(hit.member, ()):
+                if rule in ready:
+                    by_rule[rule][bit.bit_length() - 1].append(hit)
         found: list[tuple[Flag, str | None]] = []
         spaces: list[int] | None = None
         for rule, groups in by_rule.items():
-            if not all(groups):
-                continue
             if spaces is None:  # once per text: a word's number is a bisection
                 spaces = [i for i, c in enumerate(scan.text) if c == " "]
             combo = self.combinations[rule]
@@ -368,20 +378,27 @@ class KeywordLibrary:
             else:  # a phrase built by hand, with exclusions the library was not told of
                 suppressed.append(Suppressed(flag, "exclude", m.suppressed_by, entry.source))
         # A match inside a longer, at least as severe flag adds nothing for the DSL: "kill"
-        # inside "kill myself", "nudes" inside "send nudes".
+        # inside "kill myself", "nudes" inside "send nudes". One sweep by position, holding
+        # only the flags still open there: a page has hundreds of flags, so not each by each.
+        outer_of: dict[int, Flag] = {}
+        if len(flags) > 1:
+            order = sorted(range(len(flags)),
+                           key=lambda i: (flags[i].start, flags[i].start - flags[i].end))
+            open_: list[Flag] = []
+            for i in order:
+                flag = flags[i]
+                open_ = [o for o in open_ if o.end > flag.start]
+                outer = next((o for o in open_
+                              if flag.end <= o.end
+                              and o.end - o.start > flag.end - flag.start
+                              and _SEVERITY_RANK[o.severity] >= _SEVERITY_RANK[flag.severity]),
+                             None)
+                if outer is not None:
+                    outer_of[i] = outer
+                open_.append(flag)
         kept: list[Flag] = []
-        for flag in flags:
-            outer = next(
-                (
-                    o
-                    for o in flags
-                    if o.start <= flag.start
-                    and flag.end <= o.end
-                    and o.end - o.start > flag.end - flag.start
-                    and _SEVERITY_RANK[o.severity] >= _SEVERITY_RANK[flag.severity]
-                ),
-                None,
-            )
+        for i, flag in enumerate(flags):
+            outer = outer_of.get(i)
             if outer is None:
                 kept.append(flag)
             else:
