@@ -1,5 +1,5 @@
 """`make bench`: every benchmark, each printing its figures and ratios against a baseline run in
-the same process."""
+the same process; first, the keyword library's recall on the labelled searches."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ import gateway_load  # noqa: E402
 import hook_time  # noqa: E402
 import lossless  # noqa: E402
 import metrics_cost  # noqa: E402
+import phrase_engine  # noqa: E402
 import reload_stall  # noqa: E402
+import search_recall  # noqa: E402
 import worker_events  # noqa: E402
 
 if __name__ == "__main__":
+    # First: not a speed but the keyword library's recall on the labelled searches (seconds).
+    search_recall.main([])
     classify_index.main([])
     classify_full.main()
     hook_time.main([])
+    phrase_engine.main([])
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()

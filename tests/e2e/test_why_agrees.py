@@ -137,6 +137,11 @@ ROWS = {
                                    headers=FORM),
     "keyword-below-threshold": Row(STAFF, "http", "www.bing.com", "/search?q=kill+myself",
                                    ("allow", "no-block")),
+    # A combination rule: no phrase in these words, yet together a concern (#16).
+    "combination-search": Row(PUPILS, "https", "www.bing.com",
+                              "/search?q=my+boyfriend+is+24+and+im+13", ("block", "keywords")),
+    "combination-address": Row(PUPILS, "http", "fine.test",
+                               "/forum/my-boyfriend-is-24-and-im-13", ("block", "keywords")),
     # The illegal-content list, over HTTP and HTTPS.
     "illegal-http": Row(PUPILS, "http", "illegal.test", "/gallery/image.jpg",
                         ("block", "illegal:iwf")),
@@ -299,8 +304,9 @@ def test_why_gives_the_gateways_verdict(env: Env, name: str) -> None:
         search = why["search"]
         assert (search["engine"], search["term"], search["normalised"]) == (
             event["engine"], event["search_term"], event["search_normalised"]), name
-        phrases = [m["phrase"] for m in search["matches"]]
-        assert (event["matched_phrase"] in phrases) if event["matched_phrase"] else not phrases
+        # The event names the rule that matched (a phrase, or a combination's name).
+        rules = [m["rule"] for m in search["matches"]]
+        assert (event["matched_phrase"] in rules) if event["matched_phrase"] else not rules
         assert (search["score"] >= search["threshold"]) == (gateway[1] == "keywords"), name
     elif why["search"] is not None:
         # A search the gateway never saw: the connection was decided before it was decrypted.
@@ -346,3 +352,22 @@ def test_blocks_are_counted_by_the_rule_that_decided(env: Env, name: str, label:
     grown = wait_for(lambda: blocks_since(before, metrics_url),
                      f"the block of row {name} counted", on_timeout=env.gateway.tail)
     assert grown == {label: 1}, name
+
+
+def test_a_combination_search_is_explained_by_its_rule(env: Env) -> None:
+    """`why --json` names the combination that flagged a search no single phrase flags, with
+    its theme and severity and the words it matched, as the gateway recorded it (#16)."""
+    reply = env.send(ROWS["combination-search"])
+    assert reply.status == 403, reply
+    reference = reply.headers["X-Schoolgate-Reference"]
+    (event,) = wait_for(lambda: read_events(env.setup.database, "reference = ?", [reference]),
+                        "the combination search's event", on_timeout=env.gateway.tail)
+    search = env.why(ROWS["combination-search"])["search"]
+    assert (search["engine"], search["term"], search["normalised"]) == (
+        "bing", "my boyfriend is 24 and im 13", "my boyfriend is 24 and im 13")
+    (match,) = search["matches"]
+    assert match == {"rule": "a partner with an adult's age and a child's age", "phrase": None,
+                     "theme": "cse_grooming", "severity": "high",
+                     "matched": "boyfriend is 24 and im 13"}
+    assert (event["matched_phrase"], event["theme"], event["severity"]) == (
+        match["rule"], "cse_grooming", "high")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .canonical import CanonicalURL, canonicalize, lookup_expressions
 from .illegal import IllegalLists
 from .index import ListIndex
-from .keywords import KeywordMatch, _words, decode_url_text
+from .keywords import KeywordMatch, Scan, _words, decode_url_text
 from .library import Flag, KeywordLibrary
 from .lists import ListProblem, ListSummary
 from .search import SearchQuery, extract_search, needs_body
@@ -173,12 +173,14 @@ class Classifier:
         if allowed:
             found = [m for m in found if m.category not in allowed]
         keywords: tuple[KeywordMatch, ...] = ()
+        scan: Scan | None = None
         library = self.library
         if library is not None and len(canonical_path) > 1:
-            # `match` caps repeated letters itself, so the text needs only the rest of
+            # `scan` caps repeated letters itself, so the text needs only the rest of
             # `normalise_text`: capping twice cost a microsecond per URL.
             text = _words(decode_url_text(canonical_path))
-            keywords = tuple(library.keyword_set.match(text, normalised=True))
+            scan = library.keyword_set.scan(text, normalised=True)
+            keywords = scan.matches
         if host is None or path is None:  # not from the proxy: read them from the URL
             parts = urlsplit(url if isinstance(url, str) else c.url)
             if host is None:
@@ -198,7 +200,7 @@ class Classifier:
             no_decrypt=no_decrypt,
             search=search,
             search_in_body=in_body,
-            flags=self._flags(search, keywords),
+            flags=self._flags(search, scan),
             doh=doh_request(method, path, headers or {}),
             unreachable=unreachable,
         )
@@ -211,18 +213,21 @@ class Classifier:
             return classification
         search = extract_search(method, host, path, body, content_type)
         return dataclasses.replace(classification, search=search, search_in_body=False,
-                                   flags=self._flags(search, classification.keywords)
+                                   flags=self._flags(search, None)
                                    if search is not None else classification.flags)
 
-    def _flags(self, search: SearchQuery | None,
-               keywords: tuple[KeywordMatch, ...]) -> tuple[Flag, ...]:
+    def _flags(self, search: SearchQuery | None, scan: Scan | None) -> tuple[Flag, ...]:
+        """The flags of the search term for a search (what the person typed), else of the
+        address's scan."""
         library = self.library
         if library is None:
             return ()
         if search is not None:
             return tuple(library.match(search.normalised, normalised=True)
                          if search.normalised else ())
-        return library.findings(keywords).flags if keywords else ()
+        if scan is None or not (scan.matches or scan.members):
+            return ()  # most addresses: nothing found, nothing to build
+        return library.scan_findings(scan).flags
 
     def keywords_outside_search(self, classification: Classification
                                 ) -> tuple[KeywordMatch, ...]:

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 import ahocorasick
@@ -24,7 +24,10 @@ __all__ = [
     "SEVERITIES",
     "KeywordMatch",
     "KeywordSet",
+    "Member",
+    "MemberHit",
     "Phrase",
+    "Scan",
     "decode_url_text",
     "normalise_text",
 ]
@@ -87,6 +90,10 @@ def _fold_table() -> dict[int, str | None]:
                 table[cp] = None
         elif (cat[0] in "PSZ" or cat == "Cc") and chr(cp) not in "@$":
             table[cp] = " "
+        elif cat == "Nd" and cp >= 0x80:
+            # Digits of every script are the digits: "আমার ১৩", "۱۳ سال" and "13" are one
+            # age to a rule that reads ages.
+            table[cp] = str(unicodedata.digit(chr(cp)))
     for letter, plain in _LETTER_FOLDS.items():
         table[ord(letter)] = plain or None
     return table
@@ -159,6 +166,7 @@ def normalise_text(text: str) -> str:
     - Every run of separators (anything but letters, digits and combining marks: spaces,
       punctuation, "_", "-", ".", "+", "/") is one space, with none at either end; three or more
       one-character words in a row are joined ("s u i c i d e").
+    - Digits of every script (Bengali, Arabic-Indic, Devanagari...) become 0-9.
     - Leetspeak (0→o, 1→i, 3→e, 4→a, 5→s, 7→t, @→a, $→s; "!" between letters → i) in a run of
       those characters that touches a letter; two or more "1" together are "ll" ("ki11").
     - A letter repeated four or more times is cut to three ("suiiiicide" is "suiiicide").
@@ -407,8 +415,50 @@ class KeywordMatch:
     asked for (`KeywordSet.match(..., with_suppressed=True)`, for `schoolgate why`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A word or phrase that is part of a combination rule (or of a word class it uses): found
+    in the same pass as the phrases, but never a flag on its own."""
+
+    normalised: str
+    mode: Mode = "word"
+
+    def __post_init__(self) -> None:
+        if not self.normalised or normalise_text(self.normalised) != self.normalised:
+            raise ValueError(f"member {self.normalised!r} is not normalised text")
+        if self.mode not in MODES:
+            raise ValueError(f"member {self.normalised!r}: mode must be one of "
+                             f"{', '.join(MODES)}")
+
+
+class MemberHit(NamedTuple):
+    """Where a `Member` was found. (Tuples: one is made per hit, on the request path.)"""
+
+    member: int
+    """Its index in the set's `members`."""
+    start: int
+    end: int
+    """Offsets in the normalised text."""
+
+
+class Scan(NamedTuple):
+    """Everything one pass of a `KeywordSet` found in a text. (A tuple: one is made for every
+    address classified, and a frozen dataclass costs a microsecond to build.)"""
+
+    text: str
+    """The normalised text (held-down letters capped at three): what the offsets point into."""
+    matches: tuple[KeywordMatch, ...]
+    members: tuple[MemberHit, ...]
+    contexts: frozenset[str]
+    """The normalised contexts (exclusions) that occur in the text."""
+
+
+_NONE: frozenset[str] = frozenset()
+
 # Kinds of automaton entry.
-_WHOLE_WORD, _SUBSTRING, _CONTEXT = 0, 1, 2
+_WHOLE_WORD, _SUBSTRING, _CONTEXT, _MEMBER_WORD, _MEMBER_SUBSTRING = 0, 1, 2, 3, 4
+_CHECK_AS = (_WHOLE_WORD, _SUBSTRING, _CONTEXT, _WHOLE_WORD, _SUBSTRING)
+"""How each kind's hit is checked: a member as the phrase kind of its mode."""
 
 _Entry = tuple[int, int, tuple[int, ...]]
 """(kind, phrase or context number, the letter count of each character of the skeleton)"""
@@ -433,25 +483,37 @@ class KeywordSet:
     reported once for each. Exactly equal phrases are kept once.
     """
 
-    __slots__ = ("_automaton", "_contexts", "_exclusions", "_phrases")
+    __slots__ = ("_automaton", "_contexts", "_exclusions", "_members", "_phrases")
 
-    def __init__(self, phrases: Iterable[Phrase]) -> None:
+    def __init__(self, phrases: Iterable[Phrase], members: Iterable[Member] = (),
+                 contexts: Iterable[str] = ()) -> None:
+        """`members` are the words of combination rules, reported apart (`scan`); `contexts`
+        are normalised exclusion contexts to report when present, beyond the phrases' own."""
         self._phrases: tuple[Phrase, ...] = tuple(dict.fromkeys(phrases))
-        contexts: dict[str, int] = {}
+        self._members: tuple[Member, ...] = tuple(dict.fromkeys(members))
+        known: dict[str, int] = {}
         table: dict[str, dict[_Entry, None]] = {}
         exclusions: list[tuple[int, ...]] = []
+
+        def context_id(context: str) -> int:
+            if context not in known:
+                known[context] = len(known)
+                _store(table, context, _CONTEXT, known[context])
+            return known[context]
+
         for number, phrase in enumerate(self._phrases):
             kind = _WHOLE_WORD if phrase.mode == "word" else _SUBSTRING
             _store(table, phrase.normalised, kind, number)
-            ids = []
-            for context in phrase.exclusions:
-                if context not in contexts:
-                    contexts[context] = len(contexts)
-                    _store(table, context, _CONTEXT, contexts[context])
-                ids.append(contexts[context])
-            exclusions.append(tuple(ids))
+            exclusions.append(tuple(context_id(c) for c in phrase.exclusions))
+        for number, member in enumerate(self._members):
+            kind = _MEMBER_WORD if member.mode == "word" else _MEMBER_SUBSTRING
+            _store(table, member.normalised, kind, number)
+        for context in contexts:
+            if not context or normalise_text(context) != context:
+                raise ValueError(f"context {context!r} is not normalised text")
+            context_id(context)
         self._exclusions = tuple(exclusions)
-        self._contexts = tuple(contexts)
+        self._contexts = tuple(known)
         automaton = None
         if table:
             automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
@@ -464,6 +526,11 @@ class KeywordSet:
     def phrases(self) -> tuple[Phrase, ...]:
         """The phrases of the set, exact duplicates removed, in the order given."""
         return self._phrases
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The combination members of the set, exact duplicates removed, in the order given."""
+        return self._members
 
     def __len__(self) -> int:
         return len(self._phrases)
@@ -480,26 +547,37 @@ class KeywordSet:
         normalised for its event anyway). Offsets are into the normalised text. A match that an
         exclusion context suppresses is left out unless `with_suppressed` is true.
         """
+        return list(self.scan(text, normalised=normalised, with_suppressed=with_suppressed)
+                    .matches)
+
+    def scan(self, text: str, *, normalised: bool = False,
+             with_suppressed: bool = False) -> Scan:
+        """One pass over `text`: the phrases found (as `match` gives them), the combination
+        members found, and the contexts present."""
         automaton = self._automaton
         if automaton is None:
-            return []
+            return Scan("", (), (), frozenset())
         norm, skeleton, spans = _squeeze(text if normalised else _words(text))
         if not norm:
-            return []
+            return Scan(norm, (), (), frozenset())
         runs: _Runs | None = None
         hits: dict[tuple[int, int, int], None] = {}
+        members: dict[tuple[int, int, int], None] = {}
         present: set[int] = set()
         # In the padded text, index i is skeleton index i - 1.
         for end, entries in automaton.iter(f" {skeleton} "):
             for kind, target, counts in entries:
-                last = end - 2 if kind == _WHOLE_WORD else end - 1
+                rule = _CHECK_AS[kind]
+                last = end - 2 if rule == _WHOLE_WORD else end - 1
                 if runs is None:
                     runs = _Runs(spans)
-                span = runs.check(counts, last - len(counts) + 1, kind)
+                span = runs.check(counts, last - len(counts) + 1, rule)
                 if span is None:
                     continue
                 if kind == _CONTEXT:
                     present.add(target)
+                elif kind >= _MEMBER_WORD:
+                    members[(span[0], span[1], target)] = None
                 else:
                     hits[(span[0], -span[1], target)] = None
         found: list[KeywordMatch] = []
@@ -512,7 +590,10 @@ class KeywordSet:
                 found.append(
                     KeywordMatch(self._phrases[target], start, end, norm[start:end], suppressed_by)
                 )
-        return found
+        return Scan(norm, tuple(found),
+                    tuple(MemberHit(target, start, end) for start, end, target in sorted(members))
+                    if members else (),
+                    frozenset(self._contexts[c] for c in present) if present else _NONE)
 
     def score(self, text: str, *, normalised: bool = False) -> float:
         """The sum of the weights of the distinct phrases found (suppressed ones not counted)."""
@@ -520,15 +601,25 @@ class KeywordSet:
         return math.fsum(weights.values())
 
 
+RUN_ON = 10
+"""A phrase of several words is also found inside a longer run-together word once its joined
+form has this many letters: "kill myself" in "howtokillmyself". Shorter joined forms sit
+inside ordinary words ("ex boy" in "sexboy" aside, "go die" in "indigodie")."""
+
+
 def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, target: int) -> None:
-    forms = [normalised]
+    forms = [(normalised, kind)]
     if " " in normalised:
         # "self harm" also as "selfharm"; normalised again, since joining can make a new word
         # whose digits now touch letters ("2 girls 1 cup" joined is "2girlsicup").
         joined = normalise_text(normalised.replace(" ", ""))
         if joined != normalised:
-            forms.append(joined)
-    for form in forms:
+            # Long enough, anywhere in a word: nobody leaves the spaces out of the words
+            # around it either ("howtokillmyself").
+            run_on = len(joined) >= RUN_ON and kind in (_WHOLE_WORD, _MEMBER_WORD)
+            forms.append((joined, (_SUBSTRING if kind == _WHOLE_WORD else _MEMBER_SUBSTRING)
+                          if run_on else kind))
+    for form, kind in forms:
         _, skeleton, spans = _squeeze(form)
         counts = [1] * len(skeleton)
         dropped = 0
@@ -537,7 +628,8 @@ def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, tar
             dropped += end - start - 1
         # Whole words carry a space at each end; a context must start a word but may run on
         # ("photo" in "photography"); a substring may sit anywhere.
-        key = {_WHOLE_WORD: f" {skeleton} ", _CONTEXT: f" {skeleton}"}.get(kind, skeleton)
+        key = {_WHOLE_WORD: f" {skeleton} ", _MEMBER_WORD: f" {skeleton} ",
+               _CONTEXT: f" {skeleton}"}.get(kind, skeleton)
         table.setdefault(key, {})[(kind, target, tuple(counts))] = None
 
 

@@ -8,17 +8,20 @@ validates the files (the format is in the keyword folder's README) and builds th
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import product
 from typing import Literal
 
 from ..events import THEMES
-from .keywords import SEVERITIES, KeywordMatch, KeywordSet, Phrase
+from .keywords import SEVERITIES, KeywordMatch, KeywordSet, Member, MemberHit, Phrase, Scan
 
 __all__ = [
     "DEFAULT_LANGUAGE",
     "THEMES",
+    "Combination",
     "Context",
     "Findings",
     "Flag",
@@ -95,6 +98,46 @@ class Flag:
     weight: float
     source: str
     """`file:line` of the phrase, for `schoolgate why`."""
+    combination: bool = False
+    """A combination rule's flag: `phrase` is then the rule's name, and `text` the words from
+    its first member found to its last."""
+
+    @property
+    def rule(self) -> str:
+        """The rule that matched: the phrase as written, or the combination's name."""
+        return self.phrase
+
+
+@dataclass(frozen=True, slots=True)
+class Combination:
+    """A combination rule: one member of every group within `within` words, in any order
+    ("boyfriend" + an adult's age + a child's age). No group's words flag on their own."""
+
+    name: str
+    theme: str
+    severity: str
+    groups: tuple[tuple[Member, ...], ...]
+    """At least two groups; each a choice of words (a word class's members among them)."""
+    within: int
+    """The most words the matched members may span, first to last, inclusive."""
+    weight: float = 1.0
+    language: str = DEFAULT_LANGUAGE
+    exclusions: tuple[str, ...] = ()
+    """Normalised contexts that suppress the rule when present: its own and (unless it ignores
+    them) its theme's global contexts."""
+    own: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """Its own exclusions: normalised -> as written."""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.groups) < 2 or not all(self.groups):
+            raise ValueError(f"combination {self.name!r} needs at least two non-empty groups")
+        if self.within < len(self.groups):
+            raise ValueError(f"combination {self.name!r}: within must be at least the number "
+                             f"of groups ({len(self.groups)})")
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"combination {self.name!r}: severity must be one of "
+                             f"{', '.join(SEVERITIES)}")
 
 
 SuppressionKind = Literal["exclude", "context", "inside"]
@@ -176,6 +219,9 @@ class _Entry:
     source: str
     own: dict[str, str]
     """The phrase's own exclusion contexts: normalised -> as written."""
+    shown: str | None = None
+    """For a generated variant (a misspelling, a stem): the phrase it stands for, which its
+    flags name, so a variant and its phrase in one text count once."""
 
 
 class KeywordLibrary:
@@ -183,23 +229,28 @@ class KeywordLibrary:
     global suppression contexts folded into each phrase's exclusions, so the classifier, which
     runs `keyword_set` directly, suppresses exactly what `match` does (but for `inside`)."""
 
-    __slots__ = ("_entries", "_global", "contexts", "files", "keyword_set", "problems", "themes")
+    __slots__ = ("_complete", "_entries", "_global", "_uses", "combinations", "contexts",
+                 "files", "keyword_set", "problems", "themes")
 
     def __init__(
         self,
-        phrases: Iterable[tuple[Phrase, str, dict[str, str]]] = (),
+        phrases: Iterable[tuple[Phrase, str, dict[str, str]]
+                          | tuple[Phrase, str, dict[str, str], str | None]] = (),
         *,
         contexts: Iterable[Context] = (),
         themes: dict[str, ThemeInfo] | None = None,
         files: Iterable[str] = (),
         problems: Iterable[LibraryProblem] = (),
+        combinations: Iterable[Combination] = (),
     ) -> None:
         """`phrases` are (phrase with global contexts already among its exclusions, `file:line`,
-        its own exclusions normalised -> as written); `sources.keywords.load_library` builds
-        them from the keyword folder."""
+        its own exclusions normalised -> as written[, the phrase a generated variant stands
+        for]); `sources.keywords.load_library` builds them, and the combinations, from the
+        keyword folder."""
         self._entries: dict[Phrase, _Entry] = {}
-        for phrase, source, own in phrases:
-            self._entries.setdefault(phrase, _Entry(source, own))
+        for phrase, source, own, *variant_of in phrases:
+            self._entries.setdefault(phrase, _Entry(source, own,
+                                                    variant_of[0] if variant_of else None))
         self.contexts: tuple[Context, ...] = tuple(contexts)
         self._global: dict[tuple[str, str], Context] = {}
         for c in self.contexts:
@@ -208,18 +259,40 @@ class KeywordLibrary:
         self.themes: dict[str, ThemeInfo] = dict(themes or {})
         self.files: tuple[str, ...] = tuple(files)
         self.problems: tuple[LibraryProblem, ...] = tuple(problems)
-        self.keyword_set = KeywordSet(self._entries)
-        """The compiled automaton; hand it to `Classifier.keyword_sets`."""
+        self.combinations: tuple[Combination, ...] = tuple(combinations)
+        members: dict[Member, int] = {}
+        uses: dict[int, dict[tuple[int, int], None]] = {}
+        for rule, combo in enumerate(self.combinations):
+            for group, words in enumerate(combo.groups):
+                for member in words:
+                    number = members.setdefault(member, len(members))
+                    uses.setdefault(number, {})[(rule, 1 << group)] = None
+        self._uses = {m: tuple(u) for m, u in uses.items()}
+        """Member number -> the (rule, its group's bit) pairs it belongs to."""
+        self._complete = tuple((1 << len(c.groups)) - 1 for c in self.combinations)
+        """Per rule, the mask of every group."""
+        self.keyword_set = KeywordSet(
+            self._entries, members,
+            {c for combo in self.combinations for c in combo.exclusions})
+        """The compiled automaton: phrases, combination members and every context, one pass."""
 
     @property
     def phrases(self) -> tuple[Phrase, ...]:
-        return self.keyword_set.phrases
+        """The phrases as the library's files write them (generated variants are in
+        `keyword_set.phrases` too)."""
+        return tuple(p for p in self.keyword_set.phrases if self._entries[p].shown is None)
 
     def __len__(self) -> int:
-        return len(self.keyword_set)
+        return len(self.phrases)
 
     def __repr__(self) -> str:
         return f"<KeywordLibrary of {len(self)} phrases, {len(self.problems)} problems>"
+
+    def written(self, phrase: Phrase) -> str:
+        """The phrase as the library writes it: for a generated variant, the phrase it was made
+        from."""
+        entry = self._entries.get(phrase)
+        return entry.shown or phrase.text if entry is not None else phrase.text
 
     def match(self, text: str, *, normalised: bool = False) -> list[Flag]:
         """The flags in `text`, by position, the longest first at each position."""
@@ -227,15 +300,69 @@ class KeywordLibrary:
 
     def explain(self, text: str, *, normalised: bool = False) -> Findings:
         """The flags in `text`, and the matches that were suppressed, each with its reason."""
-        return self.findings(
-            self.keyword_set.match(text, normalised=normalised, with_suppressed=True)
-        )
+        return self.scan_findings(
+            self.keyword_set.scan(text, normalised=normalised, with_suppressed=True))
 
-    def findings(self, matches: Iterable[KeywordMatch]) -> Findings:
+    def scan_findings(self, scan: Scan) -> Findings:
+        """The findings of one pass of `keyword_set` (with or without the suppressed matches):
+        the phrases' and the combinations'. For a classifier that ran the set itself."""
+        return self.findings(scan.matches, self._combined(scan))
+
+    def _combined(self, scan: Scan) -> list[tuple[Flag, str | None]]:
+        """Each combination rule whose groups all have a member within its window: its flag,
+        and the context that suppresses it (None: it is a flag)."""
+        if not scan.members:
+            return []
+        # First which rules have every group hit (an int per rule: most hits are common words
+        # of rules that are not), then the hits of those rules only.
+        uses = self._uses
+        masks: dict[int, int] = {}
+        for hit in scan.members:
+            for rule, bit in uses.get(hit.member, ()):
+                masks[rule] = masks.get(rule, 0) | bit
+        complete = self._complete
+        ready = {rule for rule, mask in masks.items() if mask == complete[rule]}
+        if not ready:
+            return []
+        by_rule: dict[int, list[list[MemberHit]]] = {
+            rule: [[] for _ in self.combinations[rule].groups] for rule in ready}
+        for hit in scan.members:
+            for rule, bit in uses.get(hit.member, ()):
+                if rule in ready:
+                    by_rule[rule][bit.bit_length() - 1].append(hit)
+        found: list[tuple[Flag, str | None]] = []
+        spaces: list[int] | None = None
+        for rule, groups in by_rule.items():
+            if spaces is None:  # once per text: a word's number is a bisection
+                spaces = [i for i, c in enumerate(scan.text) if c == " "]
+            combo = self.combinations[rule]
+            span = _window(groups, combo.within, spaces)
+            if span is None:
+                continue
+            start, end = span
+            by = next((c for c in combo.exclusions if c in scan.contexts), None)
+            found.append((Flag(combo.name, combo.theme, combo.severity, combo.language,
+                               scan.text[start:end], start, end, combo.weight, combo.source,
+                               combination=True), by))
+        return found
+
+    def findings(self, matches: Iterable[KeywordMatch],
+                 combined: Iterable[tuple[Flag, str | None]] = ()) -> Findings:
         """Turn matches of this library's `keyword_set` (with or without the suppressed ones)
         into findings: for a classifier that ran the set itself."""
         flags: list[Flag] = []
         suppressed: list[Suppressed] = []
+        for flag, by in combined:
+            if by is None:
+                flags.append(flag)
+                continue
+            combo = next(c for c in self.combinations if c.name == flag.phrase)
+            if by in combo.own:
+                suppressed.append(Suppressed(flag, "exclude", combo.own[by], combo.source))
+            elif (c := self._global.get((combo.theme, by))) is not None:
+                suppressed.append(Suppressed(flag, "context", c.text, c.source))
+            else:
+                suppressed.append(Suppressed(flag, "exclude", by, combo.source))
         for m in matches:
             flag = self._flag(m)
             if m.suppressed_by is None:
@@ -251,20 +378,27 @@ class KeywordLibrary:
             else:  # a phrase built by hand, with exclusions the library was not told of
                 suppressed.append(Suppressed(flag, "exclude", m.suppressed_by, entry.source))
         # A match inside a longer, at least as severe flag adds nothing for the DSL: "kill"
-        # inside "kill myself", "nudes" inside "send nudes".
+        # inside "kill myself", "nudes" inside "send nudes". One sweep by position, holding
+        # only the flags still open there: a page has hundreds of flags, so not each by each.
+        outer_of: dict[int, Flag] = {}
+        if len(flags) > 1:
+            order = sorted(range(len(flags)),
+                           key=lambda i: (flags[i].start, flags[i].start - flags[i].end))
+            open_: list[Flag] = []
+            for i in order:
+                flag = flags[i]
+                open_ = [o for o in open_ if o.end > flag.start]
+                outer = next((o for o in open_
+                              if flag.end <= o.end
+                              and o.end - o.start > flag.end - flag.start
+                              and _SEVERITY_RANK[o.severity] >= _SEVERITY_RANK[flag.severity]),
+                             None)
+                if outer is not None:
+                    outer_of[i] = outer
+                open_.append(flag)
         kept: list[Flag] = []
-        for flag in flags:
-            outer = next(
-                (
-                    o
-                    for o in flags
-                    if o.start <= flag.start
-                    and flag.end <= o.end
-                    and o.end - o.start > flag.end - flag.start
-                    and _SEVERITY_RANK[o.severity] >= _SEVERITY_RANK[flag.severity]
-                ),
-                None,
-            )
+        for i, flag in enumerate(flags):
+            outer = outer_of.get(i)
             if outer is None:
                 kept.append(flag)
             else:
@@ -273,8 +407,9 @@ class KeywordLibrary:
 
     def _flag(self, m: KeywordMatch) -> Flag:
         p = m.phrase
+        entry = self._entries[p]
         return Flag(
-            phrase=p.text,
+            phrase=entry.shown or p.text,
             theme=p.theme,
             severity=p.severity,
             language=p.language or DEFAULT_LANGUAGE,
@@ -282,7 +417,7 @@ class KeywordLibrary:
             start=m.start,
             end=m.end,
             weight=p.weight,
-            source=self._entries[p].source,
+            source=entry.source,
         )
 
     def summary(self) -> LibrarySummary:
@@ -316,3 +451,50 @@ class KeywordLibrary:
             high_themes=tuple(t for t in THEMES if t in self.themes
                               and self.themes[t].severity == "high"),
         )
+
+
+def _window(groups: Sequence[Sequence[MemberHit]], within: int,
+            spaces: list[int]) -> tuple[int, int] | None:
+    """The span (offsets in the normalised text) of the first window of at most `within` words
+    that holds one hit of every group, no two of them overlapping; None when there is none.
+
+    Linear in the hits (a page may hold many): the hits of every group, by position, under a
+    sliding window of words; a window that covers every group is then checked for a choice of
+    distinct words (one word in two groups' lists cannot stand for both)."""
+    tagged = sorted((bisect_left(spaces, h.start), bisect_left(spaces, h.end - 1), g, h)
+                    for g, hits in enumerate(groups) for h in hits)
+    need = len(groups)
+    count = [0] * need
+    covered = 0
+    left = 0
+    for right, (_, last_word, group, _) in enumerate(tagged):
+        if count[group] == 0:
+            covered += 1
+        count[group] += 1
+        while tagged[left][0] < last_word - within + 1:  # the window is too long
+            g = tagged[left][2]
+            count[g] -= 1
+            if count[g] == 0:
+                covered -= 1
+            left += 1
+        if covered == need:
+            inside = tagged[left:right + 1]
+            choices = [[h for _, _, g, h in inside if g == i] for i in range(need)]
+            if _distinct(choices):
+                return tagged[left][3].start, max(h.end for _, _, _, h in inside)
+    return None
+
+
+def _distinct(choices: list[list[MemberHit]]) -> bool:
+    """Whether one hit per group can be chosen with no two overlapping. Each group's hits are
+    few inside one window; past a few hundred choices, assume yes."""
+    total = 1
+    for c in choices:
+        total *= len(c)
+    if total > 256:
+        return True
+    for choice in product(*choices):
+        spans = sorted((h.start, h.end) for h in choice)
+        if all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False)):
+            return True
+    return False

@@ -153,7 +153,9 @@ def cmd_why(args: argparse.Namespace) -> int:
                     for m in classification.matches
                 ],
                 keywords=[
-                    {"phrase": k.phrase.text, "theme": k.phrase.theme,
+                    {"phrase": classifier.library.written(k.phrase)
+                     if classifier.library is not None else k.phrase.text,
+                     "theme": k.phrase.theme,
                      "severity": k.phrase.severity, "matched": k.text}
                     for k in classifier.keywords_outside_search(classification)
                 ],
@@ -206,9 +208,11 @@ def _search(rules: Rules, group: str, classification: Classification) -> dict[st
         "normalised": search.normalised,
         "score": rules.policy.keyword_score(flags),
         "threshold": rules.policy.group(group).keyword_threshold,
-        # `rule` names the rule that matched: for a phrase, the phrase itself.
-        "matches": [{"rule": f.phrase, "phrase": f.phrase, "theme": f.theme,
-                     "severity": f.severity, "matched": f.text} for f in flags],
+        # `rule` names the rule that matched: for a phrase, the phrase itself (a misspelling
+        # generated from it matches as it); a combination rule's name, with `phrase` null.
+        "matches": [{"rule": f.rule, "phrase": None if f.combination else f.phrase,
+                     "theme": f.theme, "severity": f.severity, "matched": f.text}
+                    for f in flags],
     }
 
 

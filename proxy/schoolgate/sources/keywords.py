@@ -16,21 +16,42 @@ from typing import cast
 
 import yaml
 
-from ..classify.keywords import MODES, SEVERITIES, Mode, Phrase, Severity, normalise_text
-from ..classify.library import DEFAULT_LANGUAGE, Context, KeywordLibrary, LibraryProblem, ThemeInfo
+from ..classify.keywords import MODES, SEVERITIES, Member, Mode, Phrase, Severity, normalise_text
+from ..classify.library import (
+    DEFAULT_LANGUAGE,
+    Combination,
+    Context,
+    KeywordLibrary,
+    LibraryProblem,
+    ThemeInfo,
+)
+from ..classify.variants import variants
 from ..config.yamltree import Node, compose
 from ..config.yamltree import describe as _kind
 from ..events import THEMES
 
 __all__ = ["load_library"]
 
-THEME_KEYS = ("theme", "title", "description", "severity", "phrases")
-PHRASE_KEYS = ("phrase", "severity", "language", "mode", "weight", "exclude", "ignore_contexts")
+THEME_KEYS = ("theme", "title", "description", "severity", "variants", "phrases",
+              "combinations")
+PHRASE_KEYS = ("phrase", "severity", "language", "mode", "weight", "exclude", "ignore_contexts",
+               "variants")
+COMBINATION_KEYS = ("rule", "all", "within", "severity", "weight", "language", "exclude",
+                    "ignore_contexts", "variants")
 CONTEXT_FILE_KEYS = ("contexts", "title", "description")
 CONTEXT_KEYS = ("context", "themes", "language")
+CLASS_FILE_KEYS = ("classes", "title", "description")
+CLASS_KEYS = ("words", "numbers", "forms", "variants")
 MAX_WEIGHT = 100.0
+DEFAULT_WITHIN = 8
+"""How many words a combination's members may span when the rule does not say."""
+MAX_WITHIN = 50
+MAX_NUMBERS = 200
+"""The most numbers one word class may hold (each is a word in the automaton, times its forms)."""
 # A substring this short sits inside too many ordinary words ("ana" in "banana").
 MIN_SUBSTRING = 4
+_CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_RANGE = re.compile(r"^\s*(\d{1,3})\s*(?:-\s*(\d{1,3}))?\s*$")
 # BCP 47 language, optional script and region: "pl", "ur-Latn", "es-MX".
 _LANGUAGE = re.compile(r"^([a-z]{2,3})(-[a-z]{4})?(-(?:[a-z]{2}|[0-9]{3}))?$", re.IGNORECASE)
 
@@ -54,10 +75,12 @@ def load_library(folder: Path | str) -> KeywordLibrary:
         kind = f.kind()
         if kind == "contexts":
             f.contexts()
+        elif kind == "classes":
+            f.classes()
         elif kind == "theme":
             theme_files.append((path, f))
-    # Contexts first (phrases are checked against them); a theme's own file first, so it sets
-    # the theme's title and default severity.
+    # Contexts and word classes first (phrases are checked against the one, combinations use
+    # the other); a theme's own file first, so it sets the theme's title and default severity.
     theme_files.sort(key=lambda pf: (pf[0].stem != pf[1].theme_name, pf[0].name))
     for _, f in theme_files:
         f.theme()
@@ -83,6 +106,10 @@ class _Loader:
         # Per theme: normalised phrase (and the joined form of several words) -> first entry.
         self.seen: dict[str, dict[str, _Phrase]] = {}
         self.joined: dict[str, dict[str, _Phrase]] = {}
+        self.variants: list[tuple[Phrase, str, dict[str, str], str]] = []
+        self.classes: dict[str, tuple[tuple[Member, ...], str]] = {}
+        """Word class name -> its members and `file:line`."""
+        self.combinations: dict[str, Combination] = {}
 
     def read(self, path: Path) -> Node | None:
         where = str(path)
@@ -113,8 +140,12 @@ class _Loader:
         return tree
 
     def library(self) -> KeywordLibrary:
+        listed = {(p.phrase.theme, p.phrase.normalised) for p in self.phrases}
+        # A variant that is itself a listed phrase of its theme is that phrase: left out.
+        generated = [v for v in self.variants if (v[0].theme, v[0].normalised) not in listed]
         return KeywordLibrary(
-            ((p.phrase, p.source, p.own) for p in self.phrases),
+            [*((p.phrase, p.source, p.own) for p in self.phrases), *generated],
+            combinations=self.combinations.values(),
             contexts=self.contexts,
             themes=self.themes,
             files=self.files,
@@ -214,17 +245,164 @@ class _File:
 
     def kind(self) -> str | None:
         tree, data = self.tree, self.top
-        has_theme, has_contexts = "theme" in data, "contexts" in data
-        if has_theme == has_contexts:
-            self.problem(tree, "a keyword file starts with `theme:` (a theme's phrases) or "
-                               "`contexts:` (suppression contexts), not "
-                               + ("both" if has_theme else "neither") + "; file skipped")
+        kinds = [k for k in ("theme", "contexts", "classes") if k in data]
+        if len(kinds) != 1:
+            self.problem(tree, "a keyword file starts with `theme:` (a theme's phrases), "
+                               "`contexts:` (suppression contexts) or `classes:` (word classes "
+                               "for combinations), not "
+                               + (" and ".join(kinds) if kinds else "none of them")
+                               + "; file skipped")
             return None
-        if has_theme:
+        if kinds[0] == "theme":
             theme = data["theme"]
             self.theme_name = theme.data if isinstance(theme.data, str) else ""
-            return "theme"
-        return "contexts"
+        return kinds[0]
+
+    def classes(self) -> None:
+        self.header(self.top, CLASS_FILE_KEYS)
+        v = self.top["classes"]
+        if not isinstance(v.data, dict):
+            self.problem(v, f"must be a mapping of class names to classes, not "
+                            f"{_kind(v.data)}; file skipped")
+            return
+        for name, item in v.data.items():
+            try:
+                self.word_class(name, item)
+            except _Invalid:
+                pass
+
+    def word_class(self, name: str, item: Node) -> None:
+        skipped = f"class {name!r} skipped"
+        if not _CLASS_NAME.match(name):
+            raise self.invalid(item, f"a class name is lowercase letters, digits and _, such as "
+                                     f"child_age; {skipped}")
+        if name in self.loader.classes:
+            raise self.invalid(item, f"class {name!r} is already defined "
+                                     f"({self.loader.classes[name][1]}); {skipped}")
+        m = self.mapping(item, CLASS_KEYS, skipped)
+        if "words" not in m and "numbers" not in m:
+            raise self.invalid(item, f"needs words, numbers or both; {skipped}")
+        words = [self.text(w, skipped) for w in self.sequence(m["words"], skipped)] \
+            if "words" in m else []
+        numbers: list[str] = []
+        if "numbers" in m:
+            nv = m["numbers"]
+            r = _RANGE.match(str(nv.data)) if isinstance(nv.data, str | int) else None
+            if r is None:
+                raise self.invalid(nv, f"must be a range such as 10-17, not {_kind(nv.data)}; "
+                                       f"{skipped}")
+            low, high = int(r[1]), int(r[2] or r[1])
+            if low > high or high - low + 1 > MAX_NUMBERS:
+                raise self.invalid(nv, f"must run upwards and hold at most {MAX_NUMBERS} "
+                                       f"numbers; {skipped}")
+            numbers = [str(n) for n in range(low, high + 1)]
+        forms = ["{n}"]
+        if "forms" in m:
+            forms = [self.text(f, skipped) for f in self.sequence(m["forms"], skipped)]
+            bad = [f for f in forms if "{n}" not in f]
+            if bad or not forms:
+                raise self.invalid(m["forms"], f"every form holds {{n}}, where the number or "
+                                               f"word goes (such as '{{n}} years old'); "
+                                               f"{skipped}")
+        with_variants = self.boolean(m, "variants", skipped)
+        members: dict[Member, None] = {}
+        for word in (*numbers, *words):
+            for form in forms:
+                text = normalise_text(form.replace("{n}", word))
+                if not text:
+                    raise self.invalid(item, f"{form.replace('{n}', word)!r} has no letters or "
+                                             f"digits; {skipped}")
+                members[Member(text)] = None
+                if with_variants:
+                    members.update(dict.fromkeys(Member(v) for v in sorted(variants(text))))
+        self.loader.classes[name] = (tuple(members), self.where(item))
+
+    def combination(self, item: Node, theme: str, default: str,
+                    contexts: list[Context], file_variants: bool = False) -> None:
+        skipped = "combination skipped"
+        m = self.mapping(item, COMBINATION_KEYS, skipped)
+        name = self.text(self.required(m, item, "rule", skipped), skipped)
+        skipped = f"combination {name!r} skipped"
+        with_variants = self.boolean(m, "variants", skipped, file_variants)
+        if name in self.loader.combinations:
+            raise self.invalid(m["rule"], f"a rule named {name!r} is already defined "
+                                          f"({self.loader.combinations[name].source}); "
+                                          f"{skipped}")
+        groups: list[tuple[Member, ...]] = []
+        for g in self.sequence(self.required(m, item, "all", skipped), skipped):
+            items = self.sequence(g, skipped) if isinstance(g.data, list) else [g]
+            group: dict[Member, None] = {}
+            for word in items:
+                text = self.text(word, skipped)
+                if text.startswith("@"):
+                    found = self.loader.classes.get(text[1:])
+                    if found is None:
+                        known = ", ".join(sorted(self.loader.classes)) or "none are defined"
+                        raise self.invalid(word, f"no word class {text[1:]!r} (classes: "
+                                                 f"{known}); {skipped}")
+                    group.update(dict.fromkeys(found[0]))
+                else:
+                    n = normalise_text(text)
+                    if not n:
+                        raise self.invalid(word, f"{text!r} has no letters or digits; "
+                                                 f"{skipped}")
+                    group[Member(n)] = None
+                    if with_variants:
+                        group.update(dict.fromkeys(Member(v) for v in sorted(variants(n))))
+            if not group:
+                raise self.invalid(g, f"an empty group; {skipped}")
+            groups.append(tuple(group))
+        if len(groups) < 2:
+            raise self.invalid(m["all"], f"needs at least two groups of words (one alone is a "
+                                         f"phrase); {skipped}")
+        within = DEFAULT_WITHIN
+        if "within" in m:
+            w = m["within"].data
+            if isinstance(w, bool) or not isinstance(w, int) or not len(groups) <= w <= MAX_WITHIN:
+                raise self.invalid(m["within"], f"must be a whole number of words from "
+                                                f"{len(groups)} (the groups) to {MAX_WITHIN}; "
+                                                f"{skipped}")
+            within = w
+        severity = (self.choice(m["severity"], SEVERITIES, "severity", skipped)
+                    if "severity" in m else default)
+        language = self.language(m["language"], skipped) if "language" in m else DEFAULT_LANGUAGE
+        weight = self.weight(m, skipped)
+        ignore = self.boolean(m, "ignore_contexts", skipped)
+        own: dict[str, str] = {}
+        if "exclude" in m:
+            for v in self.sequence(m["exclude"], skipped):
+                context = self.text(v, skipped)
+                n = normalise_text(context)
+                if not n:
+                    raise self.invalid(v, f"{context!r} has no letters or digits; {skipped}")
+                own.setdefault(n, context)
+        exclusions = [*own, *(c.normalised for c in contexts
+                              if not ignore and c.normalised not in own)]
+        try:
+            combo = Combination(name, theme, severity, tuple(groups), within, weight, language,
+                                tuple(exclusions), own, self.where(item))
+        except ValueError as e:
+            raise self.invalid(item, f"{e}; {skipped}") from None
+        self.loader.combinations[name] = combo
+
+    def weight(self, m: dict[str, Node], skipped: str) -> float:
+        if "weight" not in m:
+            return 1.0
+        w = m["weight"].data
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) \
+                or not -MAX_WEIGHT <= w <= MAX_WEIGHT:
+            raise self.invalid(m["weight"], f"must be a number from {-MAX_WEIGHT:g} to "
+                                            f"{MAX_WEIGHT:g}, not {_kind(w)}; {skipped}")
+        return float(w)
+
+    def boolean(self, m: dict[str, Node], name: str, skipped: str,
+                default: bool = False) -> bool:
+        if name not in m:
+            return default
+        flag = m[name].data
+        if not isinstance(flag, bool):
+            raise self.invalid(m[name], f"must be true or false, not {_kind(flag)}; {skipped}")
+        return flag
 
     def header(self, data: dict[str, Node], allowed: tuple[str, ...]) -> None:
         for name, child in data.items():
@@ -288,7 +466,13 @@ class _File:
                            if "description" in data else "")
             default = self.choice(self.required(data, tree, "severity", skipped), SEVERITIES,
                                   "severity", skipped)
-            entries = self.sequence(self.required(data, tree, "phrases", skipped), skipped)
+            entries = (self.sequence(data["phrases"], skipped) if "phrases" in data else [])
+            combinations = (self.sequence(data["combinations"], skipped)
+                            if "combinations" in data else [])
+            if not entries and not combinations:
+                raise self.invalid(tree, "has neither phrases nor combinations; file skipped",
+                                   "phrases")
+            file_variants = self.boolean(data, "variants", skipped)
         except _Invalid:
             return
         info = self.loader.themes.get(theme)
@@ -301,11 +485,17 @@ class _File:
         contexts = [c for c in self.loader.contexts if theme in c.themes]
         for item in entries:
             try:
-                self.phrase(item, theme, default, contexts)
+                self.phrase(item, theme, default, contexts, file_variants)
+            except _Invalid:
+                pass
+        for item in combinations:
+            try:
+                self.combination(item, theme, default, contexts, file_variants)
             except _Invalid:
                 pass
 
-    def phrase(self, item: Node, theme: str, default: str, contexts: list[Context]) -> None:
+    def phrase(self, item: Node, theme: str, default: str, contexts: list[Context],
+               file_variants: bool = False) -> None:
         skipped = "phrase skipped"
         if isinstance(item.data, dict):
             m = self.mapping(item, PHRASE_KEYS, skipped)
@@ -318,21 +508,9 @@ class _File:
                     if "severity" in m else default)
         language = self.language(m["language"], skipped) if "language" in m else DEFAULT_LANGUAGE
         mode = self.choice(m["mode"], MODES, "mode", skipped) if "mode" in m else "word"
-        weight = 1.0
-        if "weight" in m:
-            w = m["weight"].data
-            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) \
-                    or not -MAX_WEIGHT <= w <= MAX_WEIGHT:
-                raise self.invalid(m["weight"], f"must be a number from {-MAX_WEIGHT:g} to "
-                                                f"{MAX_WEIGHT:g}, not {_kind(w)}; {skipped}")
-            weight = float(w)
-        ignore_contexts = False
-        if "ignore_contexts" in m:
-            flag = m["ignore_contexts"].data
-            if not isinstance(flag, bool):
-                raise self.invalid(m["ignore_contexts"], f"must be true or false, not "
-                                                         f"{_kind(flag)}; {skipped}")
-            ignore_contexts = flag
+        weight = self.weight(m, skipped)
+        ignore_contexts = self.boolean(m, "ignore_contexts", skipped)
+        with_variants = self.boolean(m, "variants", skipped, file_variants)
         normalised = normalise_text(text)
         if not normalised:
             raise self.invalid(item, f"{text!r} has no letters or digits; {skipped}")
@@ -370,6 +548,16 @@ class _File:
             raise self.invalid(item, f"{e}; {skipped}") from None
         entry = _Phrase(phrase, self.where(item), own)
         self.loader.phrases.append(entry)
+        if with_variants and mode == "word":  # a substring is a stem already
+            for form in sorted(variants(normalised)):
+                # Its own contexts and exclusions still apply; a variant that holds a context
+                # could never flag, so it is not made.
+                if any(_starts_a_word_in(c, (f" {form}",)) for c in phrase.exclusions):
+                    continue
+                variant = Phrase(text=form, normalised=form, weight=weight, theme=theme,
+                                 severity=cast(Severity, severity), mode=cast(Mode, mode),
+                                 language=language, exclusions=phrase.exclusions)
+                self.loader.variants.append((variant, entry.source, own, text))
         self.loader.seen.setdefault(theme, {})[normalised] = entry
         if " " in normalised:
             self.loader.joined.setdefault(theme, {})[_joined(normalised)] = entry
@@ -399,7 +587,7 @@ def _joined(normalised: str) -> str:
     return normalise_text(normalised.replace(" ", ""))
 
 
-def _starts_a_word_in(context: str, padded: tuple[str, str]) -> bool:
+def _starts_a_word_in(context: str, padded: tuple[str, ...]) -> bool:
     """Whether `context` occurs at a word start in a phrase (given as its normalised and joined
     forms, each after a space), as it would in any text holding the phrase: contexts match at
     a word start and may run on."""

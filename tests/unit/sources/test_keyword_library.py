@@ -59,7 +59,9 @@ def test_high_severity_themes_have_a_handful_in_each_community_language(library,
 
 def test_summary_counts_add_up(library):
     s = library.summary()
-    assert s.phrases == len(library) == len(library.keyword_set) == sum(s.by_theme.values())
+    assert s.phrases == len(library) == len(library.phrases) == sum(s.by_theme.values())
+    # The automaton holds the generated misspellings too, which are not entries.
+    assert len(library.keyword_set) > s.phrases
     assert sum(s.by_language.values()) == s.phrases
     for theme, count in s.by_theme.items():
         assert sum(s.by_theme_language[theme].values()) == count
@@ -336,7 +338,7 @@ def test_a_broken_file_is_reported_by_file_line_and_key_and_the_rest_loads(tmp_p
         (line("hgih"), "phrases[1].severity: unknown severity 'hgih' (allowed: high, medium, "
                        "low); did you mean 'high'?; phrase 'roll a spliff' skipped"),
         (line("exlude"), "phrases[2].exlude: unknown key (allowed: phrase, severity, language, "
-                         "mode, weight, exclude, ignore_contexts); did you mean 'exclude'?; "
+                         "mode, weight, exclude, ignore_contexts, variants); did you mean 'exclude'?; "
                          "phrase skipped"),
         (line("severity: high}"), "phrases[3].phrase: is required but missing; phrase skipped"),
         (line("Buy  Weed"), f"phrases[4]: 'Buy  Weed' duplicates 'buy weed' "
@@ -384,10 +386,11 @@ def test_file_level_problems_skip_the_file_and_name_the_allowed_values(tmp_path)
         "low); file skipped",
         "c-no-title.yaml:1: title: is required but missing; file skipped",
         "d-not-yaml.yaml:3: not valid YAML: did not find expected ',' or ']'; file skipped",
-        "e-neither.yaml:1: a keyword file starts with `theme:` (a theme's phrases) or "
-        "`contexts:` (suppression contexts), not neither; file skipped",
+        "e-neither.yaml:1: a keyword file starts with `theme:` (a theme's phrases), "
+        "`contexts:` (suppression contexts) or `classes:` (word classes for combinations), "
+        "not none of them; file skipped",
         "f-good.yaml:2: notes: unknown key (allowed: theme, title, description, severity, "
-        "phrases); ignored",
+        "variants, phrases, combinations); ignored",
     ]
     assert [p.text for p in library.phrases] == ["buy weed"]
     assert library.themes["drugs"].files == (str(tmp_path / "f-good.yaml"),)
