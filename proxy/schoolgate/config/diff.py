@@ -19,7 +19,8 @@ from .model import Category, Config, Group, Override
 __all__ = ["config_diff"]
 
 # Group settings that hold one value, in the order `config.Group` declares them.
-_GROUP_VALUES = ("title", "walled_garden", "safe_search", "youtube", "keyword_threshold", "https",
+_GROUP_VALUES = ("title", "walled_garden", "safe_search", "youtube", "keyword_threshold",
+                 "page_scan_bytes", "https",
                  "no_sni", "circumvention")
 
 
