@@ -48,7 +48,7 @@ contexts:
   - {context: reproductive system, themes: [adult]}
   - {context: anatomy, themes: [adult]}
 """
-SWEARING = ("<html><head><title>Rant</title><style>.fuck{}</style></head><body>"
+SWEARING = ("<html><head><title>Zorblax</title><style>.fuck{}</style></head><body>"
             "<p>Fuck this, you motherfucker.</p><p>Fuck it all. Fuck.</p>"
             "<p>Something about a penis.</p></body></html>")
 MEDICAL = ("<html><body><h1>The reproductive system</h1><p>The penis and the vagina are "
@@ -189,7 +189,7 @@ def test_a_profane_page_is_replaced_by_the_block_page_for_pupils(proxy, registry
     page = flow.response.get_text()
     assert "words on this page" in page and "Adult content" in page
     assert "motherfucker, fuck, penis" in page
-    assert "Rant" not in page  # nothing of the page's own text but the phrases
+    assert "Zorblax" not in page  # nothing of the page's own text but the phrases
     d = decision_of(flow)
     assert d.verdict.action == "allow"  # the request, by its address
     assert (d.page.action, d.page.reason, d.page.page_score) == ("block", "page-content", 16)
