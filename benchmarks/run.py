@@ -15,6 +15,7 @@ import gateway_load  # noqa: E402
 import hook_time  # noqa: E402
 import lossless  # noqa: E402
 import metrics_cost  # noqa: E402
+import page_scan  # noqa: E402
 import reload_stall  # noqa: E402
 import worker_events  # noqa: E402
 
@@ -22,6 +23,7 @@ if __name__ == "__main__":
     classify_index.main([])
     classify_full.main()
     hook_time.main([])
+    page_scan.main()
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()
