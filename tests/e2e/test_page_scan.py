@@ -8,6 +8,7 @@ profanity, and is edited by others).
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 from .harness import (
     GatewayProcess,
     GatewaySetup,
+    OriginPKI,
     Reply,
     make_pki,
     read_events,
@@ -67,9 +69,9 @@ class Served:
 
 
 class PageOrigin:
-    """Plain HTTP on 127.0.0.1: `/<marker>` answers what `serve` put there."""
+    """HTTP and HTTPS on 127.0.0.1: `/<marker>` answers what `serve` put there."""
 
-    def __init__(self) -> None:
+    def __init__(self, pki: OriginPKI) -> None:
         self.pages: dict[str, Served] = {}
         origin = self
 
@@ -99,23 +101,32 @@ class PageOrigin:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.servers = []
+        for scheme in ("http", "https"):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            server.daemon_threads = True
+            if scheme == "https":
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(pki.server_cert, pki.server_key)
+                server.socket = tls.wrap_socket(server.socket, server_side=True)
+            self.servers.append(server)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.ports = {"http": self.servers[0].server_address[1],
+                      "https": self.servers[1].server_address[1]}
 
-    def serve(self, body: bytes | str, **headers: str) -> str:
+    def serve(self, body: bytes | str, scheme: str = "http", **headers: str) -> str:
         """A new page's URL."""
         path = f"/{uuid.uuid4().hex}"
         raw = body.encode("utf-8") if isinstance(body, str) else body
         names = {"content_type": "Content-Type", "content_encoding": "Content-Encoding",
                  "transfer_encoding": "Transfer-Encoding"}
         self.pages[path] = Served(raw, {names[k]: v for k, v in headers.items()})
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{scheme}://127.0.0.1:{self.ports[scheme]}{path}"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
 
 @dataclass
@@ -153,7 +164,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         doc["keywords"] = {"library": str(library)}
 
     setup = write_config(base / "gateway", upstream_ca=pki.ca_cert, patch=patch)
-    origin = PageOrigin()
+    origin = PageOrigin(pki)
     try:
         with running_gateway("page-scan", setup.config) as gw:
             yield Env(setup, gw, origin)
@@ -175,6 +186,15 @@ def test_a_profane_page_is_blocked_for_pupils_with_its_theme_and_phrases(env):
     assert (block["reason"], block["theme"], block["severity"], block["page_score"],
             block["page_phrases"]) == ("page-content", "adult", "high", 16.0,
                                       "motherfucker, fuck, penis")
+
+
+def test_a_page_inside_intercepted_https_is_scanned(env):
+    blocked = env.origin.serve(SWEARING, "https", content_type="text/html")
+    fine = env.origin.serve(MEDICAL, "https", content_type="text/html")
+
+    reply = env.get(PUPILS, blocked)
+    assert reply.status == 403 and "words on this page" in reply.text
+    assert env.get(PUPILS, fine).text == MEDICAL
 
 
 def test_the_same_page_is_allowed_for_staff_and_recorded_for_the_dsl(env):
