@@ -45,7 +45,7 @@ class ScanPages:
         try:
             response = flow.response
             cap = _cap(d)
-            if cap <= 0 or _media(response) is None:
+            if cap <= 0 or d.rules.classifier.library is None or _media(response) is None:
                 return
             if response.stream:
                 # mitmproxy's own `stream_large_bodies` (unset by Schoolgate) or another addon
@@ -59,7 +59,8 @@ class ScanPages:
                 self.metrics.pages_unscanned.labels("too_large").inc()
                 return
             # Held: mitmproxy buffers the whole body (chunked or not) for `response`. A chunked
-            # body that grows past the cap is still buffered whole (mitmproxy's only per-flow
+            # body that grows past the cap is still buffered whole, as mitmproxy buffers every
+            # response Schoolgate does not stream (its only per-flow
             # alternative, `stream` set now, sends the headers at once, so the page could no
             # longer be replaced; its `stream_large_bodies` is global and would also stream
             # request bodies past Enforce's body check), and passed unscanned at `response`.
