@@ -218,6 +218,8 @@ class ShownEvent:
         if self.search_term is not None:
             engine = f" on {self.engine}" if self.engine else ""
             return f"search{engine}: {self.search_term}"
+        if self.page_phrases:
+            return f"page {self.url or self.host or ''} (words: {self.page_phrases})"
         return self.url or self.host or ""
 
 
