@@ -63,7 +63,9 @@ MODES = ("regular", "transparent")
 UT1_FILES = ("domains", "urls", "expressions")
 DEFAULT_PAGE_SCAN_BYTES = 1024**2
 """A group's `page_scan.max_bytes` when it gives none: 1 MiB covers nearly every page's HTML."""
-MAX_PAGE_SCAN_BYTES = 64 * 1024**2
+MAX_PAGE_SCAN_BYTES = 8 * 1024**2
+"""The most a group may scan: a page is held in memory, and scanned on the event loop (about
+10 ms of CPU per 100 KB of HTML)."""
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -767,7 +769,7 @@ class _Checker(YamlChecker):
             return None
         if n > most:
             self.bad(v, f"must be at most {most // 1024**2}MiB, not {v.data}: a page is held "
-                     "in memory while it is scanned")
+                     "in memory while it is scanned, and a larger one takes too long to scan")
             return None
         return int(n)
 

@@ -45,7 +45,7 @@ from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
 
-__all__ = ["DECODED_LIMIT_FACTOR", "GatewayMetrics", "ILLEGAL_CATEGORY", "MULTIPROC_ENV",
+__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "MULTIPROC_ENV",
            "NO_CATEGORY", "PAGE_OUTCOMES", "STAGES", "UNSCANNED_REASONS", "share_values"]
 
 log = logging.getLogger("schoolgate.metrics")
@@ -57,9 +57,6 @@ TLS_MODES = ("decrypted", "passed_through", "refused")
 BLOCK_REASONS = BLOCK_KINDS
 PAGE_OUTCOMES = ("blocked", "flagged", "clean")
 UNSCANNED_REASONS = ("too_large", "undecodable")
-DECODED_LIMIT_FACTOR = 16
-"""A page held for scanning is decoded (gzip, br, zstd) to at most this many times the group's
-`page_scan.max_bytes`: more is a decompression bomb or not a page, and is passed unscanned."""
 """The `reason` label values of `schoolgate_blocks_total`: one per kind of rule that blocks."""
 
 
@@ -293,9 +290,8 @@ class GatewayMetrics:
         self.pages_unscanned = Counter(
             "schoolgate_pages_unscanned",
             "Pages of a scanned type passed through without their text scanned, by reason: "
-            "too_large (over the group's page_scan.max_bytes, or decoding to more than "
-            f"{DECODED_LIMIT_FACTOR}x that), undecodable (a content encoding no browser "
-            "could read either).",
+            "too_large (over the group's page_scan.max_bytes as sent or once decoded), "
+            "undecodable (a content encoding no browser could read either).",
             ["reason"],
             registry=r,
         )

@@ -152,7 +152,7 @@ MISTAKES = [
     pytest.param(
         "    title: Sixth form\n", "    title: Sixth form\n    page_scan: {max_bytes: 1GB}\n",
         "page_scan:", "groups.sixth_form.page_scan.max_bytes",
-        ["must be at most 64MiB, not 1GB"], [],
+        ["must be at most 8MiB, not 1GB"], [],
         id="page-scan-size-too-large",
     ),
     pytest.param(

@@ -284,6 +284,15 @@ def test_a_chunked_page_larger_than_the_cap_passes_unscanned_and_is_counted(prox
     assert _unscanned(registry, "too_large") == 1
 
 
+def test_a_compressed_page_larger_than_the_cap_once_decoded_passes_unscanned(proxy, registry):
+    raw = gzip.compress((SWEARING + " " * 2000).encode())
+    assert len(raw) < 200  # under the sixth form's cap as sent, far over it decoded
+    flow = proxy.fetch("https://rant.example/", "10.20.50.3", raw,
+                       headers={"Content-Encoding": "gzip"})
+    assert flow.response.status_code == 200
+    assert _unscanned(registry, "too_large") == 1
+
+
 def test_a_group_with_page_scan_off_is_not_scanned(proxy, registry):
     flow = proxy.fetch("https://rant.example/", "172.16.0.5", SWEARING)
     assert flow.response.status_code == 200
