@@ -74,3 +74,8 @@ class Event:
     """Search engine, for a search."""
     search_normalised: str | None = None
     matched_phrase: str | None = None
+    page_score: float | None = None
+    """For a scanned page's event: its keyword score (compared with the group's threshold)."""
+    page_phrases: tuple[str, ...] = ()
+    """For a scanned page's event: the library's phrases that weighed most, as the library
+    writes them (never the page's own text)."""

@@ -183,6 +183,8 @@ def test_block_is_recorded_with_the_reference_on_the_page(origin, client, setup,
         "engine": None,
         "search_normalised": None,
         "matched_phrase": None,
+        "page_score": None,
+        "page_phrases": None,
     }
 
 

@@ -143,6 +143,8 @@ def event_facts(
         "search_term": event.search_term,
         "search_normalised": event.search_normalised,
         "matched_phrase": event.matched_phrase,
+        "page_score": event.page_score,
+        "page_phrases": list(event.page_phrases),
         "host": event.host,
         "url": url,
         "categories": list(event.categories),

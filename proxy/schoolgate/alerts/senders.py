@@ -176,7 +176,10 @@ def fact_lines(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
         if facts.get("search_term"):
             engine = f" on {facts['engine']}" if facts.get("engine") else ""
             out.append(("Searched for", f"\u201c{facts['search_term']}\u201d{engine}"))
-        if facts.get("matched_phrase"):
+        if facts.get("page_phrases"):
+            out.append(("Words on the page", f"{', '.join(facts['page_phrases'])} "
+                        f"(score {facts['page_score']:g})"))
+        elif facts.get("matched_phrase"):
             out.append(("Matched phrase", f"\u201c{facts['matched_phrase']}\u201d"))
         out += [
             ("Theme", f"{facts['theme_title']} ({facts['theme']})"),

@@ -77,6 +77,9 @@ def _group(name: str, old: Group, new: Group) -> Iterator[str]:
         a, b = getattr(old, key), getattr(new, key)
         if a != b:
             yield f"{head} {key} {_value(a)} -> {_value(b)}"
+    if old.page_scan_bytes != new.page_scan_bytes:
+        yield (f"{head} page_scan {_size(old.page_scan_bytes)} -> "
+               f"{_size(new.page_scan_bytes)}")
     for line in _sets("subnets", map(str, old.subnets), map(str, new.subnets)):
         yield f"{head} {line}"
     for line in _sets("blocked_categories", old.blocked_categories, new.blocked_categories):
@@ -184,6 +187,16 @@ def _sets(key: str, old: Iterable[Any], new: Iterable[Any], *, quote: bool = Fal
     if removed:
         out.append(f"{key} removed {', '.join(show(x) for x in removed)}")
     return out
+
+
+def _size(n: int) -> str:
+    """A page scanning size as the config writes it: `off`, `1MiB`, `512KiB`, or bytes."""
+    if n == 0:
+        return "off"
+    for unit, size in (("MiB", 1024**2), ("KiB", 1024)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}B"
 
 
 def _value(v: object) -> str:

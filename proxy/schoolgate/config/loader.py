@@ -61,6 +61,11 @@ __all__ = ["load_config", "parse_address"]
 
 MODES = ("regular", "transparent")
 UT1_FILES = ("domains", "urls", "expressions")
+DEFAULT_PAGE_SCAN_BYTES = 1024**2
+"""A group's `page_scan.max_bytes` when it gives none: 1 MiB covers nearly every page's HTML."""
+MAX_PAGE_SCAN_BYTES = 8 * 1024**2
+"""The most a group may scan: a page is held in memory, and scanned on the event loop (about
+10 ms of CPU per 100 KB of HTML)."""
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -638,6 +643,7 @@ class _Checker(YamlChecker):
         "safe_search",
         "youtube",
         "keyword_threshold",
+        "page_scan",
         "https",
         "no_sni",
         "circumvention",
@@ -707,6 +713,7 @@ class _Checker(YamlChecker):
                 self.number(gm["keyword_threshold"], 0.1, 10_000) or 10.0
                 if "keyword_threshold" in gm else 10.0
             )
+            page_scan = self.page_scan(gm["page_scan"]) if "page_scan" in gm else None
             allow = self.overrides(gm["allow"]) if "allow" in gm else ()
             block = self.overrides(gm["block"]) if "block" in gm else ()
             out[name] = Group(
@@ -722,11 +729,49 @@ class _Checker(YamlChecker):
                 safe_search=pick("safe_search", SAFE_SEARCH_LEVELS, "strict"),
                 youtube=pick("youtube", SAFE_SEARCH_LEVELS, "strict"),
                 keyword_threshold=threshold,
+                page_scan_bytes=DEFAULT_PAGE_SCAN_BYTES if page_scan is None else page_scan,
                 https=pick("https", HTTPS_MODES, "decrypt"),
                 no_sni=pick("no_sni", BLOCK_OR_LOG, "block"),
                 circumvention=pick("circumvention", BLOCK_OR_LOG, "block"),
             )
         return out
+
+    def page_scan(self, v: _Value) -> int | None:
+        """A group's `page_scan`: `off` (or false), or `{max_bytes: SIZE}`; the largest page
+        body scanned, in bytes (0: none). None: the default (after a reported problem too)."""
+        if v.data is False or v.data == "off":
+            return 0
+        m = self.mapping(v, ("max_bytes",))
+        if m is None:
+            return None
+        if "max_bytes" not in m:
+            self.bad(v, "give max_bytes (such as 1MiB), or write page_scan: off")
+            return None
+        return self.size(m["max_bytes"], MAX_PAGE_SCAN_BYTES)
+
+    def size(self, v: _Value, most: int) -> int | None:
+        """Bytes as a whole number, or text such as `512KiB`, `2MB`, `1MiB` (KB and MB are
+        1000s, KiB and MiB 1024s); 0 or `off` is 0. At most `most`."""
+        n: float | None = None
+        if isinstance(v.data, int) and not isinstance(v.data, bool) and v.data >= 0:
+            n = v.data
+        elif v.data is False or v.data == "off":
+            n = 0
+        elif isinstance(v.data, str):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*", v.data, re.I)
+            if m:
+                units = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+                         "gb": 1000**3, "gib": 1024**3}
+                n = float(m[1]) * units[(m[2] or "b").lower()]
+        if n is None:
+            self.bad(v, f"must be a size such as 512KiB, 1MiB or 2MB (or 0 or off), not "
+                     f"{_kind(v.data)}")
+            return None
+        if n > most:
+            self.bad(v, f"must be at most {most // 1024**2}MiB, not {v.data}: a page is held "
+                     "in memory while it is scanned, and a larger one takes too long to scan")
+            return None
+        return int(n)
 
     def overrides(self, v: _Value) -> tuple[Override, ...]:
         out = []

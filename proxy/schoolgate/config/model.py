@@ -156,6 +156,11 @@ class Group:
     keyword_threshold: float = 10.0
     """The keyword score at which a search or an address is blocked: each distinct phrase's
     weight times its severity's points (high 10, medium 3, low 1). A lower score still flags."""
+    page_scan_bytes: int = 1024 * 1024
+    """Pages (HTML, plain text, JSON) up to this many bytes, as sent and once decoded, are held
+    until their text is scanned, and blocked whole when their keyword score reaches
+    `keyword_threshold`; a larger one is passed through unscanned (and counted). 0: no page is
+    scanned."""
     https: str = "decrypt"
     """`decrypt` (full URL seen); `selective`: only hosts that need a URL-level decision are
     decrypted, the rest are decided by the host name in the TLS handshake and relayed (see

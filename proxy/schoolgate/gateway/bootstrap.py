@@ -27,6 +27,7 @@ from .addons.metrics import Metrics
 from .addons.problem_reports import ProblemReports
 from .addons.record import Record
 from .addons.request_heads import RequestHeads
+from .addons.scan import ScanPages
 from .addons.tls import TlsDecisions
 from .master import drain
 from .service import Gateway, StartupError
@@ -126,8 +127,8 @@ def ordered(gateway: Gateway) -> list[object]:
     # nothing has been sent anywhere).
     check = CheckMode(gateway)
     # ProblemReports after Identify (a report is stored with who sent it) and before Classify
-    # (the forms are answered on blocked hosts too). Scanning responses, when it comes, goes
-    # after check.answer and before Record, so a page it blocks is recorded as blocked.
+    # (the forms are answered on blocked hosts too). ScanPages after check.answer and before
+    # Record and Metrics, so a page it blocks is recorded and counted as blocked.
     # Lifecycle last: at shutdown its `done` flushes the event queue after every other addon
     # has finished.
     # ErrorPages has no request hook: from `running` on it answers, in Schoolgate's words,
@@ -135,7 +136,8 @@ def ordered(gateway: Gateway) -> list[object]:
     # RequestHeads has none either: from `running` on, a request head mitmproxy refuses only
     # for a host that has a canonical form becomes a flow these addons decide.
     return [check, Identify(gateway), TlsDecisions(gateway), ProblemReports(gateway),
-            Classify(gateway), Enforce(gateway), check.answer, Record(gateway), Metrics(gateway),
+            Classify(gateway), Enforce(gateway), check.answer, ScanPages(gateway), Record(gateway),
+            Metrics(gateway),
             ErrorPages(gateway), RequestHeads(), Lifecycle(gateway)]
 
 

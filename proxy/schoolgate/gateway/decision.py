@@ -68,7 +68,7 @@ class Decision:
     never decides again what an earlier one settled.
 
     The stages, in order (see `schoolgate.gateway.addons`): identify → classify → enforce →
-    (response scanning, when it comes, reads `verdict` and may replace it) → record → metrics.
+    scan pages (reads `verdict`; a page it blocks gets `page`) → record → metrics.
     """
 
     rules: Rules
@@ -93,6 +93,14 @@ class Decision:
     check_answered: bool = False
     recorded: bool = False
     counted: bool = False
+    scan: bool = False
+    """The response is held (mitmproxy buffers it) to have its text scanned at `response`
+    (ScanPages, decided at `responseheaders`)."""
+    page: Verdict | None = None
+    """The verdict on the page's text (ScanPages), to record as an event of its own: a block,
+    or an allow carrying a high-severity theme. The request's own verdict is already recorded."""
+    page_recorded: bool = False
+    page_counted: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -146,6 +154,8 @@ def event_for(verdict: Verdict, identity: Identity | None, *, ts: float, client_
         engine=search.engine if search is not None else None,
         search_normalised=search.normalised if search is not None else None,
         matched_phrase=flag.phrase if flag is not None else None,
+        page_score=verdict.page_score,
+        page_phrases=verdict.page_phrases,
     )
 
 

@@ -45,16 +45,18 @@ from ..policy.safesearch import ENGINES
 from ..sources.illegal import IllegalListSource
 from ..store.checks import latest_run
 
-__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "MULTIPROC_ENV", "NO_CATEGORY", "STAGES",
-           "share_values"]
+__all__ = ["GatewayMetrics", "ILLEGAL_CATEGORY", "MULTIPROC_ENV",
+           "NO_CATEGORY", "PAGE_OUTCOMES", "STAGES", "UNSCANNED_REASONS", "share_values"]
 
 log = logging.getLogger("schoolgate.metrics")
 
 NO_CATEGORY = "none"
 ILLEGAL_CATEGORY = "illegal"  # every illegal-list block, whichever list: never the entry
-STAGES = ("identify", "classify", "enforce", "tls")
+STAGES = ("identify", "classify", "enforce", "tls", "scan")
 TLS_MODES = ("decrypted", "passed_through", "refused")
 BLOCK_REASONS = BLOCK_KINDS
+PAGE_OUTCOMES = ("blocked", "flagged", "clean")
+UNSCANNED_REASONS = ("too_large", "undecodable")
 """The `reason` label values of `schoolgate_blocks_total`: one per kind of rule that blocks."""
 
 
@@ -270,6 +272,31 @@ class GatewayMetrics:
             for severity in SEVERITIES:
                 for group in config.groups:
                     self.flagged_searches.labels(theme, severity, group)
+        self.pages_scanned = Counter(
+            "schoolgate_pages_scanned",
+            "Pages (HTML, plain text, JSON) whose text was scanned, by outcome: blocked (score "
+            "at the group's keyword_threshold), flagged (a phrase found, below it) or clean.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in PAGE_OUTCOMES:
+            self.pages_scanned.labels(outcome)
+        self.page_scan_seconds = Histogram(
+            "schoolgate_page_scan_seconds",
+            "Time to decode, extract and score one page's text.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+            registry=r,
+        )
+        self.pages_unscanned = Counter(
+            "schoolgate_pages_unscanned",
+            "Pages of a scanned type passed through without their text scanned, by reason: "
+            "too_large (over the group's page_scan.max_bytes as sent or once decoded), "
+            "undecodable (a content encoding no browser could read either).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in UNSCANNED_REASONS:
+            self.pages_unscanned.labels(reason)
         self.alerts = Counter(
             "schoolgate_alerts",
             "Safeguarding alerts by channel (email or a webhook's name) and outcome: sent, "
@@ -350,13 +377,17 @@ class GatewayMetrics:
             child = self._request_children[key] = self.requests.labels(*key)
         child.inc()
         if verdict.action != ALLOW:
-            reason = block_reason(verdict)
-            block = self._block_children.get(reason)
-            if block is None:
-                block = self._block_children[reason] = self.blocks.labels(reason)
-            block.inc()
+            self.count_block(verdict)
         if verdict.theme == "circumvention":
             self.circumvention.labels(verdict.group).inc()
+
+    def count_block(self, verdict: Verdict) -> None:
+        """Count one block by the kind of rule that blocked it."""
+        reason = block_reason(verdict)
+        block = self._block_children.get(reason)
+        if block is None:
+            block = self._block_children[reason] = self.blocks.labels(reason)
+        block.inc()
 
     def watch_processes(self, pids: Callable[[], Iterable[int]]) -> None:
         """The supervisor's process metrics with those of its workers (`pids`) added in."""

@@ -39,6 +39,7 @@ now = time.time
 
 _SEVERITY_POINTS = {"high": 10, "medium": 3, "low": 1}
 """The clock schedules are read against, looked up at each call so a test harness can move it."""
+_SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 
 # Crockford's base32: no I, L, O or U, so a reference read aloud over the phone survives.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -96,7 +97,7 @@ class Verdict:
     severity: str | None = None
     reason: str = ""
     """Why, in a short code: `illegal:<list>`, `override`, `category`, `walled-garden`,
-    `circumvention[:doh|:port]`, `no-safe-search`, `keywords`, `tls:no-sni`,
+    `circumvention[:doh|:port]`, `no-safe-search`, `keywords`, `page-content`, `tls:no-sni`,
     `tls:passthrough`, `no-block`, `bad-request`, `filtering-error:<stage>`."""
     illegal_list: str | None = None
     """The illegal-content list that holds the request (its name only, never the entry)."""
@@ -112,6 +113,11 @@ class Verdict:
     """The search made, when the request is one."""
     flags: tuple[Flag, ...] = ()
     """Keyword library flags in the search term or the URL, most severe first."""
+    page_score: float | None = None
+    """For a scanned page's verdict (`Policy.page_verdict`): its keyword score."""
+    page_phrases: tuple[str, ...] = ()
+    """For a scanned page's verdict: the library's phrases that weighed most (as the library
+    writes them, never the page's own words)."""
 
     @property
     def flag(self) -> Flag | None:
@@ -133,13 +139,14 @@ def _canonical_prefix(host: str, path: str | None) -> str | None:
 
 
 BLOCK_KINDS = ("illegal", "category", "schedule", "override", "walled_garden", "circumvention",
-               "no_safe_search", "keywords", "tls", "bad_request", "error", "other")
+               "no_safe_search", "keywords", "page_content", "tls", "bad_request", "error", "other")
 """The kinds of rule that block (`block_kind`): a bounded set. Each is its own value of the
 `reason` label of `schoolgate_blocks_total`, and the block page says each in its own words.
 `other` is a reason this list does not know yet (a test keeps it unused)."""
 
 _KINDS = {"category": "category", "override": "override", "walled-garden": "walled_garden",
-          "no-safe-search": "no_safe_search", "keywords": "keywords", "bad-request": "bad_request"}
+          "no-safe-search": "no_safe_search", "keywords": "keywords",
+          "page-content": "page_content", "bad-request": "bad_request"}
 
 
 def block_kind(verdict: Verdict) -> str:
@@ -355,6 +362,35 @@ class Policy:
                 else:
                     changes.update(reason=verdict.reason or "no-block")
         return dataclasses.replace(verdict, **changes)
+
+    def page_verdict(self, verdict: Verdict, flags: tuple[Flag, ...],
+                     phrases: tuple[str, ...]) -> Verdict | None:
+        """The verdict on an allowed request's page, from the keyword library's `flags` in its
+        text (one per phrase, most points first) and its top `phrases`: a block (reason
+        `page-content`) when the score reaches the group's `keyword_threshold`, the same
+        threshold as a search's (one number for the technician to tune; each phrase counts
+        once per page, so a long page does not add up repeats); an allow carrying the theme
+        and score when a high-severity phrase is below it, so the DSL still hears; else None
+        (nothing worth a record of its own)."""
+        if not flags:
+            return None
+        g = self._groups[verdict.group]
+        score = self.keyword_score(flags)
+        top = min(flags, key=lambda f: _SEVERITY_RANK.get(f.severity, 3))
+        changes: dict[str, Any] = {"flags": flags, "theme": top.theme, "severity": top.severity,
+                                   "page_score": score, "page_phrases": phrases}
+        words = top.theme.replace("_", " ")
+        if score >= g.keyword_threshold:
+            return dataclasses.replace(
+                verdict, action=BLOCK, reason="page-content", **changes,
+                rule=f"the page's text matches {words} phrases (score {score:g}, group "
+                f"{g.name} blocks at {g.keyword_threshold:g})")
+        if top.severity != "high":
+            return None
+        return dataclasses.replace(
+            verdict, **changes,
+            rule=f"the page's text matches {words} phrases (score {score:g}, below group "
+            f"{g.name}'s {g.keyword_threshold:g})")
 
     @staticmethod
     def keyword_score(flags: Iterable[Flag]) -> float:

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..config.model import Config
+from ..events import THEME_TITLES
 from ..files import create_once
 from ..pages import Page
 from . import ERROR, Verdict, block_kind
@@ -158,6 +159,14 @@ class BlockPage:
                 # Never repeat the words back: the pupil knows what they typed, and a screen
                 # seen by others should not show it.
                 rows.append(("Reason", "words in this search or address"))
+            elif kind == "page_content":
+                # The theme and the library's phrases that weighed most, so a teacher checking
+                # the block can judge it; never the page's own text beyond those phrases.
+                rows.append(("Reason", "words on this page"))
+                if verdict.theme:
+                    rows.append(("Category", THEME_TITLES.get(verdict.theme, verdict.theme)))
+                if verdict.page_phrases:
+                    rows.append(("Phrases", ", ".join(verdict.page_phrases)))
             elif kind == "circumvention":
                 rows.append(("Reason", "getting round the school's filter"))
             elif kind == "walled_garden":

@@ -176,6 +176,10 @@ class ShownEvent:
     reference: str | None
     illegal_list: str | None
     """The illegal-content list's name when this is an illegal-list hit."""
+    page_score: float | None = None
+    """For a page judged by its text: its keyword score."""
+    page_phrases: str | None = None
+    """For a page judged by its text: the library's phrases that weighed most, comma-separated."""
 
     @property
     def person(self) -> Person:
@@ -197,14 +201,15 @@ class ShownEvent:
     def from_row(cls, row: tuple) -> ShownEvent:
         """An event from a row of `SELECT_SHOWN`."""
         (id_, ts, user, device, client_ip, group, action, host, url, method, term, normalised,
-         phrase, engine, categories, rule, theme, severity, reason, reference) = row
+         phrase, engine, categories, rule, theme, severity, reason, reference, page_score,
+         page_phrases) = row
         illegal = illegal_list_of(reason)
         if illegal is not None:
             url = term = normalised = phrase = rule = None
             theme, severity = theme or "illegal", severity or "high"
         return cls(id_, datetime.fromisoformat(ts), user, device, client_ip, group, action, host,
                    url, method, term, normalised, phrase, engine, categories, rule, theme,
-                   severity, reason, reference, illegal)
+                   severity, reason, reference, illegal, page_score, page_phrases)
 
     def what(self) -> str:
         """One line saying what was asked for, for tables and plain-text views."""
@@ -213,12 +218,14 @@ class ShownEvent:
         if self.search_term is not None:
             engine = f" on {self.engine}" if self.engine else ""
             return f"search{engine}: {self.search_term}"
+        if self.page_phrases:
+            return f"page {self.url or self.host or ''} (words: {self.page_phrases})"
         return self.url or self.host or ""
 
 
 SELECT_SHOWN = (
     "SELECT id, ts, user, device, client_ip, group_name, action, host, url, method, search_term, "
     "search_normalised, matched_phrase, engine, categories, matched_rule, theme, severity, "
-    "reason, reference FROM events"
+    "reason, reference, page_score, page_phrases FROM events"
 )
 """The columns `ShownEvent.from_row` reads, in its field order."""

@@ -65,6 +65,8 @@ EVENT_COLUMNS = (
     "engine",
     "search_normalised",
     "matched_phrase",
+    "page_score",
+    "page_phrases",
 )
 _INSERT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "  # noqa: S608 - column constants
@@ -95,6 +97,8 @@ def event_row(event: Event) -> tuple:
         event.engine,
         event.search_normalised,
         event.matched_phrase,
+        event.page_score,
+        ", ".join(event.page_phrases) or None,
     )
 
 

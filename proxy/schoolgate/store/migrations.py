@@ -201,6 +201,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX check_runs_ts ON check_runs (ts)",
         ),
     ),
+    Migration(
+        8,
+        "page scanning",
+        (
+            # A page blocked (or flagged high) by its text: its keyword score and the library's
+            # phrases that weighed most, comma-separated (never the page's own text).
+            "ALTER TABLE events ADD COLUMN page_score REAL",
+            "ALTER TABLE events ADD COLUMN page_phrases TEXT",
+        ),
+    ),
 )
 
 

@@ -204,6 +204,20 @@ def test_the_alert_says_who_when_what_and_how_to_see_the_hour_either_side(routin
     assert alert.html is not None and "&ldquo;how to kil myself&rdquo;" in alert.html
 
 
+def test_a_page_blocked_by_its_words_alerts_with_the_phrases_and_score(routing):
+    eng = Engine(routing)
+    (alert,) = eng.consider(event(
+        host="forum.example", url="https://forum.example/t/1", search_term=None, engine=None,
+        search_normalised=None, matched_phrase="kill myself", reason="page-content",
+        page_score=23.0, page_phrases=("kill myself", "how to overdose")))
+    assert "Words on page:  kill myself, how to overdose (score 23)" in alert.text
+    assert "https://forum.example/t/1" in alert.text
+    assert "Searched for" not in alert.text and "Matched phrase" not in alert.text
+    assert alert.html is not None and "kill myself, how to overdose (score 23)" in alert.html
+    assert ("Words on the page", "kill myself, how to overdose (score 23)") in fact_lines(
+        alert.facts)
+
+
 def test_html_escapes_what_the_user_typed(routing):
     eng = Engine(routing)
     (alert,) = eng.consider(event(search_term="<script>alert(1)</script> kil myself"))

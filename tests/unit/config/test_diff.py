@@ -74,6 +74,9 @@ def test_blocked_categories_added_and_removed_name_group_and_category(make_confi
         ("    no_sni: log\n", "group staff: no_sni block -> log"),
         ("    circumvention: log\n", "group staff: circumvention block -> log"),
         ("    keyword_threshold: 7.5\n", "group staff: keyword_threshold 10 -> 7.5"),
+        ("    page_scan: {max_bytes: 2MiB}\n", "group staff: page_scan 1MiB -> 2MiB"),
+        ("    page_scan: off\n", "group staff: page_scan 1MiB -> off"),
+        ("    page_scan: {max_bytes: 1000}\n", "group staff: page_scan 1MiB -> 1000B"),
         ("    title: Teachers and support staff\n",
          'group staff: title Staff -> "Teachers and support staff"'),
     ],
@@ -318,7 +321,7 @@ def test_every_group_setting_is_compared():
 
     compared = set(configdiff._GROUP_VALUES) | {
         "name", "subnets", "blocked_categories", "blocked_during", "allowed_categories", "allow",
-        "block"}
+        "block", "page_scan_bytes"}
     assert {f.name for f in dataclasses.fields(Group)} == compared
 
 

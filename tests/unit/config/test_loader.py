@@ -138,9 +138,28 @@ MISTAKES = [
         "    title: Sixth form\n", "    title: Sixth form\n    blocked: [gambling]\n",
         "blocked: [gambling]", "groups.sixth_form.blocked",
         ["unknown key (allowed: title, subnets, blocked_categories, blocked_during, walled_garden, "
-         "allowed_categories, safe_search, youtube, keyword_threshold, https, no_sni, "
+         "allowed_categories, safe_search, youtube, keyword_threshold, page_scan, https, no_sni, "
          "circumvention, allow, block)"], [],
         id="unknown-key-in-group",
+    ),
+    # A group's page scanning size.
+    pytest.param(
+        "    title: Sixth form\n", "    title: Sixth form\n    page_scan: {max_bytes: 2 lots}\n",
+        "page_scan:", "groups.sixth_form.page_scan.max_bytes",
+        ["must be a size such as 512KiB, 1MiB or 2MB (or 0 or off)"], [],
+        id="page-scan-size-not-a-size",
+    ),
+    pytest.param(
+        "    title: Sixth form\n", "    title: Sixth form\n    page_scan: {max_bytes: 1GB}\n",
+        "page_scan:", "groups.sixth_form.page_scan.max_bytes",
+        ["must be at most 8MiB, not 1GB"], [],
+        id="page-scan-size-too-large",
+    ),
+    pytest.param(
+        "    title: Sixth form\n", "    title: Sixth form\n    page_scan: {}\n",
+        "page_scan:", "groups.sixth_form.page_scan",
+        ["give max_bytes (such as 1MiB), or write page_scan: off"], [],
+        id="page-scan-without-size",
     ),
     pytest.param(
         "    title: Sixth form\n", "    title: Sixth form\n    blocked_category: [gambling]\n",

@@ -24,6 +24,7 @@ from mitmproxy.test import taddons, tflow
 from prometheus_client import CollectorRegistry
 
 from sample_school import BASE_CONFIG, BASE_LISTS, replace_once
+from schoolgate.classify.pages import page_findings, top_phrases
 from schoolgate.config.loader import load_config
 from schoolgate.gateway.addons import decision_of
 from schoolgate.gateway.bootstrap import ordered
@@ -108,6 +109,15 @@ def _verdicts(rules: Rules) -> Iterator[tuple[str, Verdict, bool]]:
         found = explain(rules, Identity(ip="", group=group, source="override"), url, now=LESSON)
         assert found.verdict.action == BLOCK, (name, found)
         yield name, found.verdict, page
+    # A page blocked by its text (ScanPages, at `response`): the request itself was allowed.
+    allowed = explain(rules, Identity(ip="", group="sixth_form", source="override"),
+                      "https://example.com/", now=LESSON).verdict
+    library = rules.classifier.library
+    assert library is not None
+    flags = page_findings(library, "<p>I want to kill myself</p>")
+    page = rules.policy.page_verdict(allowed, flags, top_phrases(flags))
+    assert page is not None and page.action == BLOCK
+    yield "page content", page, True
     # What `fail_closed` serves when filtering itself failed.
     yield "filtering error", Policy.failed("sixth_form", "classify"), True
 

@@ -89,3 +89,51 @@ def test_block_page_for_a_flagged_search_offers_help_and_never_repeats_the_term(
     assert "Childline: 0800 1111" in text and "Samaritans: 116 123" in text
     assert "words in this search or address" in text
     assert "k1ll" not in text and "mys3lf" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages, judged by their text (the shipped library; the gateway's ScanPages calls the same)
+
+
+@pytest.fixture
+def pages(make_config, library):
+    from schoolgate.classify.pages import page_findings, page_text, top_phrases
+
+    text = replace_once(BASE_CONFIG, "    blocked_categories: []\n",
+                        "    blocked_categories: []\n    keyword_threshold: 20\n")
+    config = make_config(text)
+    policy, classifier = Policy(config), build_classifier(config, library=library)
+
+    def judge(group: str, html: str):
+        allowed = policy.decide(Identity("10.0.0.1", group, "subnet"),
+                                classifier.classify("https://forum.example/t/1"))
+        assert allowed.action == ALLOW
+        flags = page_findings(library, page_text(html, "text/html"))
+        return policy.page_verdict(allowed, flags, top_phrases(flags))
+
+    return judge
+
+
+def test_a_page_at_the_threshold_blocks_with_its_score_and_phrases(pages):
+    v = pages("secondary", "<p>I want to kill myself.</p><p>I want to kill myself.</p>")
+    assert (v.action, v.reason, v.theme, v.severity) == (BLOCK, "page-content",
+                                                         "suicide_selfharm", "high")
+    assert v.page_score == 10  # the phrase twice counts once
+    assert v.page_phrases == ("kill myself",)
+    assert "group secondary blocks at 10" in v.rule
+
+
+def test_a_high_phrase_below_the_threshold_is_an_allow_with_its_theme(pages):
+    v = pages("staff", "<p>I want to kill myself.</p>")
+    assert (v.action, v.theme, v.severity, v.page_score) == (ALLOW, "suicide_selfharm", "high",
+                                                             10)
+    assert "below group staff's 20" in v.rule
+
+
+@pytest.mark.parametrize("html", [
+    "<p>Volcanoes and the water cycle.</p>",
+    # A support page: the context suppresses the phrase.
+    "<p>Self harm support: talk to Childline.</p>",
+])
+def test_pages_with_nothing_to_say_have_no_verdict_of_their_own(pages, html):
+    assert pages("secondary", html) is None

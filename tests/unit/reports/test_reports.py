@@ -513,6 +513,18 @@ def flagged_page(when: str, user: str, **fields) -> Event:
                  **fields)
 
 
+def test_a_page_blocked_by_its_text_shows_the_words_that_weighed_most(tmp_path):
+    db = store(tmp_path, [event(
+        "2026-03-02T10:05", user="alice", action="block", reason="page-content",
+        host="forum.example", url="https://forum.example/t/1", matched_phrase="kill myself",
+        theme="suicide_selfharm", severity="high", page_score=23.0,
+        page_phrases=("kill myself", "how to overdose"))])
+    report = daily(db)
+    assert report.pages == 1
+    expected = "page https://forum.example/t/1 (words: kill myself, how to overdose)"
+    assert expected in page_text(render_html(report)).text
+
+
 def test_a_search_a_page_and_an_illegal_hit_are_counted_apart_with_their_units(tmp_path):
     db = store(tmp_path, [
         search("2026-03-02T10:00", "alice", "kill myself", "suicide_selfharm", "high"),

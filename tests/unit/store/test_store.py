@@ -33,7 +33,8 @@ DFE_COLUMNS = [
     "search_term", "categories", "matched_rule", "action", "severity", "reference",
 ]
 # Migration 3 adds what safeguarding needs beside the DfE fields.
-EVENT_COLUMNS = DFE_COLUMNS + ["reason", "theme", "engine", "search_normalised", "matched_phrase"]
+EVENT_COLUMNS = DFE_COLUMNS + ["reason", "theme", "engine", "search_normalised", "matched_phrase",
+                               "page_score", "page_phrases"]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -300,7 +301,7 @@ async def test_event_columns_as_stored(tmp_path):
         search_term="poker tips", categories=("gambling", "adult"),
         matched_rule="group sixth_form blocks gambling", severity="low", reason="category",
         theme="gambling", engine="google", search_normalised="poker tips",
-        matched_phrase="poker",
+        matched_phrase="poker", page_score=13.0, page_phrases=("poker", "casino bonus"),
     ))
     writer.put(event(1))  # minimal: every unknown is NULL, never ''
     await writer.close()
@@ -317,12 +318,13 @@ async def test_event_columns_as_stored(tmp_path):
         "matched_rule": "group sixth_form blocks gambling", "action": "block", "severity": "low",
         "reference": "7KQ2M-9XDPA", "reason": "category", "theme": "gambling",
         "engine": "google", "search_normalised": "poker tips", "matched_phrase": "poker",
+        "page_score": 13.0, "page_phrases": "poker, casino bonus",
     }
     assert minimal["ts"] == "2023-11-14T22:13:21.000Z"  # 1_700_000_001 seconds after 1970
     assert [k for k, v in minimal.items() if v is None] == [
         "user", "device", "method", "scheme", "host", "url", "search_term", "categories",
         "matched_rule", "severity", "reference", "reason", "theme", "engine", "search_normalised",
-        "matched_phrase",
+        "matched_phrase", "page_score", "page_phrases",
     ]
 
 

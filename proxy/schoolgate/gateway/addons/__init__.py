@@ -1,6 +1,7 @@
 """Schoolgate's mitmproxy addons, one per module, run in one fixed order for every request:
-identify → classify → enforce → record → metrics; TLS decisions (at CONNECT and the ClientHello,
-before anything is decrypted) sit beside identify, and `schoolgate check`'s mode around them.
+identify → classify → enforce → scan pages → record → metrics; TLS decisions (at CONNECT and the
+ClientHello, before anything is decrypted) sit beside identify, and `schoolgate check`'s mode
+around them. ScanPages decides at `responseheaders` and scans at `response`.
 
 Each addon decides at `requestheaders`, so a blocked request costs no upstream connection, and
 fills its part of the flow's one `Decision` (`decision_of`) so later addons never repeat work.

@@ -6,6 +6,7 @@ import time
 
 from mitmproxy import http
 
+from ...policy import ALLOW
 from ..service import Gateway
 from . import decision_of
 
@@ -27,4 +28,14 @@ class Metrics:
 
     # A flow blocked by Enforce's last-line check at `request` is recorded and counted there.
     request = requestheaders
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A page blocked by its text: a block of its own kind. Not a request of its own (the
+        request is counted, as allowed, at `requestheaders`)."""
+        d = decision_of(flow)
+        if d is None or d.page is None or d.page_counted:
+            return
+        d.page_counted = True
+        if d.page.action != ALLOW:
+            self.metrics.count_block(d.page)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from mitmproxy import http
 
@@ -41,3 +42,26 @@ class Record:
 
     # A flow blocked by Enforce's last-line check at `request` is recorded and counted there.
     request = requestheaders
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """A page ScanPages judged by its text is an event of its own, under the same
+        reference, beside the request's allow recorded at `requestheaders`: the request was
+        allowed by its address, then the page blocked by its words; two decisions, each kept.
+        (Holding every allow back until its response would lose the record of requests that
+        never get one, which `schoolgate event` finds under an error page's reference.)"""
+        d = decision_of(flow)
+        if d is None or d.page is None or d.page_recorded:
+            return
+        d.page_recorded = True
+        verdict = d.page
+        try:
+            request = flow.request
+            head = head_of(request)
+            event = event_for(
+                verdict, d.identity, ts=time.time(), client_ip=flow.client_conn.peername[0],
+                method=request.method, scheme=head.scheme, host=request.host, url=head.url)
+        except Exception:  # noqa: BLE001 - the page's verdict stands; the lost record is counted
+            log.exception("could not build the event for a page's %s", verdict.action)
+            self.gateway.metrics.events_dropped.inc()
+            return
+        self.gateway.record(event)

@@ -1,0 +1,349 @@
+"""Page scanning (#16 point 3): ScanPages in the real addon order over test flows, the page text
+and findings it scores, and the bounded decoding of the body."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import brotli  # type: ignore[import-untyped]
+import pytest
+from mitmproxy import http
+from mitmproxy.addonmanager import safecall
+from mitmproxy.net.encoding import zstd
+from mitmproxy.proxy.layers.http import (
+    HttpRequestHeadersHook,
+    HttpRequestHook,
+    HttpResponseHeadersHook,
+    HttpResponseHook,
+)
+from mitmproxy.test import taddons, tflow
+from prometheus_client import CollectorRegistry
+
+from sample_school import BASE_CONFIG, replace_once
+from schoolgate.classify.pages import page_findings, page_text, scanned_type, top_phrases
+from schoolgate.config.loader import load_config
+from schoolgate.events import Event
+from schoolgate.gateway.addons import decision_of
+from schoolgate.gateway.addons.scan import UndecodableError, decode_body
+from schoolgate.gateway.bootstrap import ordered
+from schoolgate.gateway.service import Gateway
+from schoolgate.sources.keywords import load_library
+
+# A test library: the shipped one is edited by others, and has no profanity.
+PROFANITY = """\
+theme: adult
+title: Adult content
+severity: medium
+phrases:
+  - {phrase: motherfucker, severity: high}
+  - {phrase: fuck, severity: medium}
+  - {phrase: penis, severity: medium}
+  - {phrase: vagina, severity: medium}
+"""
+CONTEXTS = """\
+contexts:
+  - {context: reproductive system, themes: [adult]}
+  - {context: anatomy, themes: [adult]}
+"""
+SWEARING = ("<html><head><title>Zorblax</title><style>.fuck{}</style></head><body>"
+            "<p>Fuck this, you motherfucker.</p><p>Fuck it all. Fuck.</p>"
+            "<p>Something about a penis.</p></body></html>")
+MEDICAL = ("<html><body><h1>The reproductive system</h1><p>The penis and the vagina are "
+           "organs of the reproductive system; anatomy lessons name them.</p></body></html>")
+CLEAN = "<html><body><p>Volcanoes erupt when magma rises.</p></body></html>"
+
+STAFF = "10.30.0.9"  # staff: threshold 20, so one high phrase (10) is recorded, not blocked
+PUPIL = "10.20.1.2"  # secondary: the default threshold 10
+
+
+@pytest.fixture
+def library_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "keywords"
+    folder.mkdir()
+    (folder / "adult.yaml").write_text(PROFANITY, encoding="utf-8")
+    (folder / "contexts.yaml").write_text(CONTEXTS, encoding="utf-8")
+    return folder
+
+
+def _config_text(folder: Path) -> str:
+    text = replace_once(BASE_CONFIG, "    subnets: [10.30.0.0/16, \"fd00:30::/32\"]\n",
+                        "    subnets: [10.30.0.0/16, \"fd00:30::/32\"]\n"
+                        "    keyword_threshold: 20\n")
+    text = replace_once(text, "    subnets: [10.20.50.0/24]\n",
+                        "    subnets: [10.20.50.0/24]\n    page_scan: {max_bytes: 200}\n")
+    text = replace_once(text, "    subnets: [172.16.0.0/16]\n",
+                        "    subnets: [172.16.0.0/16]\n    page_scan: off\n")
+    return text + f"keywords:\n  library: {folder}\n"
+
+
+class Proxy:
+    def __init__(self, gateway: Gateway, tctx: taddons.context, addons: list):
+        self.gateway, self.tctx, self.addons = gateway, tctx, addons
+        self.events: list[Event] = []
+        gateway.record = self.events.append  # type: ignore[method-assign]
+
+    def hook(self, hook: type, flow: http.HTTPFlow) -> None:
+        for addon in self.addons:
+            with safecall():
+                self.tctx.master.addons.invoke_addon_sync(addon, hook(flow))
+
+    def fetch(self, url: str, client: str, body: bytes | str, content_type: str | None = "text/html",
+              headers: dict[str, str] | None = None) -> http.HTTPFlow:
+        """A request from `client` through every hook, answered by an origin with `body`."""
+        flow = tflow.tflow()
+        flow.request.url = url
+        flow.client_conn.peername = (client, 50123)
+        self.hook(HttpRequestHeadersHook, flow)
+        if flow.response is None:
+            self.hook(HttpRequestHook, flow)
+        if flow.response is not None:
+            return flow  # blocked by its address
+        raw = body.encode("utf-8") if isinstance(body, str) else body
+        response = http.Response.make(200, b"", {} if content_type is None
+                                      else {"Content-Type": content_type})
+        for k, v in (headers or {}).items():
+            response.headers[k] = v
+        response.raw_content = raw
+        if "Transfer-Encoding" in response.headers:
+            del response.headers["content-length"]
+        else:
+            response.headers["Content-Length"] = str(len(raw))
+        flow.response = response
+        self.hook(HttpResponseHeadersHook, flow)
+        self.hook(HttpResponseHook, flow)
+        return flow
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def proxy(library_folder: Path, write_config, registry) -> Iterator[Proxy]:
+    gateway = Gateway(load_config(write_config(_config_text(library_folder))), registry=registry)
+    addons = ordered(gateway)
+    with taddons.context(*addons) as tctx:
+        yield Proxy(gateway, tctx, addons)
+
+
+def _scanned(registry: CollectorRegistry, outcome: str) -> float | None:
+    return registry.get_sample_value("schoolgate_pages_scanned_total", {"outcome": outcome})
+
+
+def _unscanned(registry: CollectorRegistry, reason: str) -> float | None:
+    return registry.get_sample_value("schoolgate_pages_unscanned_total", {"reason": reason})
+
+
+# ---------------------------------------------------------------------------------------------
+# The page's text and what the library finds in it
+
+
+def test_html_text_is_what_a_person_reads():
+    html = ("<html><head><title>Title</title><style>p{color:red}</style>"
+            "<script>var secret = 'hidden';</script></head><body>"
+            "<p class='attribute-word' title='attribute-title'>One<b>Two</b></p>"
+            "<noscript>fallback</noscript><template>tpl</template><p>Three</p></body></html>")
+    text = page_text(html, "text/html")
+    assert text.split() == ["Title", "One", "Two", "Three"]
+    # Plain text and JSON are read as they are.
+    assert page_text('{"a": "<b>x</b>"}', "application/json") == '{"a": "<b>x</b>"}'
+
+
+@pytest.mark.parametrize(("header", "media"), [
+    ("text/html; charset=utf-8", "text/html"),
+    ("TEXT/PLAIN", "text/plain"),
+    ("application/json", "application/json"),
+    ("application/xhtml+xml", "application/xhtml+xml"),
+    # Not text a person reads on a page.
+    ("image/png", None), ("text/css", None), ("application/javascript", None), ("", None),
+])
+def test_scanned_types(header, media):
+    assert scanned_type(header) == media
+
+
+def test_each_phrase_counts_once_per_page(library_folder):
+    library = load_library(library_folder)
+    flags = page_findings(library, page_text(SWEARING, "text/html"))
+    # "fuck" four times (and once in a style sheet) is one flag; the most points first.
+    assert [f.phrase for f in flags] == ["motherfucker", "fuck", "penis"]
+    assert top_phrases(flags, 2) == ("motherfucker", "fuck")
+
+
+def test_a_medical_page_about_the_same_body_parts_is_not_flagged(library_folder):
+    library = load_library(library_folder)
+    assert page_findings(library, page_text(MEDICAL, "text/html")) == ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the addons
+
+
+def test_a_profane_page_is_replaced_by_the_block_page_for_pupils(proxy, registry):
+    flow = proxy.fetch("https://rant.example/page", PUPIL, SWEARING)
+
+    assert flow.response.status_code == 403
+    page = flow.response.get_text()
+    assert "words on this page" in page and "Adult content" in page
+    assert "motherfucker, fuck, penis" in page
+    assert "Zorblax" not in page  # nothing of the page's own text but the phrases
+    d = decision_of(flow)
+    assert d.verdict.action == "allow"  # the request, by its address
+    assert (d.page.action, d.page.reason, d.page.page_score) == ("block", "page-content", 16)
+    # Two events under one reference: the request's allow, then the page's block.
+    allow, block = proxy.events
+    assert (allow.action, block.action) == ("allow", "block")
+    assert allow.reference == block.reference == d.page.reference
+    assert (block.theme, block.severity, block.page_score, block.page_phrases) == (
+        "adult", "high", 16, ("motherfucker", "fuck", "penis"))
+    assert block.reason == "page-content" and block.url == "https://rant.example/page"
+    assert _scanned(registry, "blocked") == 1
+    assert registry.get_sample_value("schoolgate_blocks_total", {"reason": "page_content"}) == 1
+    # Counted as one request (allowed by its address), not two.
+    assert registry.get_sample_value("schoolgate_requests_total", {
+        "action": "allow", "category": "none", "group": "secondary"}) == 1
+
+
+def test_staff_see_the_page_and_its_high_phrase_is_recorded_for_the_dsl(proxy, registry):
+    flow = proxy.fetch("https://rant.example/page", STAFF, "<p>you motherfucker</p>")
+
+    assert flow.response.status_code == 200
+    assert flow.response.get_text() == "<p>you motherfucker</p>"
+    allow, page = proxy.events
+    assert (page.action, page.theme, page.severity, page.page_score) == (
+        "allow", "adult", "high", 10)
+    assert _scanned(registry, "flagged") == 1
+
+
+@pytest.mark.parametrize(("client", "body"), [
+    (PUPIL, MEDICAL),  # the same body parts, in a medical context
+    (PUPIL, CLEAN),
+    (STAFF, SWEARING.replace("motherfucker", "friend")),  # medium phrases below 20: no record
+])
+def test_pages_below_the_threshold_pass_untouched(proxy, client, body):
+    flow = proxy.fetch("https://example.org/", client, body)
+    assert flow.response.status_code == 200
+    assert flow.response.get_text() == body
+    assert [e.action for e in proxy.events] == ["allow"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compressed_pages_are_scanned(proxy, encoding):
+    raw = {"gzip": gzip.compress, "deflate": zlib.compress, "br": brotli.compress,
+           "zstd": zstd.compress}[encoding](SWEARING.encode())
+    flow = proxy.fetch("https://rant.example/", PUPIL, raw,
+                       headers={"Content-Encoding": encoding})
+    assert flow.response.status_code == 403
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/html; charset=windows-1252", "<p>\u201cFuck\u201d \u2014 you motherfucker</p>"),
+    ("text/html; charset=iso-8859-1", "<p>\u201cFuck\u201d \u2014 you motherf\u00fccker</p>"),
+    ("text/html", '<meta charset="windows-1252"><p>\u201cmotherfucker\u201d</p>'),
+])
+def test_pages_in_other_charsets_are_scanned(proxy, content_type, body):
+    flow = proxy.fetch("https://rant.example/", PUPIL, body.encode("cp1252"), content_type)
+    assert flow.response.status_code == 403
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/plain", "fuck you motherfucker"),
+    ("application/json", '{"comments": ["you motherfucker"]}'),
+    (None, "<p>you motherfucker</p>"),  # no type at all: a browser sniffs HTML
+])
+def test_text_and_json_are_scanned(proxy, content_type, body):
+    assert proxy.fetch("https://rant.example/", PUPIL, body, content_type).response.status_code \
+        == 403
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "text/css", "application/javascript"])
+def test_other_types_are_not_scanned(proxy, registry, content_type):
+    flow = proxy.fetch("https://rant.example/", PUPIL, "motherfucker", content_type)
+    assert flow.response.status_code == 200
+    assert _scanned(registry, "clean") == _scanned(registry, "blocked") == 0
+
+
+def test_a_page_larger_than_the_groups_cap_passes_unscanned_and_is_counted(proxy, registry):
+    # The sixth form's cap is 200 bytes: the declared length is over it, so the body is
+    # streamed through as it arrives (never held).
+    body = SWEARING + " " * 200
+    flow = proxy.fetch("https://rant.example/", "10.20.50.3", body)
+    assert flow.response.status_code == 200
+    assert flow.response.stream is True
+    assert _unscanned(registry, "too_large") == 1
+
+
+def test_a_chunked_page_larger_than_the_cap_passes_unscanned_and_is_counted(proxy, registry):
+    flow = proxy.fetch("https://rant.example/", "10.20.50.3", SWEARING + " " * 200,
+                       headers={"Transfer-Encoding": "chunked"})
+    assert flow.response.status_code == 200
+    assert not flow.response.stream  # held (mitmproxy buffers it whole), then found too large
+    assert _unscanned(registry, "too_large") == 1
+
+
+def test_a_compressed_page_larger_than_the_cap_once_decoded_passes_unscanned(proxy, registry):
+    raw = gzip.compress((SWEARING + " " * 2000).encode())
+    assert len(raw) < 200  # under the sixth form's cap as sent, far over it decoded
+    flow = proxy.fetch("https://rant.example/", "10.20.50.3", raw,
+                       headers={"Content-Encoding": "gzip"})
+    assert flow.response.status_code == 200
+    assert _unscanned(registry, "too_large") == 1
+
+
+def test_a_group_with_page_scan_off_is_not_scanned(proxy, registry):
+    flow = proxy.fetch("https://rant.example/", "172.16.0.5", SWEARING)
+    assert flow.response.status_code == 200
+    assert _scanned(registry, "clean") == _scanned(registry, "blocked") == 0
+
+
+def test_a_corrupt_body_passes_unscanned_and_is_counted(proxy, registry):
+    flow = proxy.fetch("https://rant.example/", PUPIL, b"not gzip at all",
+                       headers={"Content-Encoding": "gzip"})
+    assert flow.response.status_code == 200
+    assert _unscanned(registry, "undecodable") == 1
+
+
+def test_a_scan_that_fails_blocks_with_the_filtering_error_page(proxy, registry, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("scanner broke")
+
+    monkeypatch.setattr("schoolgate.gateway.addons.scan.page_findings", broken)
+    flow = proxy.fetch("https://rant.example/", PUPIL, CLEAN)
+    assert flow.response.status_code == 503
+    assert registry.get_sample_value("schoolgate_fail_closed_errors_total",
+                                     {"stage": "scan"}) == 1
+    assert [e.action for e in proxy.events] == ["allow", "error"]
+
+
+def test_block_pages_and_answers_the_gateway_makes_are_not_scanned(proxy, registry):
+    flow = proxy.fetch("https://www.bet365.com/", PUPIL, SWEARING)
+    assert flow.response.status_code == 403
+    assert decision_of(flow).page is None
+    assert _scanned(registry, "clean") == _scanned(registry, "blocked") == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding, bounded
+
+
+def test_decoding_is_bounded():
+    bomb = gzip.compress(b"a" * 1_000_000)
+    assert decode_body(bomb, "gzip", 999_999) is None
+    assert decode_body(bomb, "gzip", 1_000_000) == b"a" * 1_000_000
+    assert decode_body(brotli.compress(b"a" * 10_000), "br", 9_999) is None
+    assert decode_body(zstd.compress(b"a" * 10_000), "zstd", 9_999) is None
+    # Several encodings, undone last first (each step bounded).
+    assert decode_body(brotli.compress(gzip.compress(b"x")), "gzip, br", 100) == b"x"
+    # A raw deflate stream sent as `deflate`.
+    raw = zlib.compressobj(wbits=-15)
+    assert decode_body(raw.compress(b"hi") + raw.flush(), "deflate", 10) == b"hi"
+
+
+@pytest.mark.parametrize(("raw", "coding"), [(b"x", "compress"), (b"junk", "br"),
+                                             (b"junk", "zstd")])
+def test_undecodable_bodies(raw, coding):
+    with pytest.raises(UndecodableError):
+        decode_body(raw, coding, 100)
