@@ -460,7 +460,7 @@ _WHOLE_WORD, _SUBSTRING, _CONTEXT, _MEMBER_WORD, _MEMBER_SUBSTRING = 0, 1, 2, 3,
 _CHECK_AS = (_WHOLE_WORD, _SUBSTRING, _CONTEXT, _WHOLE_WORD, _SUBSTRING)
 """How each kind's hit is checked: a member as the phrase kind of its mode."""
 
-_Entry = tuple[int, int, tuple[int, ...]]
+_Entry = tuple[int, int, tuple[int, ...], bool]
 """(kind, phrase or context number, the letter count of each character of the skeleton)"""
 
 
@@ -566,12 +566,28 @@ class KeywordSet:
         present: set[int] = set()
         # In the padded text, index i is skeleton index i - 1.
         for end, entries in automaton.iter(f" {skeleton} "):
-            for kind, target, counts in entries:
+            for kind, target, counts, plain in entries:
                 rule = _CHECK_AS[kind]
                 last = end - 2 if rule == _WHOLE_WORD else end - 1
                 if runs is None:
                     runs = _Runs(spans)
-                span = runs.check(counts, last - len(counts) + 1, rule)
+                size = len(counts)
+                first = last - size + 1
+                span: tuple[int, int] | None
+                if plain:
+                    # The common case: no held-down or double letter in the phrase, nor in the
+                    # text where it was found; the offsets are shifted by what runs before
+                    # dropped, and no letter needs checking (a page has thousands of hits).
+                    positions = runs.positions
+                    i = bisect_left(positions, first)
+                    if i == len(positions) or positions[i] >= first + size:
+                        shift = runs.dropped_before[i] if i < len(positions) else \
+                            runs.total_dropped
+                        span = (first + shift, first + size + shift)
+                    else:
+                        span = runs.check(counts, first, rule)
+                else:
+                    span = runs.check(counts, first, rule)
                 if span is None:
                     continue
                 if kind == _CONTEXT:
@@ -630,7 +646,7 @@ def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, tar
         # ("photo" in "photography"); a substring may sit anywhere.
         key = {_WHOLE_WORD: f" {skeleton} ", _MEMBER_WORD: f" {skeleton} ",
                _CONTEXT: f" {skeleton}"}.get(kind, skeleton)
-        table.setdefault(key, {})[(kind, target, tuple(counts))] = None
+        table.setdefault(key, {})[(kind, target, tuple(counts), all(c == 1 for c in counts))] = None
 
 
 class _Runs:

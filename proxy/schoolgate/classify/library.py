@@ -8,7 +8,6 @@ validates the files (the format is in the keyword folder's README) and builds th
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -330,13 +329,21 @@ class KeywordLibrary:
             for rule, bit in uses.get(hit.member, ()):
                 if rule in ready:
                     by_rule[rule][bit.bit_length() - 1].append(hit)
+        # The word number of every offset a ready rule's hits start or end at: counted between
+        # neighbouring offsets with str.count, so a long page costs one pass in C.
+        text = scan.text
+        offsets = sorted({o for groups in by_rule.values() for hits in groups for h in hits
+                          for o in (h.start, h.end - 1)})
+        word: dict[int, int] = {}
+        words = done = 0
+        for offset in offsets:
+            words += text.count(" ", done, offset)
+            done = offset
+            word[offset] = words
         found: list[tuple[Flag, str | None]] = []
-        spaces: list[int] | None = None
         for rule, groups in by_rule.items():
-            if spaces is None:  # once per text: a word's number is a bisection
-                spaces = [i for i, c in enumerate(scan.text) if c == " "]
             combo = self.combinations[rule]
-            span = _window(groups, combo.within, spaces)
+            span = _window(groups, combo.within, word)
             if span is None:
                 continue
             start, end = span
@@ -454,14 +461,14 @@ class KeywordLibrary:
 
 
 def _window(groups: Sequence[Sequence[MemberHit]], within: int,
-            spaces: list[int]) -> tuple[int, int] | None:
+            word: dict[int, int]) -> tuple[int, int] | None:
     """The span (offsets in the normalised text) of the first window of at most `within` words
     that holds one hit of every group, no two of them overlapping; None when there is none.
 
     Linear in the hits (a page may hold many): the hits of every group, by position, under a
     sliding window of words; a window that covers every group is then checked for a choice of
     distinct words (one word in two groups' lists cannot stand for both)."""
-    tagged = sorted((bisect_left(spaces, h.start), bisect_left(spaces, h.end - 1), g, h)
+    tagged = sorted((word[h.start], word[h.end - 1], g, h)
                     for g, hits in enumerate(groups) for h in hits)
     need = len(groups)
     count = [0] * need
