@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # tldextract (and requests under it) load only when a PSL loo
     import tldextract
 
 __all__ = [
+    "DEFAULT_PORTS",
     "CanonicalURL",
     "URLError",
     "canonical_host",
@@ -30,7 +31,8 @@ __all__ = [
     "snapshot_suffixes",
 ]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
+"""The port each scheme with an authority uses when a URL names none."""
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")  # fullmatch only: linear, no backtracking
 # Anything to percent-escape: <= 0x20, >= 0x7F, '#' and '%' (the safe set is 0x21-0x7E minus those).
 _UNSAFE = re.compile(r'[^!"$&-~]')
@@ -166,7 +168,7 @@ def canonicalize(url: str | bytes) -> CanonicalURL:
     port = None
     if ":" in host or "@" in host:
         host, port = _split_authority(host, url)
-        if port is not None and port == _DEFAULT_PORTS.get(scheme):
+        if port is not None and port == DEFAULT_PORTS.get(scheme):
             port = None
     if not (
         host.islower()  # has a letter, and no capitals

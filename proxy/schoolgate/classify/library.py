@@ -228,8 +228,8 @@ class KeywordLibrary:
     global suppression contexts folded into each phrase's exclusions, so the classifier, which
     runs `keyword_set` directly, suppresses exactly what `match` does (but for `inside`)."""
 
-    __slots__ = ("_complete", "_entries", "_global", "_uses", "combinations", "contexts",
-                 "files", "keyword_set", "problems", "themes")
+    __slots__ = ("_by_name", "_complete", "_entries", "_global", "_uses", "combinations",
+                 "contexts", "files", "keyword_set", "problems", "themes")
 
     def __init__(
         self,
@@ -259,6 +259,7 @@ class KeywordLibrary:
         self.files: tuple[str, ...] = tuple(files)
         self.problems: tuple[LibraryProblem, ...] = tuple(problems)
         self.combinations: tuple[Combination, ...] = tuple(combinations)
+        self._by_name = {c.name: c for c in self.combinations}
         members: dict[Member, int] = {}
         uses: dict[int, dict[tuple[int, int], None]] = {}
         for rule, combo in enumerate(self.combinations):
@@ -363,7 +364,7 @@ class KeywordLibrary:
             if by is None:
                 flags.append(flag)
                 continue
-            combo = next(c for c in self.combinations if c.name == flag.phrase)
+            combo = self._by_name[flag.phrase]
             if by in combo.own:
                 suppressed.append(Suppressed(flag, "exclude", combo.own[by], combo.source))
             elif (c := self._global.get((combo.theme, by))) is not None:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from ..classify import Classification, URLError
+from ..classify.canonical import DEFAULT_PORTS
 from ..classify.urls import idn_to_ascii, is_ip_address, normalise_host
 from ..config.model import Group
 from ..events import Event
@@ -184,7 +185,7 @@ def request_url(scheme: str, host: str, port: int, path: str) -> str:
     """The URL of a request to `host`:`port` for `path`, as the gateway holds it: the default
     port left out, an IPv6 address in brackets."""
     netloc = f"[{host}]" if ":" in host else host
-    if port != _DEFAULT_PORTS.get(scheme):
+    if port != DEFAULT_PORTS.get(scheme):
         netloc += f":{port}"
     return f"{scheme}://{netloc}{path}"
 
@@ -362,9 +363,6 @@ class Explanation:
 _BROWSER_SAFE = "!#$%&'()*+,/:;=?@[]~"
 """What a browser sends as typed in a path or query (besides letters, digits and `-._`); it
 escapes the rest (spaces, other characters as UTF-8)."""
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
-"""The schemes a client may put in a proxy request's line: http and https are carried, the
-others are classified (a listed form is blocked) and refused."""
 _SCHEME_ONLY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:(?!\d)")
 _ESCAPED_SCHEME = re.compile(r"(?i)(https?)%3a%2f%2f")
 
@@ -394,13 +392,13 @@ def request_head(url: str, method: str = "GET",
     except ValueError as e:
         raise URLError(f"{url!r} is not a URL ({e})") from None
     scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
+    if scheme not in DEFAULT_PORTS:
         raise URLError(f"{url!r}: only http and https URLs can be classified, not {scheme!r}")
     if not parts.hostname:
         raise URLError(f"{url!r} has no host name")
     host = _sent_host(parts.hostname)
     if port is None:
-        port = _DEFAULT_PORTS[scheme]
+        port = DEFAULT_PORTS[scheme]
     path = quote(parts.path or "/", _BROWSER_SAFE, errors="surrogateescape")
     if parts.query:
         path += "?" + quote(parts.query, _BROWSER_SAFE, errors="surrogateescape")

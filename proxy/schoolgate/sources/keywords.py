@@ -368,14 +368,7 @@ class _File:
         language = self.language(m["language"], skipped) if "language" in m else DEFAULT_LANGUAGE
         weight = self.weight(m, skipped)
         ignore = self.boolean(m, "ignore_contexts", skipped)
-        own: dict[str, str] = {}
-        if "exclude" in m:
-            for v in self.sequence(m["exclude"], skipped):
-                context = self.text(v, skipped)
-                n = normalise_text(context)
-                if not n:
-                    raise self.invalid(v, f"{context!r} has no letters or digits; {skipped}")
-                own.setdefault(n, context)
+        own = self.exclusions(m, skipped)
         exclusions = [*own, *(c.normalised for c in contexts
                               if not ignore and c.normalised not in own)]
         try:
@@ -384,6 +377,22 @@ class _File:
         except ValueError as e:
             raise self.invalid(item, f"{e}; {skipped}") from None
         self.loader.combinations[name] = combo
+
+    def exclusions(self, m: dict[str, Node], skipped: str,
+                   padded: tuple[str, ...] = ()) -> dict[str, str]:
+        """An entry's own `exclude` contexts, normalised -> as written. With the phrase's
+        `padded` forms, a context inside the phrase itself is refused (it could never flag)."""
+        own: dict[str, str] = {}
+        for v in self.sequence(m["exclude"], skipped) if "exclude" in m else ():
+            context = self.text(v, skipped)
+            n = normalise_text(context)
+            if not n:
+                raise self.invalid(v, f"{context!r} has no letters or digits; {skipped}")
+            if padded and _starts_a_word_in(n, padded):
+                raise self.invalid(v, f"{context!r} is part of the phrase itself, so the "
+                                      f"phrase could never flag; {skipped}")
+            own.setdefault(n, context)
+        return own
 
     def weight(self, m: dict[str, Node], skipped: str) -> float:
         if "weight" not in m:
@@ -519,17 +528,7 @@ class _File:
                                           f"({normalised!r} would be found inside too many "
                                           f"ordinary words; use word); {skipped}")
         padded = (f" {normalised}", f" {_joined(normalised)}")
-        own: dict[str, str] = {}
-        if "exclude" in m:
-            for v in self.sequence(m["exclude"], skipped):
-                context = self.text(v, skipped)
-                n = normalise_text(context)
-                if not n:
-                    raise self.invalid(v, f"{context!r} has no letters or digits; {skipped}")
-                if _starts_a_word_in(n, padded):
-                    raise self.invalid(v, f"{context!r} is part of the phrase itself, so the "
-                                          f"phrase could never flag; {skipped}")
-                own.setdefault(n, context)
+        own = self.exclusions(m, skipped, padded)
         globals_: list[str] = []
         if not ignore_contexts:
             for c in contexts:

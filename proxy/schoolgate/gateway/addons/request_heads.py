@@ -23,13 +23,13 @@ from mitmproxy import http
 from mitmproxy.net.http import http1
 
 from ...classify import unreachable_reason
+from ...classify.canonical import DEFAULT_PORTS
 
 __all__ = ["RequestHeads", "read_refused_head", "refused_target"]
 
 _TARGET = re.compile(rb"([A-Za-z][A-Za-z0-9+.-]*)://([^/]*)(/.*)?", re.DOTALL)
 _METHOD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _VERSIONS = (b"HTTP/1.0", b"HTTP/1.1")
-_DEFAULT_PORTS = {b"http": 80, b"https": 443, b"ftp": 21, b"ws": 80, b"wss": 443}
 _PLACEHOLDER = b"http://schoolgate.invalid/"
 
 _original_read_request_head = http1.read_request_head
@@ -58,7 +58,7 @@ def read_refused_head(lines: list[bytes]) -> http.Request | None:
     host = authority.rpartition(b"@")[2]
     if not host or host.startswith(b"["):
         return None  # an IPv6 literal mitmproxy refused is not one
-    port = _DEFAULT_PORTS.get(scheme)
+    port = DEFAULT_PORTS.get(scheme.decode("ascii"))
     if b":" in host:
         host, _, port_text = host.rpartition(b":")
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
