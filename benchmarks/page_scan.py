@@ -61,7 +61,7 @@ def timed(fn: Callable[[], object], rounds: int = ROUNDS) -> float:
 def main() -> None:
     from schoolgate.classify.keywords import normalise_text
     from schoolgate.classify.pages import page_findings, page_text, top_phrases
-    from schoolgate.gateway.addons.scan import _text, decode_body
+    from schoolgate.gateway.bodies import decode_body, text_of
     from schoolgate.policy import Policy
     from schoolgate.sources.keywords import load_library
 
@@ -75,7 +75,7 @@ def main() -> None:
     def whole() -> float:
         body = decode_body(compressed, "gzip", 16 * 2**20)
         assert body is not None
-        flags = page_findings(library, page_text(_text(body, "text/html"), "text/html"))
+        flags = page_findings(library, page_text(text_of(body, "text/html"), "text/html"))
         top_phrases(flags)
         return Policy.keyword_score(flags)
 

@@ -2,14 +2,18 @@
 serves pages with chosen bodies, encodings and charsets, and clients in three groups fetch them
 by their loopback address (127.0.0.1 pupils, 127.0.0.2 staff with a higher threshold, 127.0.0.3
 the sixth form with a 2 KiB cap). The keyword library is the test's own (the shipped one has no
-profanity, and is edited by others).
+profanity, and is edited by others). Streams (#16 point 4): an AI chat answer as server-sent
+events, sent by the origin in lockstep with what the client has received, and pages over the cap.
 """
 
 from __future__ import annotations
 
 import gzip
+import http.client
+import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +29,6 @@ from .harness import (
     OriginPKI,
     Reply,
     make_pki,
-    read_events,
     running_gateway,
     sample,
     scrape,
@@ -68,17 +71,39 @@ class Served:
     headers: dict[str, str]
 
 
+@dataclass
+class Streamed:
+    """A response sent a chunk at a time (chunked, flushed each time). Before sending chunk
+    k + 1 the origin waits until the test says it received chunk k through the gateway
+    (`received[k]`), for the chunks `lockstep` names: so the test shows that the gateway sent
+    each of them on before the next existed, not that it arrived in the end."""
+
+    chunks: list[bytes]
+    content_type: str
+    declared: bool
+    """Sent with a Content-Length (written as they come, unframed), else chunked."""
+    lockstep: int
+    received: list[threading.Event]
+    sent: list[float]
+    waited_out: list[int]
+
+
 class PageOrigin:
-    """HTTP and HTTPS on 127.0.0.1: `/<marker>` answers what `serve` put there."""
+    """HTTP and HTTPS on 127.0.0.1: `/<marker>` answers what `serve` or `stream` put there."""
 
     def __init__(self, pki: OriginPKI) -> None:
         self.pages: dict[str, Served] = {}
+        self.streams: dict[str, Streamed] = {}
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                streamed = origin.streams.get(self.path)
+                if streamed is not None:
+                    self.send_stream(streamed)
+                    return
                 page = origin.pages.get(self.path)
                 if page is None:
                     self.send_error(404)
@@ -97,6 +122,26 @@ class PageOrigin:
                     self.wfile.write(b"0\r\n\r\n")
                 else:
                     self.wfile.write(page.body)
+
+            def send_stream(self, streamed: Streamed) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", streamed.content_type)
+                if streamed.declared:
+                    self.send_header("Content-Length", str(sum(map(len, streamed.chunks))))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                for k, chunk in enumerate(streamed.chunks):
+                    if 0 < k <= streamed.lockstep and not streamed.received[k - 1].wait(10):
+                        streamed.waited_out.append(k - 1)
+                    streamed.sent.append(time.monotonic())
+                    self.wfile.write(chunk if streamed.declared else
+                                     f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.flush()
+                if not streamed.declared:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
@@ -122,6 +167,15 @@ class PageOrigin:
                  "transfer_encoding": "Transfer-Encoding"}
         self.pages[path] = Served(raw, {names[k]: v for k, v in headers.items()})
         return f"{scheme}://127.0.0.1:{self.ports[scheme]}{path}"
+
+    def stream(self, chunks: list[bytes], content_type: str, *, lockstep: int,
+               declared: bool = False) -> tuple[str, Streamed]:
+        """A new streamed response's URL (plain HTTP), and its record."""
+        path = f"/{uuid.uuid4().hex}"
+        streamed = Streamed(chunks, content_type, declared, lockstep,
+                            [threading.Event() for _ in chunks], [], [])
+        self.streams[path] = streamed
+        return f"http://127.0.0.1:{self.ports['http']}{path}", streamed
 
     def close(self) -> None:
         for server in self.servers:
@@ -249,24 +303,121 @@ def test_a_chunked_page_is_scanned(env):
     assert env.get(PUPILS, url).status == 403
 
 
-def test_a_page_larger_than_the_cap_passes_unscanned_and_is_counted(env):
-    assert env.gateway.metrics_url is not None
-    before = sample(scrape(env.gateway.metrics_url), "schoolgate_pages_unscanned_total",
-                    reason="too_large")
-    big = SWEARING + "<p>" + "padding " * 400 + "</p>"  # over the sixth form's 2 KiB
-    declared = env.origin.serve(big, content_type="text/html")
+def test_pages_larger_than_the_cap_are_scanned(env):
+    """Over the sixth form's 2 KiB cap. Of undeclared length (chunked): held as mitmproxy holds
+    it, scanned in pieces, replaced whole. Of declared length and clean: streamed through,
+    whole and decoded. (Cut mid-way: `test_a_page_larger_than_the_cap_is_cut_after_...`.)"""
+    padding = "<p>" + "padding " * 400 + "</p>"
+    big = "<html><body>" + padding + SWEARING.removeprefix("<html>")
     chunked = env.origin.serve(big, content_type="text/html", transfer_encoding="chunked")
+    # Hex words do not compress: over 2 KiB as sent too.
+    clean = "<html><body><p>" + " ".join(uuid.uuid4().hex for _ in range(200)) + "</p></html>"
+    declared = env.origin.serve(gzip.compress(clean.encode()), content_type="text/html",
+                                content_encoding="gzip")
 
-    for url in (declared, chunked):
-        reply = env.get(SIXTH, url)
-        assert reply.status == 200 and reply.text == big
-    # The same page under the cap is blocked for the sixth form.
-    assert env.get(SIXTH, env.origin.serve(SWEARING, content_type="text/html")).status == 403
-    after = sample(scrape(env.gateway.metrics_url), "schoolgate_pages_unscanned_total",
-                   reason="too_large")
-    assert after - before == 2
-    assert [e["action"] for e in read_events(env.setup.database, "url = ?", [declared])] in (
-        [], ["allow"])  # the allow is written within 50 ms; never a block
+    assert env.get(SIXTH, chunked).status == 403
+    reply = env.get(SIXTH, declared, **{"Accept-Encoding": "gzip"})
+    assert reply.status == 200 and reply.text == clean
+    assert "Content-Encoding" not in reply.headers  # decoded as it flowed
+
+
+CHAT_TOKENS = ["Once", " upon", " a", " time", " there", " was", " a", " dragon", ".", " You",
+               " mother", "fucker", "!", " Fuck", " off", ".", " The", " end", "."]
+OFFENDING = CHAT_TOKENS.index("fucker")
+
+
+def chat_events(tokens: list[str]) -> list[bytes]:
+    """An AI chat answer as OpenAI's API streams it: a token per server-sent event."""
+    return [f"data: {json.dumps({'id': 'chat-1', 'object': 'chat.completion.chunk', 'choices': [{'index': 0, 'delta': {'content': t}}]})}\n\n".encode()  # noqa: E501
+            for t in tokens] + [b"data: [DONE]\n\n"]
+
+
+def read_through(env: Env, source: str, url: str, streamed: Streamed,
+                 ) -> tuple[http.client.HTTPResponse, bytes]:
+    """GET `url` through the gateway from `source` with a real HTTP client, reading the body
+    as it arrives and telling the origin of each of its chunks received whole."""
+    assert env.gateway.proxy_port is not None
+    conn = http.client.HTTPConnection("127.0.0.1", env.gateway.proxy_port, timeout=20,
+                                      source_address=(source, 0))
+    conn.request("GET", url)
+    response = conn.getresponse()
+    body = b""
+    ends = [sum(map(len, streamed.chunks[:k + 1])) for k in range(len(streamed.chunks))]
+    try:
+        while data := response.read1(65536):
+            body += data
+            for k, end in enumerate(ends):
+                if len(body) >= end and body[:end] == b"".join(streamed.chunks[:k + 1]):
+                    streamed.received[k].set()
+    finally:
+        conn.close()
+    return response, body
+
+
+def split_events(body: bytes) -> list[bytes]:
+    events = [e + b"\n\n" for e in body.split(b"\n\n")]
+    assert events.pop() == b"\n\n", body[-200:]  # the body ends with a whole event
+    return events
+
+
+def test_a_page_larger_than_the_cap_is_cut_after_the_offending_chunk(env):
+    """Declared over the sixth form's 2 KiB cap: streamed, not held. The clean part reaches the
+    browser before the origin sends the rest; the part that crosses the threshold does not."""
+    chunks = [("<html><body>" + "<p>" + "padding " * 300 + "</p>").encode(),
+              SWEARING.removeprefix("<html>").encode(), b"<p>after</p>"]
+    url, streamed = env.origin.stream(chunks, "text/html", lockstep=1, declared=True)
+
+    response, body = read_through(env, SIXTH, url, streamed)
+
+    assert response.status == 200
+    assert streamed.waited_out == []
+    assert body.startswith(chunks[0])
+    rest = body[len(chunks[0]):].decode("ascii")
+    assert rest.startswith('<div role="alert"') and "stopped this page here" in rest
+    assert "motherfucker" not in rest and "after" not in rest
+    allow, block = env.events(url, 2)
+    assert block["reference"] in rest and block["reason"] == "page-content"
+
+
+def test_an_ai_chat_stream_is_cut_after_the_offending_chunk(env):
+    sent = chat_events(CHAT_TOKENS)
+    url, streamed = env.origin.stream(sent, "text/event-stream", lockstep=OFFENDING)
+
+    response, body = read_through(env, PUPILS, url, streamed)
+    received = split_events(body)
+
+    assert response.status == 200
+    # Each event before the offending one reached the client before the origin wrote the
+    # next: allowed text waited for nothing.
+    assert streamed.waited_out == []
+    assert received[:OFFENDING] == sent[:OFFENDING]
+    # "fucker" waited one event (was the word over?); "!" said it was: neither was sent, and a
+    # notice in the answer's own shape took their place. Nothing after it.
+    assert len(received) == OFFENDING + 1
+    notice = json.loads(received[OFFENDING].removeprefix(b"data: "))
+    assert notice["id"] == "chat-1"
+    text = notice["choices"][0]["delta"]["content"]
+    assert "stopped this page here" in text and "Adult content" in text
+    assert "fucker" not in received[OFFENDING].decode()
+    allow, block = env.events(url, 2)
+    assert (block["action"], block["reason"], block["theme"]) == ("block", "page-content",
+                                                                  "adult")
+    assert block["reference"] in text
+    assert block["page_phrases"] == "motherfucker"
+    assert env.gateway.metrics_url is not None
+    assert sample(scrape(env.gateway.metrics_url), "schoolgate_streams_cut_total") >= 1
+
+
+def test_the_same_chat_stream_reaches_staff_whole(env):
+    sent = chat_events(CHAT_TOKENS)
+    url, streamed = env.origin.stream(sent, "text/event-stream", lockstep=len(CHAT_TOKENS))
+
+    response, body = read_through(env, STAFF, url, streamed)
+    received = split_events(body)
+
+    assert response.status == 200
+    assert received == sent  # score 13, below staff's 20
+    assert streamed.waited_out == []
 
 
 def test_page_blocks_are_counted(env):

@@ -11,13 +11,14 @@ import math
 import re
 import unicodedata
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Literal, NamedTuple
 from urllib.parse import unquote
 
 import ahocorasick
+import numpy as np
 
 __all__ = [
     "MODES",
@@ -270,6 +271,13 @@ def _squeeze(s: str) -> tuple[str, str, list[tuple[int, int]]]:
     reads the skeleton, and each hit is checked against the phrase's own letter counts (see
     `_Runs.check`): a run of three is a held-down key and stands for one or two.
     """
+    if len(s) >= _LONG and s.isascii():
+        return _squeeze_long(s)
+    return _squeeze_loop(s)
+
+
+def _squeeze_loop(s: str) -> tuple[str, str, list[tuple[int, int]]]:
+    """`_squeeze`, one run at a time."""
     if s.isascii():
         spans: list[tuple[int, int]] = []
         for end, _ in _DOUBLES.iter(s):
@@ -295,6 +303,39 @@ def _squeeze(s: str) -> tuple[str, str, list[tuple[int, int]]]:
     text.append(s[done:])
     skeleton.append(s[done:])
     return "".join(text), "".join(skeleton), capped_spans
+
+
+_LONG = 2048
+"""From this length on, ASCII text is squeezed with array operations (a page: 10x faster than
+the loop, whose per-run cost a page's thousand "ll", "ee" and "oo" add up); below it, the loop
+(a search term: numpy's fixed cost per call is more than the whole loop)."""
+
+
+def _squeeze_long(s: str) -> tuple[str, str, list[tuple[int, int]]]:
+    """`_squeeze` of ASCII text, in numpy; the same result (a test compares the two)."""
+    b = np.frombuffer(s.encode("ascii"), np.uint8)
+    tail = b[1:]
+    # repeat[i]: character i + 1 is a letter and repeats character i.
+    repeat = (tail == b[:-1]) & (tail >= 0x61) & (tail <= 0x7A)
+    if not repeat.any():
+        return s, s, []
+    edges = np.diff(np.concatenate(([0], repeat.view(np.int8), [0])))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) + 1
+    lengths = ends - starts
+    keep = np.ones(len(b), dtype=bool)
+    keep[1:] = ~repeat
+    skeleton = b[keep].tobytes().decode("ascii")
+    if int(lengths.max()) <= _HELD:
+        return s, skeleton, list(zip(starts.tolist(), ends.tolist(), strict=True))
+    kept = np.minimum(lengths, _HELD)
+    keep = np.ones(len(b), dtype=bool)
+    for k in np.flatnonzero(lengths > _HELD).tolist():
+        keep[starts[k] + _HELD : ends[k]] = False
+    cut = np.concatenate(([0], np.cumsum(lengths - kept)[:-1]))
+    capped = starts - cut
+    return (b[keep].tobytes().decode("ascii"), skeleton,
+            list(zip(capped.tolist(), (capped + kept).tolist(), strict=True)))
 
 
 def decode_url_text(path_and_query: str) -> str:
@@ -449,11 +490,11 @@ class Scan(NamedTuple):
     """The normalised text (held-down letters capped at three): what the offsets point into."""
     matches: tuple[KeywordMatch, ...]
     members: tuple[MemberHit, ...]
-    contexts: frozenset[str]
-    """The normalised contexts (exclusions) that occur in the text."""
+    contexts: Container[str]
+    """The normalised contexts (exclusions) that occur in the text: `context in scan.contexts`.
+    Looked up when asked, not found in the pass: pages are full of context words ("school",
+    "history", "art"), and only the few a hit's exclusions name are ever asked for."""
 
-
-_NONE: frozenset[str] = frozenset()
 
 # Kinds of automaton entry.
 _WHOLE_WORD, _SUBSTRING, _CONTEXT, _MEMBER_WORD, _MEMBER_SUBSTRING = 0, 1, 2, 3, 4
@@ -461,7 +502,10 @@ _CHECK_AS = (_WHOLE_WORD, _SUBSTRING, _CONTEXT, _WHOLE_WORD, _SUBSTRING)
 """How each kind's hit is checked: a member as the phrase kind of its mode."""
 
 _Entry = tuple[int, int, tuple[int, ...], bool]
-"""(kind, phrase or context number, the letter count of each character of the skeleton)"""
+"""(kind, phrase or member number, the letter count of each character of the skeleton, whether
+every count is one)"""
+_Form = tuple[str, int, tuple[int, ...], bool]
+"""(automaton key, kind, letter counts, whether every count is one): one way a phrase is found"""
 
 
 class KeywordSet:
@@ -475,15 +519,17 @@ class KeywordSet:
     added at each end, so the automaton itself enforces word boundaries.
 
     A phrase of several words is also stored without its spaces, so "self harm" matches
-    "selfharm" and "#killmyself". Exclusion contexts are stored in the same automaton, so one
-    pass over the text finds both.
+    "selfharm" and "#killmyself". Exclusion contexts are not in the automaton: a context only
+    matters beside a hit, so each is looked for (`str.find` on the skeleton, the same letter
+    check) when a hit's exclusions name it, and a page's hundreds of "school"s cost nothing.
 
     Every phrase found is reported, overlapping ones included ("kill myself" and "kill" in the
     same words), because each may belong to another theme; a phrase that two themes list is
     reported once for each. Exactly equal phrases are kept once.
     """
 
-    __slots__ = ("_automaton", "_contexts", "_exclusions", "_members", "_phrases")
+    __slots__ = ("_automaton", "_context_forms", "_context_ids", "_contexts", "_exclusions",
+                 "_members", "_phrases")
 
     def __init__(self, phrases: Iterable[Phrase], members: Iterable[Member] = (),
                  contexts: Iterable[str] = ()) -> None:
@@ -494,11 +540,12 @@ class KeywordSet:
         known: dict[str, int] = {}
         table: dict[str, dict[_Entry, None]] = {}
         exclusions: list[tuple[int, ...]] = []
+        forms: list[tuple[_Form, ...]] = []
 
         def context_id(context: str) -> int:
             if context not in known:
                 known[context] = len(known)
-                _store(table, context, _CONTEXT, known[context])
+                forms.append(tuple(_forms(context, _CONTEXT)))
             return known[context]
 
         for number, phrase in enumerate(self._phrases):
@@ -514,6 +561,8 @@ class KeywordSet:
             context_id(context)
         self._exclusions = tuple(exclusions)
         self._contexts = tuple(known)
+        self._context_ids = known
+        self._context_forms = tuple(forms)
         automaton = None
         if table:
             automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
@@ -560,46 +609,28 @@ class KeywordSet:
         norm, skeleton, spans = _squeeze(text if normalised else _words(text))
         if not norm:
             return Scan(norm, (), (), frozenset())
-        runs: _Runs | None = None
+        runs = _Runs(spans)
+        padded = f" {skeleton} "
         hits: dict[tuple[int, int, int], None] = {}
         members: dict[tuple[int, int, int], None] = {}
-        present: set[int] = set()
         # In the padded text, index i is skeleton index i - 1.
-        for end, entries in automaton.iter(f" {skeleton} "):
+        for end, entries in automaton.iter(padded):
             for kind, target, counts, plain in entries:
                 rule = _CHECK_AS[kind]
-                last = end - 2 if rule == _WHOLE_WORD else end - 1
-                if runs is None:
-                    runs = _Runs(spans)
                 size = len(counts)
-                first = last - size + 1
-                span: tuple[int, int] | None
-                if plain:
-                    # The common case: no held-down or double letter in the phrase, nor in the
-                    # text where it was found; the offsets are shifted by what runs before
-                    # dropped, and no letter needs checking (a page has thousands of hits).
-                    positions = runs.positions
-                    i = bisect_left(positions, first)
-                    if i == len(positions) or positions[i] >= first + size:
-                        shift = runs.dropped_before[i] if i < len(positions) else \
-                            runs.total_dropped
-                        span = (first + shift, first + size + shift)
-                    else:
-                        span = runs.check(counts, first, rule)
-                else:
-                    span = runs.check(counts, first, rule)
+                first = (end - 2 if rule == _WHOLE_WORD else end - 1) - size + 1
+                span = runs.span(counts, first, rule, plain)
                 if span is None:
                     continue
-                if kind == _CONTEXT:
-                    present.add(target)
-                elif kind >= _MEMBER_WORD:
+                if kind >= _MEMBER_WORD:
                     members[(span[0], span[1], target)] = None
                 else:
                     hits[(span[0], -span[1], target)] = None
+        present = _Present(self, padded, runs)
         found: list[KeywordMatch] = []
         for start, negative_end, target in sorted(hits):
             suppressed_by = next(
-                (self._contexts[c] for c in self._exclusions[target] if c in present), None
+                (self._contexts[c] for c in self._exclusions[target] if present.has(c)), None
             )
             if suppressed_by is None or with_suppressed:
                 end = -negative_end
@@ -609,7 +640,7 @@ class KeywordSet:
         return Scan(norm, tuple(found),
                     tuple(MemberHit(target, start, end) for start, end, target in sorted(members))
                     if members else (),
-                    frozenset(self._contexts[c] for c in present) if present else _NONE)
+                    present)
 
     def score(self, text: str, *, normalised: bool = False) -> float:
         """The sum of the weights of the distinct phrases found (suppressed ones not counted)."""
@@ -624,6 +655,12 @@ inside ordinary words ("ex boy" in "sexboy" aside, "go die" in "indigodie")."""
 
 
 def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, target: int) -> None:
+    for key, form_kind, counts, plain in _forms(normalised, kind):
+        table.setdefault(key, {})[(form_kind, target, counts, plain)] = None
+
+
+def _forms(normalised: str, kind: int) -> list[_Form]:
+    """The automaton keys (or, for a context, the `str.find` needles) of one normalised entry."""
     forms = [(normalised, kind)]
     if " " in normalised:
         # "self harm" also as "selfharm"; normalised again, since joining can make a new word
@@ -635,7 +672,8 @@ def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, tar
             run_on = len(joined) >= RUN_ON and kind in (_WHOLE_WORD, _MEMBER_WORD)
             forms.append((joined, (_SUBSTRING if kind == _WHOLE_WORD else _MEMBER_SUBSTRING)
                           if run_on else kind))
-    for form, kind in forms:
+    out: list[_Form] = []
+    for form, form_kind in forms:
         _, skeleton, spans = _squeeze(form)
         counts = [1] * len(skeleton)
         dropped = 0
@@ -645,8 +683,54 @@ def _store(table: dict[str, dict[_Entry, None]], normalised: str, kind: int, tar
         # Whole words carry a space at each end; a context must start a word but may run on
         # ("photo" in "photography"); a substring may sit anywhere.
         key = {_WHOLE_WORD: f" {skeleton} ", _MEMBER_WORD: f" {skeleton} ",
-               _CONTEXT: f" {skeleton}"}.get(kind, skeleton)
-        table.setdefault(key, {})[(kind, target, tuple(counts), all(c == 1 for c in counts))] = None
+               _CONTEXT: f" {skeleton}"}.get(form_kind, skeleton)
+        out.append((key, form_kind, tuple(counts), all(c == 1 for c in counts)))
+    return out
+
+
+class _Present:
+    """The contexts present in one scanned text, looked up when first asked (see `Scan`)."""
+
+    __slots__ = ("_known", "_padded", "_runs", "_set", "_words")
+
+    def __init__(self, keywords: KeywordSet, padded: str, runs: _Runs) -> None:
+        self._set = keywords
+        self._padded = padded
+        self._runs = runs
+        self._known: dict[int, bool] = {}
+        self._words: list[str] | None = None
+
+    def __contains__(self, context: object) -> bool:
+        number = self._set._context_ids.get(context) if isinstance(context, str) else None
+        return number is not None and self.has(number)
+
+    def has(self, number: int) -> bool:
+        known = self._known.get(number)
+        if known is None:
+            known = self._known[number] = self._find(number)
+        return known
+
+    def _find(self, number: int) -> bool:
+        padded, runs = self._padded, self._runs
+        words = self._words
+        if words is None:
+            # The distinct words, sorted: one split in C, then a context that is not there
+            # (most of those asked for) costs a bisection instead of a search of the page.
+            words = self._words = sorted(set(padded.split()))
+        for key, kind, counts, plain in self._set._context_forms[number]:
+            first, _, rest = key[1:].partition(" ")
+            i = bisect_left(words, first)
+            if i == len(words) or not (words[i] == first if rest else
+                                       words[i].startswith(first)):
+                continue  # its first word (or, alone, the start of a word) is not in the text
+            # The needle is " " + the skeleton: found at padded index p, the skeleton's own
+            # letters start at skeleton index p.
+            at = padded.find(key)
+            while at != -1:
+                if runs.span(counts, at, kind, plain) is not None:
+                    return True
+                at = padded.find(key, at + 1)
+        return False
 
 
 class _Runs:
@@ -656,16 +740,29 @@ class _Runs:
     __slots__ = ("dropped_before", "lengths", "positions", "total_dropped")
 
     def __init__(self, spans: list[tuple[int, int]]) -> None:
-        self.positions: list[int] = []
-        self.lengths: list[int] = []
-        self.dropped_before: list[int] = []
-        dropped = 0
-        for start, end in spans:
-            self.positions.append(start - dropped)
-            self.lengths.append(end - start)
-            self.dropped_before.append(dropped)
-            dropped += end - start - 1
-        self.total_dropped = dropped
+        # Comprehensions and accumulate, not a loop of appends: a page has a thousand runs.
+        self.lengths: list[int] = [end - start for start, end in spans]
+        dropped = list(accumulate((n - 1 for n in self.lengths), initial=0))
+        self.dropped_before: list[int] = dropped[:-1]
+        self.positions: list[int] = [
+            start - d for (start, _), d in zip(spans, self.dropped_before, strict=True)]
+        self.total_dropped = dropped[-1]
+
+    def span(self, counts: tuple[int, ...], first: int, kind: int,
+             plain: bool) -> tuple[int, int] | None:
+        """`check`, with the common case first: no held-down or double letter in the phrase
+        (`plain`), nor in the text where it was found; the offsets are shifted by what runs
+        before dropped, and no letter needs checking (a page has thousands of hits)."""
+        if plain:
+            positions = self.positions
+            size = len(counts)
+            i = bisect_left(positions, first)
+            if i == len(positions):
+                return first + self.total_dropped, first + size + self.total_dropped
+            if positions[i] >= first + size:
+                shift = self.dropped_before[i]
+                return first + shift, first + size + shift
+        return self.check(counts, first, kind)
 
     def check(self, counts: tuple[int, ...], first: int, kind: int) -> tuple[int, int] | None:
         """The span in the normalised text of a hit at skeleton offset `first`, or None when the

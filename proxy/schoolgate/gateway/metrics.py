@@ -287,6 +287,19 @@ class GatewayMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
             registry=r,
         )
+        self.streams_scanned = Counter(
+            "schoolgate_streams_scanned",
+            "Responses scanned as they flow: server-sent events (AI chat answers) and pages "
+            "whose declared size is over the group's page_scan.max_bytes.",
+            registry=r,
+        )
+        self.streams_cut = Counter(
+            "schoolgate_streams_cut",
+            "Scanned streams cut, with a notice, when their running score reached the group's "
+            "keyword_threshold (also counted in schoolgate_pages_scanned_total{outcome="
+            "\"blocked\"}).",
+            registry=r,
+        )
         self.pages_unscanned = Counter(
             "schoolgate_pages_unscanned",
             "Pages of a scanned type passed through without their text scanned, by reason: "

@@ -205,6 +205,20 @@ class BlockPage:
         }
         return RenderedPage(status, body.encode("utf-8"), headers)
 
+    def notice(self, verdict: Verdict) -> str:
+        """What a stream cut by its words (`page-content`) shows where it stops: the block page's
+        reason, category and support advice as one paragraph of plain text, for a page, a chat
+        answer or a text file alike."""
+        parts = [f"{self._school}'s web filter stopped this page here: words on this page"]
+        if verdict.theme:
+            parts[0] += f" ({THEME_TITLES.get(verdict.theme, verdict.theme)})"
+        parts[0] += "."
+        if verdict.theme in _SUPPORT:
+            parts.append(_SUPPORT[verdict.theme])
+        parts.append("If you think this is wrong, tell your teacher or the IT team and give "
+                     f"them the reference {verdict.reference}.")
+        return " ".join(parts)
+
     def render_failure(self, failure: Failure, host: str | None, when: datetime,
                        reference: str, problem: str | None = None) -> RenderedPage:
         """The page for `failure`, in the block page's style (the same template): the school,

@@ -9,9 +9,12 @@ import random
 import pytest
 
 from schoolgate.classify.keywords import (
+    _LONG,
     KeywordMatch,
     KeywordSet,
     Phrase,
+    _squeeze_long,
+    _squeeze_loop,
     decode_url_text,
     normalise_text,
 )
@@ -515,3 +518,20 @@ def test_classifier_runs_keyword_sets_over_the_decoded_url_and_handed_text():
     assert c.classify("https://www.google.com/").keywords == ()
     assert [m.phrase.text for m in c.library.keyword_set.match("I want to kill   myself")] == [
         "kill myself"]
+
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_long_ascii_text_is_squeezed_as_the_loop_squeezes_it(seed):
+    """Pages take numpy's road through `_squeeze` (ASCII from `_LONG` characters on); it must
+    give what the loop that search terms take gives, on runs of every length, at both ends,
+    back to back, and with no run at all."""
+    rng = random.Random(seed)
+    alphabet = "aabeelloss tz09"
+    texts = ["", "a", "aa", "aaaa", "abc", "a" * 3000, "ab" * 1500]
+    for _ in range(100):
+        texts.append("".join(rng.choice(alphabet) * rng.choice((1, 1, 2, 3, 4, 7))
+                             for _ in range(rng.randint(1, 1200))))
+    for text in texts:
+        assert _squeeze_long(text) == _squeeze_loop(text), text[:60]
+    assert any(len(t) >= _LONG for t in texts)

@@ -4,6 +4,7 @@ and findings it scores, and the bounded decoding of the body."""
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from schoolgate.classify.pages import page_findings, page_text, scanned_type, to
 from schoolgate.config.loader import load_config
 from schoolgate.events import Event
 from schoolgate.gateway.addons import decision_of
-from schoolgate.gateway.addons.scan import UndecodableError, decode_body
+from schoolgate.gateway.bodies import UndecodableError, decode_body
 from schoolgate.gateway.bootstrap import ordered
 from schoolgate.gateway.service import Gateway
 from schoolgate.sources.keywords import load_library
@@ -266,31 +267,157 @@ def test_other_types_are_not_scanned(proxy, registry, content_type):
     assert _scanned(registry, "clean") == _scanned(registry, "blocked") == 0
 
 
-def test_a_page_larger_than_the_groups_cap_passes_unscanned_and_is_counted(proxy, registry):
-    # The sixth form's cap is 200 bytes: the declared length is over it, so the body is
-    # streamed through as it arrives (never held).
-    body = SWEARING + " " * 200
-    flow = proxy.fetch("https://rant.example/", "10.20.50.3", body)
+def flowed(flow: http.HTTPFlow, chunks: list[bytes]) -> list[bytes]:
+    """Drive a streamed response as mitmproxy's HTTP layer does: each chunk through the
+    `stream` callable as it arrives, then b"" at the end; what it sent on, per chunk."""
+    stream = flow.response.stream
+    assert callable(stream)
+    sent = []
+    for chunk in [*chunks, b""]:
+        out = stream(chunk)
+        sent.append(out if isinstance(out, bytes) else b"".join(out))
+    return sent
+
+
+SIXTH = "10.20.50.3"  # the sixth form: page_scan max_bytes 200
+
+
+def test_a_page_declared_larger_than_the_cap_is_scanned_as_it_flows_and_cut(proxy, registry):
+    # The declared length is over the sixth form's cap, so the body is streamed, never held:
+    # each piece is scanned before it is sent, and the one that takes the score to the
+    # threshold is replaced by a notice.
+    clean = "<html><body>" + "<p>Volcanoes erupt when magma rises.</p>" * 10
+    rest = "<p>Fuck this, you motherfucker.</p></body></html>"
+    flow = proxy.fetch("https://rant.example/", SIXTH, clean + rest)
     assert flow.response.status_code == 200
-    assert flow.response.stream is True
-    assert _unscanned(registry, "too_large") == 1
+    assert "content-length" not in flow.response.headers
+    assert flow.response.headers["transfer-encoding"] == "chunked"
+    sent = flowed(flow, [clean.encode(), rest.encode(), b"<p>more</p>"])
+    assert sent[0] == clean.encode()  # allowed text is sent at once, whole
+    assert b"motherfucker" not in sent[1] and b"stopped this page here" in sent[1]
+    assert b"Adult content" in sent[1] and decision_of(flow).page.reference.encode() in sent[1]
+    assert sent[2:] == [b"", b""]  # the rest of the stream is dropped
+    allow, block = proxy.events  # recorded at the cut, not at the server's end
+    assert (block.action, block.reason, block.page_phrases) == (
+        "block", "page-content", ("motherfucker", "fuck"))
+    assert _scanned(registry, "blocked") == 1
+    assert registry.get_sample_value("schoolgate_streams_cut_total") == 1
+    assert registry.get_sample_value("schoolgate_blocks_total", {"reason": "page_content"}) == 1
+    proxy.hook(HttpResponseHook, flow)  # the server's end: nothing recorded or counted twice
+    assert len(proxy.events) == 2
+    assert registry.get_sample_value("schoolgate_blocks_total", {"reason": "page_content"}) == 1
 
 
-def test_a_chunked_page_larger_than_the_cap_passes_unscanned_and_is_counted(proxy, registry):
-    flow = proxy.fetch("https://rant.example/", "10.20.50.3", SWEARING + " " * 200,
+def test_a_phrase_split_between_two_chunks_is_found(proxy):
+    body = "<html><body><p>you mother" + "fucker</p></body></html>"
+    flow = proxy.fetch("https://rant.example/", SIXTH, body + " " * 200,
+                       content_type="text/plain")
+    sent = flowed(flow, [b"you mother", b"fucker and more", b" text"])
+    assert sent[0] == b"you "  # the last word waits for its end: never delayed more than that
+    assert b"stopped this page here" in sent[1] and b"fucker" not in sent[1]
+
+
+def test_a_clean_stream_passes_whole_and_is_counted_clean(proxy, registry):
+    body = "<p>Volcanoes erupt when magma rises.</p>" * 20
+    flow = proxy.fetch("https://example.org/", SIXTH, body)
+    chunks = [body.encode()[i:i + 97] for i in range(0, len(body), 97)]
+    assert b"".join(flowed(flow, chunks)) == body.encode()
+    proxy.hook(HttpResponseHook, flow)
+    assert [e.action for e in proxy.events] == ["allow"]
+    assert _scanned(registry, "clean") == 1
+
+
+def _flushed(encoding: str, parts: list[bytes]) -> list[bytes]:
+    """`parts` compressed as a streaming server sends them: each flushed as it is written."""
+    if encoding == "gzip":
+        z = zlib.compressobj(wbits=31)
+        out = [z.compress(p) + z.flush(zlib.Z_SYNC_FLUSH) for p in parts]
+        return [*out[:-1], out[-1] + z.flush()]
+    if encoding == "br":
+        b = brotli.Compressor()
+        out = [b.process(p) + b.flush() for p in parts]
+        return [*out[:-1], out[-1] + b.finish()]
+    c = zstd.ZstdCompressor()
+    out = [c.compress(p, c.FLUSH_BLOCK) for p in parts]
+    return [*out[:-1], out[-1] + c.flush(c.FLUSH_FRAME)]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd"])
+def test_a_compressed_stream_is_decoded_as_it_flows_and_sent_decoded(proxy, encoding):
+    clean = ("<p>Volcanoes erupt when magma rises.</p>" * 30).encode()
+    chunks = _flushed(encoding, [clean, SWEARING.encode(), b"<p>the end</p>"])
+    flow = proxy.fetch("https://rant.example/", SIXTH, b"".join(chunks) + b"\0" * 300,
+                       headers={"Content-Encoding": encoding})
+    assert "content-encoding" not in flow.response.headers  # the browser gets it decoded
+    sent = flowed(flow, chunks)
+    assert sent[0] == clean  # decoded as it came, and sent at once
+    assert b"stopped this page here" in sent[1] and b"motherfucker" not in sent[1]
+    assert sent[2:] == [b"", b""]
+
+
+CHAT = [  # an AI chat answer as OpenAI's API streams it: a token per event
+    {"id": "c1", "object": "chat.completion.chunk", "choices": [{"delta": {"content": t}}]}
+    for t in ["Here", " is", " a", " story", ".", " You", " mother", "fucker", "!", " Fuck",
+              " it", "."]]
+
+
+def _events(parts: list[dict]) -> list[bytes]:
+    return [f"data: {json.dumps(p)}\n\n".encode() for p in parts] + [b"data: [DONE]\n\n"]
+
+
+def test_a_chat_answer_is_cut_after_the_offending_event_with_a_notice_in_its_own_shape(
+        proxy, registry):
+    flow = proxy.fetch("https://chat.example/v1/chat", PUPIL, b"", "text/event-stream")
+    assert flow.response.stream  # any size: an event stream is always read as it flows
+    sent = flowed(flow, _events(CHAT))
+    # Every token up to "mother" went out as it came. "fucker" waited one event, for the next
+    # to say whether the word was over; "!" said so, and neither was sent.
+    assert sent[:7] == _events(CHAT)[:7]
+    assert sent[7] == b""
+    notice = sent[8].decode()
+    assert "fucker" not in notice and notice.endswith("\n\n") and notice.count("\n\n") == 1
+    event = json.loads(notice.removeprefix("data: "))
+    assert event["id"] == "c1"  # the answer's own shape, so the chat page shows it
+    assert "stopped this page here" in event["choices"][0]["delta"]["content"]
+    assert all(s == b"" for s in sent[9:])
+    assert [e.action for e in proxy.events] == ["allow", "block"]
+    assert registry.get_sample_value("schoolgate_streams_cut_total") == 1
+
+
+def test_a_word_that_goes_on_is_held_one_event_then_sent(proxy):
+    # A word that starts as a phrase and goes on as another word: held one event, then sent.
+    parts = [{"choices": [{"delta": {"content": t}}]} for t in
+             ["A", " mother", "fucker", "s", "hip", " is", " not", " a", " word", "."]]
+    flow = proxy.fetch("https://chat.example/v1/chat", PUPIL, b"", "text/event-stream")
+    sent = flowed(flow, _events(parts))
+    events = _events(parts)
+    assert sent[2] == b""  # "motherfucker" might be over: held
+    assert sent[3] == events[2] + events[3]  # "motherfuckers" is not a phrase: both sent
+    assert b"".join(sent) == b"".join(events)
+
+
+def test_a_chat_answer_below_the_threshold_streams_untouched(proxy):
+    parts = [{"choices": [{"delta": {"content": t}}]} for t in ["Vol", "canoes", " erupt."]]
+    flow = proxy.fetch("https://chat.example/v1/chat", PUPIL, b"", "text/event-stream")
+    assert flowed(flow, _events(parts))[:-1] == _events(parts)
+
+
+def test_a_chunked_page_larger_than_the_cap_is_scanned_whole_and_replaced(proxy, registry):
+    # Of undeclared length: held (mitmproxy buffers it), so though over the cap it is still
+    # replaced whole, scanned in pieces as a stream would be.
+    flow = proxy.fetch("https://rant.example/", SIXTH, SWEARING + " " * 200,
                        headers={"Transfer-Encoding": "chunked"})
-    assert flow.response.status_code == 200
-    assert not flow.response.stream  # held (mitmproxy buffers it whole), then found too large
-    assert _unscanned(registry, "too_large") == 1
+    assert not flow.response.stream
+    assert flow.response.status_code == 403
+    assert _scanned(registry, "blocked") == 1
 
 
-def test_a_compressed_page_larger_than_the_cap_once_decoded_passes_unscanned(proxy, registry):
-    raw = gzip.compress((SWEARING + " " * 2000).encode())
+def test_a_compressed_page_larger_than_the_cap_once_decoded_is_scanned_in_pieces(proxy):
+    raw = gzip.compress((" " * 2000 + SWEARING).encode())
     assert len(raw) < 200  # under the sixth form's cap as sent, far over it decoded
-    flow = proxy.fetch("https://rant.example/", "10.20.50.3", raw,
+    flow = proxy.fetch("https://rant.example/", SIXTH, raw,
                        headers={"Content-Encoding": "gzip"})
-    assert flow.response.status_code == 200
-    assert _unscanned(registry, "too_large") == 1
+    assert flow.response.status_code == 403
 
 
 def test_a_group_with_page_scan_off_is_not_scanned(proxy, registry):

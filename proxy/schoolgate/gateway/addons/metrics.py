@@ -7,6 +7,7 @@ import time
 from mitmproxy import http
 
 from ...policy import ALLOW
+from ..metrics import GatewayMetrics
 from ..service import Gateway
 from . import decision_of
 
@@ -30,12 +31,17 @@ class Metrics:
     request = requestheaders
 
     def response(self, flow: http.HTTPFlow) -> None:
-        """A page blocked by its text: a block of its own kind. Not a request of its own (the
-        request is counted, as allowed, at `requestheaders`)."""
-        d = decision_of(flow)
-        if d is None or d.page is None or d.page_counted:
-            return
-        d.page_counted = True
-        if d.page.action != ALLOW:
-            self.metrics.count_block(d.page)
+        count_page(self.metrics, flow)
+
+
+def count_page(metrics: GatewayMetrics, flow: http.HTTPFlow) -> None:
+    """A page blocked by its text: a block of its own kind, once (at `response`, or when
+    ScanPages cuts a stream). Not a request of its own (the request is counted, as allowed, at
+    `requestheaders`)."""
+    d = decision_of(flow)
+    if d is None or d.page is None or d.page_counted:
+        return
+    d.page_counted = True
+    if d.page.action != ALLOW:
+        metrics.count_block(d.page)
 

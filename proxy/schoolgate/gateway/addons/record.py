@@ -49,19 +49,25 @@ class Record:
         allowed by its address, then the page blocked by its words; two decisions, each kept.
         (Holding every allow back until its response would lose the record of requests that
         never get one, which `schoolgate event` finds under an error page's reference.)"""
-        d = decision_of(flow)
-        if d is None or d.page is None or d.page_recorded:
-            return
-        d.page_recorded = True
-        verdict = d.page
-        try:
-            request = flow.request
-            head = head_of(request)
-            event = event_for(
-                verdict, d.identity, ts=time.time(), client_ip=flow.client_conn.peername[0],
-                method=request.method, scheme=head.scheme, host=request.host, url=head.url)
-        except Exception:  # noqa: BLE001 - the page's verdict stands; the lost record is counted
-            log.exception("could not build the event for a page's %s", verdict.action)
-            self.gateway.metrics.events_dropped.inc()
-            return
-        self.gateway.record(event)
+        record_page(self.gateway, flow)
+
+
+def record_page(gateway: Gateway, flow: http.HTTPFlow) -> None:
+    """Queue the event for the verdict on `flow`'s page text, once: at `response`, or at once
+    when ScanPages cuts a stream (whose `response` comes only when the server ends it)."""
+    d = decision_of(flow)
+    if d is None or d.page is None or d.page_recorded:
+        return
+    d.page_recorded = True
+    verdict = d.page
+    try:
+        request = flow.request
+        head = head_of(request)
+        event = event_for(
+            verdict, d.identity, ts=time.time(), client_ip=flow.client_conn.peername[0],
+            method=request.method, scheme=head.scheme, host=request.host, url=head.url)
+    except Exception:  # noqa: BLE001 - the page's verdict stands; the lost record is counted
+        log.exception("could not build the event for a page's %s", verdict.action)
+        gateway.metrics.events_dropped.inc()
+        return
+    gateway.record(event)

@@ -1,41 +1,76 @@
-"""ScanPages: hold an allowed HTML, plain-text or JSON page up to its group's `page_scan`
-size, score its text with the keyword library, and replace it whole with the block page when
-the score reaches the group's `keyword_threshold`.
+"""ScanPages: score the text of allowed HTML, plain-text and JSON pages, and of server-sent event
+streams (AI chat answers), with the keyword library, at the group's `keyword_threshold`.
 
-Decided at `responseheaders` (scan or not: mitmproxy buffers a response unless `stream` is
-set), scanned at `response`. Not yet (a later part of #16): pages sent as a stream (server-sent
-events, AI chat output) and pages larger than the cap are passed through unscanned and counted in
-`schoolgate_pages_unscanned_total{reason}`.
+Two roads, decided at `responseheaders`:
+
+- **Held** (a page up to its group's `page_scan.max_bytes`, or of undeclared length): mitmproxy
+  buffers the body, `response` scores it whole, and a page at the threshold is replaced whole by
+  the block page (403).
+- **Streamed** (server-sent events, whatever their size; a page whose declared length is over the
+  cap): the body is decoded (gzip, deflate, br, zstd) and scanned as it flows, each piece before
+  it is sent, so allowed text waits for nothing but its own scan. The piece that takes the
+  running score to the threshold is not sent: a notice takes its place (in a chat answer, in the
+  answer's own JSON), the rest of the stream is dropped, and the event is recorded at once. A
+  streamed body reaches the browser decoded (its `Content-Encoding` removed): the gateway must be
+  able to write the notice into it, and the link to the browser is the school's own network.
 """
 
 from __future__ import annotations
 
+import codecs
+import html
+import logging
 import time
-import zlib
+from collections.abc import Iterator
 
-import brotli  # type: ignore[import-untyped]
 from mitmproxy import http
-from mitmproxy.net.encoding import zstd  # the stdlib's (3.14) or its backport, as mitmproxy
-from mitmproxy.net.http.headers import infer_content_encoding
 
-from ...classify.pages import page_findings, page_text, scanned_type, top_phrases
-from ...policy import ALLOW, BLOCK
+from ...classify.library import Flag
+from ...classify.pages import (
+    PageStream,
+    StreamText,
+    event_notice,
+    page_findings,
+    page_text,
+    ready_part,
+    scanned_type,
+    stream_media,
+    top_phrases,
+)
+from ...policy import ALLOW, BLOCK, Policy, Verdict
+from ..bodies import StreamDecoder, UndecodableError, charset_of, decode_body, text_of
 from ..decision import Decision
 from ..service import Gateway
 from . import decision_of, fail_closed, serve_verdict
+from .metrics import count_page
+from .record import record_page
 
-__all__ = ["ScanPages", "UndecodableError", "decode_body"]
+__all__ = ["ScanPages"]
+
+log = logging.getLogger("schoolgate.scan")
+
+_STREAMING = "Streaming response from "
 
 
-class UndecodableError(ValueError):
-    """The body's content encoding is one no browser reads, or the body is corrupt: a browser
-    shows nothing of it either, so it passes unscanned (and counted)."""
+class _QuietStreams(logging.Filter):
+    """mitmproxy logs "Streaming response from <host>" for every streamed response: a line per
+    chat answer naming the site a pupil used. The event store is the record of browsing, kept
+    and purged by the retention rules; the log is not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_STREAMING)
 
 
 class ScanPages:
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
         self.metrics = gateway.metrics
+        self._quiet = _QuietStreams()
+        # mitmproxy's HTTP layer logs through the connection handler's logger.
+        logging.getLogger("mitmproxy.proxy.server").addFilter(self._quiet)
+
+    def done(self) -> None:
+        logging.getLogger("mitmproxy.proxy.server").removeFilter(self._quiet)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         d = decision_of(flow)
@@ -44,25 +79,25 @@ class ScanPages:
         try:
             response = flow.response
             cap = _cap(d)
-            if cap <= 0 or d.rules.classifier.library is None or _media(response) is None:
+            if cap <= 0 or d.rules.classifier.library is None:
+                return
+            streamed = stream_media(response.headers.get("content-type"))
+            media = streamed or _media(response)
+            if media is None:
                 return
             if response.stream:
-                # mitmproxy's own `stream_large_bodies` (unset by Schoolgate) or another addon
-                # streams it: it cannot be held.
+                # Another addon streams it already: it cannot be held or scanned.
                 self.metrics.pages_unscanned.labels("too_large").inc()
                 return
             declared = _content_length(response)
-            if declared is not None and declared > cap:
-                # Not held: sent on as it arrives, unscanned (a later part of #16 scans streams).
-                response.stream = True
-                self.metrics.pages_unscanned.labels("too_large").inc()
+            if streamed is not None or (declared is not None and declared > cap):
+                self._stream(flow, d, media)
                 return
-            # Held: mitmproxy buffers the whole body (chunked or not) for `response`. A chunked
-            # body that grows past the cap is still buffered whole, as mitmproxy buffers every
-            # response Schoolgate does not stream (its only per-flow
-            # alternative, `stream` set now, sends the headers at once, so the page could no
-            # longer be replaced; its `stream_large_bodies` is global and would also stream
-            # request bodies past Enforce's body check), and passed unscanned at `response`.
+            # Held: mitmproxy buffers the whole body (chunked or not) for `response`. A body of
+            # undeclared length cannot be streamed once it grows past the cap: mitmproxy's only
+            # per-flow way to stream, `stream` set now, sends the headers at once, so a page
+            # within the cap could no longer be replaced whole with a 403. It is scanned whole
+            # at `response`, as far as `_HELD_SCAN` reaches.
             d.scan = True
         except Exception as e:  # noqa: BLE001 - fail closed on anything
             self._failed(flow, d, e)
@@ -77,6 +112,8 @@ class ScanPages:
         except Exception as e:  # noqa: BLE001 - fail closed: never pass an unscanned page
             self._failed(flow, d, e)
 
+    # -- held pages -------------------------------------------------------------------------
+
     def _scan(self, flow: http.HTTPFlow, d: Decision) -> None:
         started = time.perf_counter()
         response = flow.response
@@ -84,35 +121,99 @@ class ScanPages:
         media = _media(response) if response is not None else None
         if response is None or media is None or library is None or d.verdict is None:
             return
-        cap = _cap(d)
         raw = response.raw_content
         if raw == b"":
             return  # nothing to read: a redirect, a 204, a 304
-        if raw is None or len(raw) > cap:
+        cap = _cap(d)
+        if raw is None:  # streamed after all: nothing held to read
             self.metrics.pages_unscanned.labels("too_large").inc()
             return
+        content_type = response.headers.get("content-type", "text/html")
+        coding = response.headers.get("content-encoding")
         try:
-            # The cap holds once decoded too: it bounds the time the scan takes (about 10 ms
-            # per 100 KB of HTML), and a decompression bomb is never expanded.
-            body = decode_body(raw, response.headers.get("content-encoding"), cap)
+            # The cap holds once decoded too: it bounds the time the scan takes, and a
+            # decompression bomb is never expanded.
+            body = decode_body(raw, coding, cap) if len(raw) <= cap else None
+            if body is not None:
+                flags = page_findings(library, page_text(text_of(body, content_type), media))
+            else:
+                # Of undeclared length and over the cap, but all here already: scanned in
+                # pieces as a stream is, and still replaced whole.
+                flags = self._scan_in_pieces(d, raw, coding, content_type, media)
         except UndecodableError:
             self.metrics.pages_unscanned.labels("undecodable").inc()
             return
-        if body is None:
-            self.metrics.pages_unscanned.labels("too_large").inc()
-            return
-        text = page_text(_text(body, response.headers.get("content-type", "text/html")), media)
-        flags = page_findings(library, text)
-        page = d.rules.policy.page_verdict(d.verdict, flags, top_phrases(flags))
-        if page is None:
-            outcome = "flagged" if flags else "clean"
-        else:
-            d.page = page
-            outcome = "blocked" if page.action == BLOCK else "flagged"
-            if page.action == BLOCK:
-                serve_verdict(flow, d.rules, page)
+        verdict = d.rules.policy.page_verdict(d.verdict, flags, top_phrases(flags))
+        outcome = "flagged" if flags else "clean"
+        if verdict is not None:
+            d.page = verdict
+            outcome = "blocked" if verdict.action == BLOCK else "flagged"
+            if verdict.action == BLOCK:
+                serve_verdict(flow, d.rules, verdict)
         self.metrics.pages_scanned.labels(outcome).inc()
         self.metrics.page_scan_seconds.observe(time.perf_counter() - started)
+
+    def _scan_in_pieces(self, d: Decision, raw: bytes, coding: str | None,
+                        content_type: str, media: str) -> tuple[Flag, ...]:
+        """The flags of a held body over the cap, scanned as a stream is (`PageStream`) up to
+        `_HELD_SCAN` decoded bytes, stopping once they reach the threshold. Raises
+        `UndecodableError` only when it is corrupt before anything was flagged."""
+        library = d.rules.classifier.library
+        verdict = d.verdict
+        if library is None or verdict is None:
+            return ()
+        findings = PageStream(library)
+        reader = StreamText(media)
+        chars: codecs.IncrementalDecoder | None = None
+        held = b""
+        seen = 0
+        decoder = StreamDecoder(coding)
+        try:
+            for piece in _then(decoder.feed(raw), decoder.end()):
+                if chars is None:
+                    chars = codecs.getincrementaldecoder(
+                        charset_of(content_type, piece))(errors="replace")
+                held += piece
+                seen += len(piece)
+                final = seen >= _HELD_SCAN
+                cut = ready_part(held, media, final)
+                text, held = chars.decode(held[:cut]), held[cut:]
+                if findings.feed(reader.feed(text), complete=media != "text/event-stream"):
+                    page = d.rules.policy.page_verdict(verdict, findings.flags, ())
+                    if page is not None and page.action == BLOCK:
+                        return findings.flags
+                if final:
+                    held = b""
+                    break
+        except UndecodableError:
+            if not findings.flags:
+                raise
+        if chars is not None and held:
+            findings.feed(reader.feed(chars.decode(held, final=True)))
+        findings.end()
+        return findings.flags
+
+    # -- streamed pages ---------------------------------------------------------------------
+
+    def _stream(self, flow: http.HTTPFlow, d: Decision, media: str) -> None:
+        response = flow.response
+        assert response is not None  # noqa: S101 - checked by responseheaders
+        try:
+            decoder = StreamDecoder(response.headers.get("content-encoding"))
+        except UndecodableError:
+            response.stream = True  # no browser reads it either: sent as it is, counted
+            self.metrics.pages_unscanned.labels("undecodable").inc()
+            return
+        if not decoder.identity:
+            # Sent decoded: the notice is written into the body (see the module's docstring).
+            del response.headers["content-encoding"]
+        if "content-length" in response.headers:
+            del response.headers["content-length"]
+            if not (response.is_http2 or response.is_http3):
+                response.headers["transfer-encoding"] = "chunked"
+        response.headers["cache-control"] = "no-store"  # a cut copy must never be cached
+        response.stream = _Stream(self, flow, d, media, decoder)
+        self.metrics.streams_scanned.inc()
 
     def _failed(self, flow: http.HTTPFlow, d: Decision, e: BaseException) -> None:
         fail_closed(self.gateway, flow, "scan", e)
@@ -120,62 +221,152 @@ class ScanPages:
         d.page = d.verdict
 
 
-def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes | None:
-    """`raw` with its content encodings undone (`gzip`, `deflate`, `br`, `zstd`, in the order
-    the header lists them), or None when it decodes to more than `limit` bytes: decoded in
-    bounded steps, so a small compressed body can never expand in memory without end, as
-    mitmproxy's own decoding would. Raises `UndecodableError`."""
-    body = raw
-    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
-    for coding in reversed(codings):
-        if coding == "identity":
-            continue
+_HELD_SCAN = 8 * 1024 * 1024
+"""How much of a held body of undeclared length, over the cap, is scanned (decoded bytes): it is
+in memory already (mitmproxy held it), but its scan runs on the worker's event loop, about 45 ms
+per megabyte; the largest cap a group may set."""
+
+
+def _then(first: Iterator[bytes], second: Iterator[bytes]) -> Iterator[bytes]:
+    yield from first
+    yield from second
+
+
+class _Stream:
+    """mitmproxy's `response.stream` for one scanned stream: called with each chunk as it
+    arrives (b"" at the end), returns what to send on."""
+
+    def __init__(self, scan: ScanPages, flow: http.HTTPFlow, d: Decision, media: str,
+                 decoder: StreamDecoder) -> None:
+        library = d.rules.classifier.library
+        assert library is not None  # noqa: S101 - checked by responseheaders
+        self.scan = scan
+        self.flow = flow
+        self.d = d
+        self.media = media
+        self.decoder = decoder
+        self.findings = PageStream(library)
+        self.reader = StreamText(media)
+        self.chars: codecs.IncrementalDecoder | None = None
+        self.held = b""
+        self.waiting: list[bytes] = []
+        """A piece held back until the next says whether its last word is over."""
+        self.cut = False
+        self.seconds = 0.0
+        self.content_type = flow.response.headers.get("content-type", "") if flow.response \
+            else ""
+
+    def __call__(self, data: bytes) -> bytes | list[bytes]:
+        if self.cut:
+            return b""  # the rest of a cut stream is dropped
+        started = time.perf_counter()
+        final = data == b""
         try:
-            if coding in ("gzip", "x-gzip", "deflate"):
-                # 47: gzip or zlib headers detected; a raw deflate stream (some servers send
-                # one as `deflate`) needs -15.
-                try:
-                    body = _inflate(body, 47, limit)
-                except zlib.error:
-                    body = _inflate(body, -15, limit)
-            elif coding == "br":
-                out = brotli.Decompressor()
-                body = out.process(body, output_buffer_limit=limit + 1)
-                if len(body) <= limit and not out.is_finished():
-                    raise UndecodableError("a brotli body that ends early")
-            elif coding == "zstd":
-                z = zstd.ZstdDecompressor()
-                body = z.decompress(body, max_length=limit + 1)
-            else:
-                raise UndecodableError(f"unknown content encoding {coding!r}")
-        except (zlib.error, brotli.error, zstd.ZstdError, EOFError) as e:
-            raise UndecodableError(f"{coding}: {e}") from None
-        if len(body) > limit:
-            return None
-    return body
+            out = self._pieces(data, final)
+        except Exception as e:  # noqa: BLE001 - fail closed: cut, never pass it unscanned
+            self.scan.gateway.fail_closed("scan", e)
+            out = self._cut(None)
+        self.seconds += time.perf_counter() - started
+        if final and not self.cut:
+            self._finish()
+        return out
 
+    def _pieces(self, data: bytes, final: bool) -> list[bytes]:
+        out: list[bytes] = []
+        try:
+            pieces = _then(self.decoder.feed(data), self.decoder.end()) if final \
+                else self.decoder.feed(data)
+            for piece in pieces:
+                self.held += piece
+                if (sent := self._ready(final=False)) is None:
+                    return [*out, *self._cut(self.d.page)]
+                out += sent
+        except UndecodableError:
+            # Corrupt on the way: what was scanned is sent; the rest no browser could read.
+            self.scan.metrics.pages_unscanned.labels("undecodable").inc()
+            return [*out, *self._cut(None, undecodable=True)]
+        if final:
+            if (sent := self._ready(final=True)) is None:
+                return [*out, *self._cut(self.d.page)]
+            out += sent
+        return out
 
-def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    z = zlib.decompressobj(wbits)
-    return z.decompress(data, limit + 1)
+    def _ready(self, final: bool) -> list[bytes] | None:
+        """Scan what can be scanned of the held bytes; what to send, or None when the score
+        reached the threshold (the held bytes are then never sent)."""
+        cut = ready_part(self.held, self.media, final)
+        if cut == 0:
+            return []
+        ready, self.held = self.held[:cut], self.held[cut:]
+        if self.chars is None:
+            self.chars = codecs.getincrementaldecoder(
+                charset_of(self.content_type, ready))(errors="replace")
+        self.hidden_before = self.reader.hidden
+        text = self.chars.decode(ready, final=final)
+        new = self.findings.feed(self.reader.feed(text),
+                                 complete=self.media != "text/event-stream")
+        if final:
+            new = self.findings.end() or new
+        d = self.d
+        assert d.verdict is not None  # noqa: S101 - an allowed flow has one
+        if new:
+            flags = self.findings.flags
+            d.page = d.rules.policy.page_verdict(d.verdict, flags, top_phrases(flags))
+            if d.page is not None and d.page.action == BLOCK:
+                return None  # neither this piece nor one held back is sent
+        sent, self.waiting = [*self.waiting, ready], []
+        if not final and self.media == "text/event-stream":
+            # A chat answer's last word may not be over ("mother" + "fucker", or "ass" +
+            # "essment"). If its ending here would cross the threshold, this piece waits for
+            # the next, which says which: held back one piece at most, never more.
+            flags = self.findings.if_ended()
+            if len(flags) > len(self.findings.flags):
+                page = d.rules.policy.page_verdict(d.verdict, flags, ())
+                if page is not None and page.action == BLOCK:
+                    self.waiting = [sent.pop()]
+        return sent
 
+    def _cut(self, verdict: Verdict | None, undecodable: bool = False) -> list[bytes]:
+        """Stop the stream: the notice in place of the offending piece, the event recorded now
+        (the `response` hook comes only when the server ends the stream)."""
+        self.cut = True
+        d = self.d
+        scan = self.scan
+        if verdict is None and not undecodable and d.verdict is not None:
+            # A failure: the rest is not sent unscanned; recorded as the filtering error it is.
+            d.page = Policy.failed(d.verdict.group, "scan")
+            record_page(scan.gateway, self.flow)
+            count_page(scan.metrics, self.flow)
+            return []
+        if verdict is not None and verdict.action == BLOCK:
+            scan.metrics.pages_scanned.labels("blocked").inc()
+            scan.metrics.streams_cut.inc()
+            record_page(scan.gateway, self.flow)
+            count_page(scan.metrics, self.flow)
+            log.info("cut a streamed page (%s, reference %s)", verdict.theme, verdict.reference)
+            return [self._notice(verdict)]
+        return []
 
-def _text(body: bytes, content_type: str) -> str:
-    """The body as text, in the charset the header (or an HTML `<meta>`) names, as mitmproxy's
-    `get_text` reads it; what does not decode is replaced, never an error."""
-    charset = infer_content_encoding(content_type, body)
-    # As browsers do (WHATWG Encoding): a page labelled Latin-1 or ASCII is read as
-    # windows-1252, whose curly quotes and dashes Latin-1 leaves as control characters.
-    if charset.lower().replace("_", "-") in _WINDOWS_1252:
-        charset = "cp1252"
-    try:
-        return body.decode(charset, "replace")
-    except LookupError:  # a charset Python does not know
-        return body.decode("utf-8", "replace")
+    def _notice(self, verdict: Verdict) -> bytes:
+        text = self.d.rules.block_page.notice(verdict)
+        if self.media == "text/event-stream":
+            return event_notice(self.reader.template, text, self.reader.done)
+        # Plain ASCII (entities in HTML): the page's own charset may not be UTF-8.
+        if self.media in ("text/html", "application/xhtml+xml"):
+            close = f"</{self.hidden_before}>" if self.hidden_before else ""
+            return (f"{close}<div role=\"alert\" style=\"margin:1em;padding:1em;border:3px solid "
+                    f"#b3261e;font:16px/1.4 system-ui,sans-serif;color:#000;background:#fff\">"
+                    f"{html.escape(text)}</div>").encode("ascii", "xmlcharrefreplace")
+        return f"\n\n[{text}]\n".encode("ascii", "replace")
 
+    def _finish(self) -> None:
+        """The server ended an uncut stream: its outcome counted; its verdict (a flagged
+        allow, or none) is recorded at `response`, which follows."""
+        outcome = "flagged" if self.findings.flags else "clean"
+        self.scan.metrics.pages_scanned.labels(outcome).inc()
+        self.scan.metrics.page_scan_seconds.observe(self.seconds)
 
-_WINDOWS_1252 = frozenset({"iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1", "ascii",
-                           "us-ascii", "windows-1252", "cp1252"})
+    hidden_before: str | None = None
 
 
 def _allowed(d: Decision) -> bool:
