@@ -82,6 +82,9 @@ class Mix:
     per_tunnel: int = 1
     blocked_every: int = 0
     html: bool = False
+    unique: bool = False
+    """Each page differs from every other (nginx SSI writes the request's id into it), so no
+    scan's findings can come from Schoolgate's cache."""
     selective: bool = False
 
 
@@ -89,6 +92,8 @@ MIXES = [
     Mix("http", "plain HTTP, allowed"),
     Mix("http-blocked", "plain HTTP, 10 % blocked", blocked_every=10),
     Mix("http-html", "plain HTTP, 50 KB HTML pages", html=True),
+    Mix("http-html-unique", "plain HTTP, 50 KB HTML pages, each different", html=True,
+        unique=True),
     Mix("https-1", "HTTPS intercepted, 1 req/conn", https=True, per_tunnel=1),
     Mix("https-10", "HTTPS intercepted, 10 req/conn", https=True, per_tunnel=10),
     Mix("sel-1", "HTTPS selective (30 % decrypted), 1 req/conn", https=True, per_tunnel=1,
@@ -179,6 +184,11 @@ def make_data(tmp: Path, domains: int, http_hosts: int, https_hosts: int) -> Dat
         i += 1
     (www / "page.html").write_text(
         "<!doctype html><html><head><title>Bench page</title></head><body>\n"
+        + "".join(para) + "</body></html>\n")
+    # The same page with the request's id in its text: every response differs.
+    (www / "unique.html").write_text(
+        "<!doctype html><html><head><title>Bench page</title></head><body>\n"
+        "<p>Page <!--# echo var=\"request_id\" --></p>\n"
         + "".join(para) + "</body></html>\n")
     ca, cert, key = _origin_pki(d)
     return Data(d, category_list, d / "blocked-hosts.txt", d / "http-hosts.txt",
@@ -378,6 +388,8 @@ class Target:
     ca: Path | None = None          # the CA the HTTPS client must trust (interception)
     proc: subprocess.Popen | None = None
     rss_note: str = ""
+    workers: int = 1
+    page_scan: bool = True          # Schoolgate: page scanning on (the default) or off
 
 
 class Bench:
@@ -442,6 +454,7 @@ http {{
         root {d.www};
         location /a/ {{ try_files /small.bin =404; }}
         location /page/ {{ try_files /page.html =404; }}
+        location /unique/ {{ ssi on; try_files /unique.html =404; }}
     }}
 }}
 """)
@@ -472,7 +485,7 @@ http {{
             raise RuntimeError(f"the bench's Schoolgate config does not load:\n{r.stderr}")
         return workers, loads(True).returncode == 0
 
-    def schoolgate_config(self, where: Path, *, selective: bool) -> Path:
+    def schoolgate_config(self, where: Path, *, selective: bool, page_scan: bool = True) -> Path:
         d = self.data
         categories = {
             "gambling": {"title": "Gambling (synthetic 1M-domain list)",
@@ -502,11 +515,13 @@ http {{
             "keywords": {"library": str(KEYWORDS)},
             "groups": {"pupils": {"title": "Pupils", "subnets": ["127.0.0.0/8"],
                                   "blocked_categories": blocked,
-                                  "https": "selective" if selective else "decrypt"}},
+                                  "https": "selective" if selective else "decrypt",
+                                  **({} if page_scan else {"page_scan": "off"})}},
             "default_group": "pupils",
         }
         where.mkdir(parents=True, exist_ok=True)
-        path = where / f"schoolgate{'-selective' if selective else ''}.yaml"
+        path = where / (f"schoolgate{'-selective' if selective else ''}"
+                        f"{'' if page_scan else '-noscan'}.yaml")
         path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
         return path
 
@@ -538,7 +553,14 @@ http {{
                     return None
                 name = "schoolgate" if w == 1 else f"schoolgate-w{w}"
                 out.append(Target(name, f"Schoolgate, full filtering, {w} worker(s)",
-                                  PORTS["schoolgate"], sg_supports))
+                                  PORTS["schoolgate"], sg_supports, workers=w))
+        if "schoolgate-noscan" in wanted:
+            # The same with page scanning off: the page scan's cost, scanning on against off
+            # in the same run (#16). Only the HTML mixes have pages to scan.
+            out.append(Target("schoolgate-noscan", "Schoolgate, page scanning off, 1 worker",
+                              PORTS["schoolgate"],
+                              lambda m: None if m.html else "n/a (no pages to scan)",
+                              page_scan=False))
         return out
 
     # -- starting and stopping targets ---------------------------------------------------------
@@ -565,9 +587,10 @@ http {{
             conf = self.e2guardian_config()
             t.proc = self.procs.start(t.name, [TOOLS["e2guardian"], "-N", "-c", str(conf)], log)
         else:
-            workers = 1 if t.name == "schoolgate" else int(t.name.rsplit("w", 1)[1])
+            workers = t.workers
             selective = mix is not None and mix.selective
-            config = self.schoolgate_config(self.tmp / "sg", selective=selective)
+            config = self.schoolgate_config(self.tmp / "sg", selective=selective,
+                                            page_scan=t.page_scan)
             cmd = [str(BIN / "schoolgate"), "run", "--config", str(config),
                    "--listen", f"127.0.0.1:{t.port}", "--metrics", f"127.0.0.1:{PORTS['metrics']}"]
             if self.features.get("workers"):
@@ -695,7 +718,8 @@ http {{
                "-d", f"{max(seconds, 1):.0f}s" if seconds >= 1 else "1s",
                "--timeout", "10s", "-s", str(HERE / "proxy_load.lua"), url, "--",
                str(d.http_hosts), str(d.blocked_hosts) if mix.blocked_every else "-",
-               str(mix.blocked_every), "html" if mix.html else "small"]
+               str(mix.blocked_every),
+               "unique" if mix.unique else "html" if mix.html else "small"]
         out, cpu = _run_measured(cmd, env, seconds + 30)
         m = re.search(r"^BENCH-JSON (\{.*\})$", out, re.M)
         if not m:
@@ -944,6 +968,11 @@ def targets_check(summary: dict[tuple[str, str], dict]) -> list[str]:
         line(f"HTTPS selective, 1 req/conn >= e2guardian plain HTTP: "
              f"{f'{sel:.0f} vs {e2:.0f} req/s' if sel else 'n/a'}",
              None if not sel else sel >= e2)
+    for m in ("http-html", "http-html-unique"):
+        on, off = get("schoolgate", m, "rate"), get("schoolgate-noscan", m, "rate")
+        if on and off:
+            line(f"{m}: page scanning cuts the rate by <= 15 %: {on:.0f} against {off:.0f} "
+                 f"req/s ({on / off - 1:+.1%})", on >= 0.85 * off)
     c_sg, c_mt = get("schoolgate", "https-1", "cpu_us_per_req"), \
         get("mitmdump", "https-1", "cpu_us_per_req")
     if c_sg and c_mt:
@@ -976,7 +1005,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
                    help="Schoolgate worker counts, comma-separated (default 1,2)")
     p.add_argument("--targets", type=lambda s: s.split(","),
-                   default=["direct", "mitmdump", "e2guardian", "schoolgate"])
+                   default=["direct", "mitmdump", "e2guardian", "schoolgate",
+                            "schoolgate-noscan"])
     p.add_argument("--mixes", type=lambda s: s.split(","), default=[m.name for m in MIXES])
     p.add_argument("--ut1", action="store_true",
                    help=f"also give Schoolgate every UT1 category from {UT1} (for the RSS figure)")

@@ -5,7 +5,8 @@
 --   HOSTS_FILE     allowed host names, one a line; requests walk through them in turn
 --   BLOCKED_FILE   host names in a blocked category; every BLOCKED_EVERY-th request goes to one
 --   BLOCKED_EVERY  0 for none (10 gives the 10 % blocked mix)
---   PATH_KIND      "small" (/a/N: 1 KB, application/octet-stream) or "html" (/page/N.html: 50 KB)
+--   PATH_KIND      "small" (/a/N: 1 KB, application/octet-stream), "html" (/page/N.html: 50 KB)
+--                  or "unique" (/unique/N.html: the same 50 KB with the request's id in it)
 -- The requests are built once in init(), so each request costs wrk a table lookup.
 -- With BENCH_COUNT_STATUS=1 in the environment, responses are counted by status (wrk then
 -- hands every response to Lua, which costs it some CPU; only the blocked mix needs it).
@@ -48,6 +49,8 @@ function init(args)
       host = hosts[(a - 1) % #hosts + 1]
       if kind == "html" then
         path = "/page/" .. i .. ".html"
+      elseif kind == "unique" then
+        path = "/unique/" .. i .. ".html"
       else
         path = "/a/" .. i .. "?v=" .. (i % 97)
       end

@@ -15,6 +15,7 @@ import gateway_load  # noqa: E402
 import hook_time  # noqa: E402
 import lossless  # noqa: E402
 import metrics_cost  # noqa: E402
+import page_latency  # noqa: E402
 import page_scan  # noqa: E402
 import phrase_engine  # noqa: E402
 import reload_stall  # noqa: E402
@@ -29,6 +30,7 @@ if __name__ == "__main__":
     hook_time.main([])
     phrase_engine.main([])
     page_scan.main()
+    page_latency.main([])
     reload_stall.main()
     metrics_cost.main()
     gateway_load.main()

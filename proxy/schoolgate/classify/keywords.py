@@ -27,6 +27,7 @@ __all__ = [
     "KeywordSet",
     "Member",
     "MemberHit",
+    "MemberHits",
     "Phrase",
     "Scan",
     "decode_url_text",
@@ -211,20 +212,9 @@ def _words(text: str) -> str:
         spelt_out = _SPELT_OUT_ASCII if s.isascii() else _SPELT_OUT
         s = spelt_out.sub(_join_spelt_out, f" {s} ")[1:-1]
     if _LEET_CHAR.search(s):
-        words = s.split(" ")
-        for i, word in enumerate(words):
-            if word.isalpha() or word.isdigit() or not word.strip(_NUMERALS_CHARS):
-                continue  # all letters, or no letter at all ("2024", "10")
-            if _OTHER_DIGIT.search(word):
-                # Only the runs of leet characters alone are words in disguise: "h264" stays.
-                parts = _NUMERALS.split(word)
-                for j in range(1, len(parts), 2):
-                    if not _OTHER_DIGIT.search(parts[j]):
-                        parts[j] = _unleet(parts[j])
-                words[i] = "".join(parts)
-            elif _LEET_CHAR.search(word):
-                words[i] = _unleet(word)
-        s = " ".join(words)
+        # Only the words with both a letter and a leet character: a page's one "covid19" must
+        # not cost a Python pass over its ten thousand words.
+        s = _deleet_words(s)
         if "@" in s or "$" in s:
             # What is left of "@" and "$" was not leetspeak: a lone "@", or "a$2".
             s = " ".join(s.replace("@", "").replace("$", "").split())
@@ -232,6 +222,39 @@ def _words(text: str) -> str:
         # Last, so that letters made by leetspeak or by joining count too.
         s = " ".join(_unmix(word) for word in s.split(" "))
     return s
+
+
+def _deleet_words(s: str) -> str:
+    """`s` with each word that holds a letter and a leet character read as letters; found from
+    the leet characters outward (a regular expression trying every word start costs a page
+    more than a millisecond)."""
+    out: list[str] = []
+    done = word_end = 0
+    for m in _LEET_CHAR.finditer(s):
+        at = m.start()
+        if at < word_end:
+            continue  # in the word just done
+        start = s.rfind(" ", 0, at) + 1
+        word_end = s.find(" ", at)
+        if word_end == -1:
+            word_end = len(s)
+        word = s[start:word_end]
+        if _HAS_LETTER.search(word):  # "2024" and "10" hold no letter: numbers
+            out += (s[done:start], _deleet(word))
+            done = word_end
+    out.append(s[done:])
+    return "".join(out)
+
+
+def _deleet(word: str) -> str:
+    if _OTHER_DIGIT.search(word):
+        # Only the runs of leet characters alone are words in disguise: "h264" stays.
+        parts = _NUMERALS.split(word)
+        for j in range(1, len(parts), 2):
+            if not _OTHER_DIGIT.search(parts[j]):
+                parts[j] = _unleet(parts[j])
+        return "".join(parts)
+    return _unleet(word)
 
 
 def _unmix(word: str) -> str:
@@ -482,6 +505,71 @@ class MemberHit(NamedTuple):
     """Offsets in the normalised text."""
 
 
+class MemberHits:
+    """The combination members one scan found, placed in the text only when asked."""
+
+    __slots__ = ("_all", "_found", "_runs")
+
+    FEW = 64
+    """Up to this many raw hits (a search term's), every hit is placed at once: placing a few
+    costs less than choosing which to place."""
+
+    def __init__(self, found: list[tuple[int, int, tuple[int, ...], bool, int]],
+                 runs: _Runs | None) -> None:
+        self._found = found
+        """(skeleton offset, how to check, letter counts, plain, member number) per raw hit"""
+        self._runs = runs
+        self._all: tuple[MemberHit, ...] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._found)
+
+    @property
+    def few(self) -> bool:
+        """True when every hit is placed at once (see `FEW`)."""
+        return len(self._found) <= self.FEW
+
+    @property
+    def ids(self) -> frozenset[int]:
+        """The member numbers found: each confirmed by its first hit whose letters agree (a
+        word a page repeats a hundred times is checked once)."""
+        runs = self._runs
+        if runs is None:
+            return frozenset()
+        if self.few:
+            return frozenset(h.member for h in self.hits())
+        confirmed: set[int] = set()
+        for first, rule, counts, plain, target in self._found:
+            if target not in confirmed and runs.span(counts, first, rule, plain) is not None:
+                confirmed.add(target)
+        return frozenset(confirmed)
+
+    def hits(self, wanted: Container[int] | None = None) -> tuple[MemberHit, ...]:
+        """Where each member (of `wanted`, or every one) was found, by position."""
+        runs = self._runs
+        if runs is None:
+            return ()
+        if self.few:
+            if self._all is None:
+                self._all = self._place(runs, None)
+            return self._all if wanted is None else tuple(
+                h for h in self._all if h.member in wanted)
+        return self._place(runs, wanted)
+
+    def _place(self, runs: _Runs, wanted: Container[int] | None) -> tuple[MemberHit, ...]:
+        placed: dict[tuple[int, int, int], None] = {}
+        for first, rule, counts, plain, target in self._found:
+            if wanted is not None and target not in wanted:
+                continue
+            span = runs.span(counts, first, rule, plain)
+            if span is not None:
+                placed[(span[0], span[1], target)] = None
+        return tuple(MemberHit(target, start, end) for start, end, target in sorted(placed))
+
+
+_NO_MEMBERS = MemberHits([], None)
+
+
 class Scan(NamedTuple):
     """Everything one pass of a `KeywordSet` found in a text. (A tuple: one is made for every
     address classified, and a frozen dataclass costs a microsecond to build.)"""
@@ -489,7 +577,10 @@ class Scan(NamedTuple):
     text: str
     """The normalised text (held-down letters capped at three): what the offsets point into."""
     matches: tuple[KeywordMatch, ...]
-    members: tuple[MemberHit, ...]
+    members: MemberHits
+    """The combination members found: `members.ids` which, `members.hits(ids)` where (placed
+    only when asked, so the hundreds of common words a page holds cost little unless a rule
+    they belong to has every group present)."""
     contexts: Container[str]
     """The normalised contexts (exclusions) that occur in the text: `context in scan.contexts`.
     Looked up when asked, not found in the pass: pages are full of context words ("school",
@@ -528,7 +619,8 @@ class KeywordSet:
     reported once for each. Exactly equal phrases are kept once.
     """
 
-    __slots__ = ("_automaton", "_context_forms", "_context_ids", "_contexts", "_exclusions",
+    __slots__ = ("_automaton", "_context_automaton", "_context_forms", "_context_ids",
+                 "_contexts", "_exclusions",
                  "_members", "_phrases")
 
     def __init__(self, phrases: Iterable[Phrase], members: Iterable[Member] = (),
@@ -563,6 +655,20 @@ class KeywordSet:
         self._contexts = tuple(known)
         self._context_ids = known
         self._context_forms = tuple(forms)
+        # Short texts (search terms) look for every context in one pass of their own automaton
+        # the first time one is asked for: a flagged search's phrase may name fifty contexts.
+        context_automaton = None
+        if forms:
+            context_automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY,
+                                                      ahocorasick.KEY_STRING)
+            keyed: dict[str, list[tuple[int, tuple[int, ...], bool]]] = {}
+            for number, context_forms in enumerate(forms):
+                for key, _, counts, plain in context_forms:
+                    keyed.setdefault(key, []).append((number, counts, plain))
+            for key, context_entries in keyed.items():
+                context_automaton.add_word(key, tuple(context_entries))
+            context_automaton.make_automaton()
+        self._context_automaton = context_automaton
         automaton = None
         if table:
             automaton = ahocorasick.Automaton(ahocorasick.STORE_ANY, ahocorasick.KEY_STRING)
@@ -605,26 +711,24 @@ class KeywordSet:
         members found, and the contexts present."""
         automaton = self._automaton
         if automaton is None:
-            return Scan("", (), (), frozenset())
+            return Scan("", (), _NO_MEMBERS, frozenset())
         norm, skeleton, spans = _squeeze(text if normalised else _words(text))
         if not norm:
-            return Scan(norm, (), (), frozenset())
+            return Scan(norm, (), _NO_MEMBERS, frozenset())
         runs = _Runs(spans)
         padded = f" {skeleton} "
         hits: dict[tuple[int, int, int], None] = {}
-        members: dict[tuple[int, int, int], None] = {}
+        members: list[tuple[int, int, tuple[int, ...], bool, int]] = []
         # In the padded text, index i is skeleton index i - 1.
         for end, entries in automaton.iter(padded):
             for kind, target, counts, plain in entries:
                 rule = _CHECK_AS[kind]
-                size = len(counts)
-                first = (end - 2 if rule == _WHOLE_WORD else end - 1) - size + 1
-                span = runs.span(counts, first, rule, plain)
-                if span is None:
-                    continue
+                first = (end - 2 if rule == _WHOLE_WORD else end - 1) - len(counts) + 1
                 if kind >= _MEMBER_WORD:
-                    members[(span[0], span[1], target)] = None
-                else:
+                    members.append((first, rule, counts, plain, target))
+                    continue
+                span = runs.span(counts, first, rule, plain)
+                if span is not None:
                     hits[(span[0], -span[1], target)] = None
         present = _Present(self, padded, runs)
         found: list[KeywordMatch] = []
@@ -637,9 +741,7 @@ class KeywordSet:
                 found.append(
                     KeywordMatch(self._phrases[target], start, end, norm[start:end], suppressed_by)
                 )
-        return Scan(norm, tuple(found),
-                    tuple(MemberHit(target, start, end) for start, end, target in sorted(members))
-                    if members else (),
+        return Scan(norm, tuple(found), MemberHits(members, runs) if members else _NO_MEMBERS,
                     present)
 
     def score(self, text: str, *, normalised: bool = False) -> float:
@@ -691,13 +793,16 @@ def _forms(normalised: str, kind: int) -> list[_Form]:
 class _Present:
     """The contexts present in one scanned text, looked up when first asked (see `Scan`)."""
 
-    __slots__ = ("_known", "_padded", "_runs", "_set", "_words")
+    __slots__ = ("_all", "_known", "_padded", "_runs", "_set", "_words")
 
     def __init__(self, keywords: KeywordSet, padded: str, runs: _Runs) -> None:
         self._set = keywords
         self._padded = padded
         self._runs = runs
+        self._all: set[int] | None = None
+        """A short text's contexts, all found at the first question."""
         self._known: dict[int, bool] = {}
+        """A long text's contexts, each looked for when first asked."""
         self._words: list[str] | None = None
 
     def __contains__(self, context: object) -> bool:
@@ -705,10 +810,30 @@ class _Present:
         return number is not None and self.has(number)
 
     def has(self, number: int) -> bool:
+        if len(self._padded) < _LONG:
+            if self._all is None:
+                self._all = self._find_all()
+            return number in self._all
         known = self._known.get(number)
         if known is None:
             known = self._known[number] = self._find(number)
         return known
+
+    def _find_all(self) -> set[int]:
+        """Every context in a short text, in one pass of the contexts' own automaton."""
+        automaton = self._set._context_automaton
+        found: set[int] = set()
+        if automaton is None:
+            return found
+        runs = self._runs
+        for end, entries in automaton.iter(self._padded):
+            for number, counts, plain in entries:
+                # A context's key is " " + its skeleton: it ends at padded index `end`, so its
+                # letters start at skeleton index end - len(counts).
+                if number not in found and runs.span(counts, end - len(counts), _CONTEXT,
+                                                     plain) is not None:
+                    found.add(number)
+        return found
 
     def _find(self, number: int) -> bool:
         padded, runs = self._padded, self._runs

@@ -313,12 +313,14 @@ class KeywordLibrary:
         and the context that suppresses it (None: it is a flag)."""
         if not scan.members:
             return []
-        # First which rules have every group hit (an int per rule: most hits are common words
-        # of rules that are not), then the hits of those rules only.
+        # First which rules have every group present (an int per rule, from the members found:
+        # most are common words of rules that are not), then the hits of those rules only,
+        # placed in the text.
         uses = self._uses
         masks: dict[int, int] = {}
-        for hit in scan.members:
-            for rule, bit in uses.get(hit.member, ()):
+        present = scan.members.ids
+        for member in present:
+            for rule, bit in uses.get(member, ()):
                 masks[rule] = masks.get(rule, 0) | bit
         complete = self._complete
         ready = {rule for rule, mask in masks.items() if mask == complete[rule]}
@@ -326,7 +328,10 @@ class KeywordLibrary:
             return []
         by_rule: dict[int, list[list[MemberHit]]] = {
             rule: [[] for _ in self.combinations[rule].groups] for rule in ready}
-        for hit in scan.members:
+        # A page's: only the members of ready rules are placed; a search's few, all at once.
+        wanted = None if scan.members.few else {
+            m for m in present if any(rule in ready for rule, _ in uses.get(m, ()))}
+        for hit in scan.members.hits(wanted):
             for rule, bit in uses.get(hit.member, ()):
                 if rule in ready:
                     by_rule[rule][bit.bit_length() - 1].append(hit)

@@ -287,6 +287,15 @@ class GatewayMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
             registry=r,
         )
+        self.page_scan_cache = Counter(
+            "schoolgate_page_scan_cache",
+            "Held pages whose findings came from the worker's cache of pages scanned before "
+            "(hit: the same bytes, the same library) or were scanned (miss).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("hit", "miss"):
+            self.page_scan_cache.labels(result)
         self.streams_scanned = Counter(
             "schoolgate_streams_scanned",
             "Responses scanned as they flow: server-sent events (AI chat answers) and pages "

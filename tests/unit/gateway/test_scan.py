@@ -28,6 +28,7 @@ from schoolgate.classify.pages import page_findings, page_text, scanned_type, to
 from schoolgate.config.loader import load_config
 from schoolgate.events import Event
 from schoolgate.gateway.addons import decision_of
+from schoolgate.gateway.addons.scan import FindingsCache
 from schoolgate.gateway.bodies import UndecodableError, decode_body
 from schoolgate.gateway.bootstrap import ordered
 from schoolgate.gateway.service import Gateway
@@ -474,3 +475,37 @@ def test_decoding_is_bounded():
 def test_undecodable_bodies(raw, coding):
     with pytest.raises(UndecodableError):
         decode_body(raw, coding, 100)
+
+
+def _cache(registry: CollectorRegistry, result: str) -> float | None:
+    return registry.get_sample_value("schoolgate_page_scan_cache_total", {"result": result})
+
+
+def test_a_page_read_again_takes_its_findings_from_the_cache_and_its_verdict_afresh(
+        proxy, registry):
+    assert proxy.fetch("https://rant.example/a", PUPIL, SWEARING).response.status_code == 403
+    assert (_cache(registry, "miss"), _cache(registry, "hit")) == (1, 0)
+    # The same bytes for staff: the cached flags, the staff group's own threshold (20).
+    flow = proxy.fetch("https://rant.example/b", STAFF, SWEARING)
+    assert flow.response.status_code == 200
+    assert (_cache(registry, "miss"), _cache(registry, "hit")) == (1, 1)
+    assert decision_of(flow).page.page_score == 16
+    # Other bytes, or the same bytes labelled another type: scanned.
+    proxy.fetch("https://rant.example/c", PUPIL, SWEARING + " ")
+    proxy.fetch("https://rant.example/d", PUPIL, SWEARING, content_type="text/plain")
+    assert (_cache(registry, "miss"), _cache(registry, "hit")) == (3, 1)
+
+
+def test_a_new_library_empties_the_cache():
+    one, two = object(), object()
+    cache = FindingsCache()
+    cache.clear(one)  # type: ignore[arg-type]
+    key = cache.key(b"page", "text/html", "text/html")
+    cache.put(key, ())
+    assert cache.get(key) == ()
+    cache.clear(two)  # type: ignore[arg-type]
+    assert cache.get(key) is None
+    for i in range(FindingsCache.SIZE + 1):
+        cache.put(cache.key(str(i).encode(), "t", "m"), ())
+    assert cache.get(cache.key(b"0", "t", "m")) is None  # the oldest went first
+    assert cache.get(cache.key(b"1", "t", "m")) == ()
