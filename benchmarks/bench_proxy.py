@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import http.client
 import ipaddress
 import json
 import os
@@ -62,6 +63,7 @@ BIN = Path(sys.executable).parent
 UT1 = ROOT.parent / "shared" / "data" / "ut1"
 KEYWORDS = ROOT / "keywords"
 NA = "n/a (not supported by this build)"
+NO_PAGES = "n/a (no pages to scan)"
 
 DOMAIN = "example-bench.test"
 PORTS = {"mitmdump": 18081, "e2guardian": 18082, "schoolgate": 18080, "metrics": 19464}
@@ -286,6 +288,27 @@ def wait_port(port: int, what: str, proc: subprocess.Popen, log: Path,
     raise RuntimeError(f"{what} did not listen on port {port} in {timeout:.0f} s:\n{_tail(log)}")
 
 
+def wait_serving(port: int, what: str, proc: subprocess.Popen, log: Path,
+                 timeout: float = 60) -> None:
+    """Until a request through the proxy on `port` to the origin is answered 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", f"http://h0.{DOMAIN}/a/1", headers={"Host": f"h0.{DOMAIN}"})
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+            conn.close()
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} listens but answers no request:\n{_tail(log)}")
+        time.sleep(0.1)
+
+
 def _tail(log: Path, n: int = 30) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
@@ -463,6 +486,15 @@ http {{
                                                 str(self.tmp)], log)
         wait_port(443, "nginx", self.nginx, log, timeout=20)
         wait_port(80, "nginx", self.nginx, log, timeout=20)
+        # The unique mix is only a measure of uncached scanning if its pages really differ.
+        pages = set()
+        for _ in range(2):
+            conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+            conn.request("GET", "/unique/1.html", headers={"Host": f"h0.{DOMAIN}"})
+            pages.add(conn.getresponse().read())
+            conn.close()
+        if len(pages) != 2 or any(b"<!--#" in p for p in pages):
+            raise RuntimeError("nginx's SSI did not make each /unique/ page differ")
 
     # -- target support ------------------------------------------------------------------------
 
@@ -559,7 +591,7 @@ http {{
             # in the same run (#16). Only the HTML mixes have pages to scan.
             out.append(Target("schoolgate-noscan", "Schoolgate, page scanning off, 1 worker",
                               PORTS["schoolgate"],
-                              lambda m: None if m.html else "n/a (no pages to scan)",
+                              lambda m: None if m.html else NO_PAGES,
                               page_scan=False))
         return out
 
@@ -606,7 +638,11 @@ http {{
             deadline = time.monotonic() + 20
             while not t.ca.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
-        time.sleep(0.5)  # let start-up work (list loads, first timers) settle
+        # Listening is not serving: a Schoolgate supervisor holds the port while its workers
+        # still load their rules. Ready once a request through it comes back (measured runs
+        # must not start with the workers' start-up in them).
+        wait_serving(t.port, t.name, t.proc, log)
+        time.sleep(0.5)  # let start-up work (first timers) settle
 
     def stop(self, t: Target) -> None:
         if t.proc is not None:

@@ -27,7 +27,8 @@ sys.path.insert(0, str(HARNESS.parent))
 
 import bench_proxy  # noqa: E402
 
-TARGETS = ["direct", "mitmdump", "e2guardian", "schoolgate", "schoolgate-w2"]
+TARGETS = ["direct", "mitmdump", "e2guardian", "schoolgate", "schoolgate-w2",
+           "schoolgate-noscan"]
 CONCURRENCY = 8
 
 
@@ -73,6 +74,11 @@ def test_only_unsupported_features_are_skipped(bench):
         selective = mix.startswith("sel-")
         if target == "schoolgate-w2" and not features["workers"]:
             expect = True
+        elif target == "schoolgate-noscan":
+            expect = not mix.startswith("http-html")  # scanning off: only pages tell
+            if expect:
+                assert cell["skipped"] == bench_proxy.NO_PAGES, (target, mix, cell)
+                continue
         elif target.startswith("schoolgate") and selective and not features["selective"]:
             expect = True
         else:
