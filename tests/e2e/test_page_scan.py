@@ -321,6 +321,20 @@ def test_pages_larger_than_the_cap_are_scanned(env):
     assert "Content-Encoding" not in reply.headers  # decoded as it flowed
 
 
+def test_a_download_is_sent_on_as_it_arrives_never_held_whole(env):
+    """Not a scanned type, of undeclared length: the origin sends each chunk only once the
+    client has received the one before through the gateway, so holding the body would stall
+    it (the origin would give up waiting and say so in `waited_out`)."""
+    chunks = [bytes([i]) * 200_000 for i in range(5)]
+    url, streamed = env.origin.stream(chunks, "application/octet-stream", lockstep=4)
+
+    response, body = read_through(env, PUPILS, url, streamed)
+
+    assert response.status == 200
+    assert streamed.waited_out == []
+    assert body == b"".join(chunks)
+
+
 CHAT_TOKENS = ["Once", " upon", " a", " time", " there", " was", " a", " dragon", ".", " You",
                " mother", "fucker", "!", " Fuck", " off", ".", " The", " end", "."]
 OFFENDING = CHAT_TOKENS.index("fucker")

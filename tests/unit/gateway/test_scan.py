@@ -28,7 +28,7 @@ from schoolgate.classify.pages import page_findings, page_text, scanned_type, to
 from schoolgate.config.loader import load_config
 from schoolgate.events import Event
 from schoolgate.gateway.addons import decision_of
-from schoolgate.gateway.addons.scan import FindingsCache
+from schoolgate.gateway.addons.scan import PASS_HELD, FindingsCache
 from schoolgate.gateway.bodies import UndecodableError, decode_body
 from schoolgate.gateway.bootstrap import ordered
 from schoolgate.gateway.service import Gateway
@@ -266,6 +266,19 @@ def test_other_types_are_not_scanned(proxy, registry, content_type):
     flow = proxy.fetch("https://rant.example/", PUPIL, "motherfucker", content_type)
     assert flow.response.status_code == 200
     assert _scanned(registry, "clean") == _scanned(registry, "blocked") == 0
+
+
+@pytest.mark.parametrize(("client", "content_type", "size", "headers", "streamed"), [
+    (PUPIL, "video/mp4", PASS_HELD + 1, {}, True),  # large: sent on as it comes
+    (PUPIL, "application/zip", 100, {"Transfer-Encoding": "chunked"}, True),  # size unknown
+    (PUPIL, "image/png", PASS_HELD, {}, False),  # small and says so: held, sent at once
+    ("172.16.0.5", "text/html", 100, {"Transfer-Encoding": "chunked"}, True),  # scan off
+])
+def test_bodies_not_scanned_are_never_held_whole_unless_small(proxy, client, content_type,
+                                                             size, headers, streamed):
+    flow = proxy.fetch("https://files.example/", client, b"x" * size, content_type,
+                       headers=headers)
+    assert flow.response.stream is streamed
 
 
 def flowed(flow: http.HTTPFlow, chunks: list[bytes]) -> list[bytes]:

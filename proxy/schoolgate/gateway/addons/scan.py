@@ -1,5 +1,6 @@
 """ScanPages: score the text of allowed HTML, plain-text and JSON pages, and of server-sent event
-streams (AI chat answers), with the keyword library, at the group's `keyword_threshold`.
+streams (AI chat answers), with the keyword library, at the group's `keyword_threshold`; and
+send every other large body on as it arrives (`_pass_through`), never held whole.
 
 Two roads, decided at `responseheaders`:
 
@@ -82,11 +83,10 @@ class ScanPages:
         try:
             response = flow.response
             cap = _cap(d)
-            if cap <= 0 or d.rules.classifier.library is None:
-                return
             streamed = stream_media(response.headers.get("content-type"))
             media = streamed or _media(response)
-            if media is None:
+            if cap <= 0 or d.rules.classifier.library is None or media is None:
+                _pass_through(response)
                 return
             if response.stream:
                 # Another addon streams it already: it cannot be held or scanned.
@@ -426,6 +426,24 @@ class _Stream:
         self.scan.metrics.page_scan_seconds.observe(self.seconds)
 
     hidden_before: str | None = None
+
+
+PASS_HELD = 1024 * 1024
+"""A body that is not scanned is held (mitmproxy's way, whole, then sent) only up to this
+declared length; a larger one, or one of undeclared length, is sent on as it arrives."""
+
+
+def _pass_through(response: http.Response) -> None:
+    """A body that is not scanned: sent on as it arrives unless it is small and says so.
+    Without this, mitmproxy holds every response whole before the browser gets a byte: a
+    500 MB download or a video would sit in a worker's memory, and a long one would seem
+    to hang. Small bodies of declared length stay held: streaming costs a little per
+    response, and they are sent at once anyway."""
+    if response.stream:
+        return
+    declared = _content_length(response)
+    if declared is None or declared > PASS_HELD:
+        response.stream = True
 
 
 def _allowed(d: Decision) -> bool:
