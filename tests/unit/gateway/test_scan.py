@@ -522,3 +522,15 @@ def test_a_new_library_empties_the_cache():
         cache.put(cache.key(str(i).encode(), "t", "m"), ())
     assert cache.get(cache.key(b"0", "t", "m")) is None  # the oldest went first
     assert cache.get(cache.key(b"1", "t", "m")) == ()
+
+
+def test_a_chat_answer_that_ends_on_the_offending_word_is_cut_at_its_end(proxy, registry):
+    # The server stops right after "fucker": the event held back to see whether the word goes
+    # on is never sent, the stream's end says the word is over, and the notice takes its place.
+    parts = [{"choices": [{"delta": {"content": t}}]} for t in ["You", " mother", "fucker"]]
+    events = [f"data: {json.dumps(p)}\n\n".encode() for p in parts]
+    flow = proxy.fetch("https://chat.example/v1/chat", PUPIL, b"", "text/event-stream")
+    sent = flowed(flow, events)
+    assert sent[:2] == events[:2] and sent[2] == b""
+    assert b"stopped this page here" in sent[3] and b"fucker" not in sent[3]
+    assert [e.action for e in proxy.events] == ["allow", "block"]

@@ -182,36 +182,25 @@ class ScanPages:
         verdict = d.verdict
         if library is None or verdict is None:
             return ()
-        findings = PageStream(library)
-        reader = StreamText(media)
-        chars: codecs.IncrementalDecoder | None = None
-        held = b""
-        seen = 0
+        pieces = _Pieces(library, media, content_type)
         decoder = StreamDecoder(coding)
+        seen = 0
         try:
             for piece in _then(decoder.feed(raw), decoder.end()):
-                if chars is None:
-                    chars = codecs.getincrementaldecoder(
-                        charset_of(content_type, piece))(errors="replace")
-                held += piece
+                pieces.held += piece
                 seen += len(piece)
-                final = seen >= _HELD_SCAN
-                cut = ready_part(held, media, final)
-                text, held = chars.decode(held[:cut]), held[cut:]
-                if findings.feed(reader.feed(text), complete=media != "text/event-stream"):
-                    page = d.rules.policy.page_verdict(verdict, findings.flags, ())
-                    if page is not None and page.action == BLOCK:
-                        return findings.flags
-                if final:
-                    held = b""
+                if seen >= _HELD_SCAN:
                     break
+                _, new = pieces.take(final=False)
+                if new:
+                    page = d.rules.policy.page_verdict(verdict, pieces.findings.flags, ())
+                    if page is not None and page.action == BLOCK:
+                        return pieces.findings.flags
         except UndecodableError:
-            if not findings.flags:
+            if not pieces.findings.flags:
                 raise
-        if chars is not None and held:
-            findings.feed(reader.feed(chars.decode(held, final=True)))
-        findings.end()
-        return findings.flags
+        pieces.take(final=True)
+        return pieces.findings.flags
 
     # -- streamed pages ---------------------------------------------------------------------
 
@@ -291,6 +280,40 @@ def _then(first: Iterator[bytes], second: Iterator[bytes]) -> Iterator[bytes]:
     yield from second
 
 
+class _Pieces:
+    """A body read a piece at a time, for a stream and for a held body over the cap alike:
+    decoded bytes are held until they end at a whole tag, event or word (`ready_part`), then
+    read in the body's charset, reduced to text (`StreamText`) and scored (`PageStream`)."""
+
+    def __init__(self, library: KeywordLibrary, media: str, content_type: str) -> None:
+        self.media = media
+        self.content_type = content_type
+        self.findings = PageStream(library)
+        self.reader = StreamText(media)
+        self.held = b""
+        """Decoded bytes not yet read."""
+        self.hidden_before: str | None = None
+        """The hidden element (`script`...) the bytes before the last ones read ended inside."""
+        self._chars: codecs.IncrementalDecoder | None = None
+
+    def take(self, final: bool) -> tuple[bytes, bool]:
+        """Read what is ready of the held bytes (all of them when `final`): those bytes, and
+        whether they brought a phrase not seen before."""
+        cut = ready_part(self.held, self.media, final)
+        ready, self.held = self.held[:cut], self.held[cut:]
+        new = False
+        if ready:
+            if self._chars is None:
+                self._chars = codecs.getincrementaldecoder(
+                    charset_of(self.content_type, ready))(errors="replace")
+            self.hidden_before = self.reader.hidden
+            new = self.findings.feed(self.reader.feed(self._chars.decode(ready, final=final)),
+                                     complete=self.media != "text/event-stream")
+        if final:
+            new = self.findings.end() or new
+        return ready, new
+
+
 class _Stream:
     """mitmproxy's `response.stream` for one scanned stream: called with each chunk as it
     arrives (b"" at the end), returns what to send on."""
@@ -304,16 +327,12 @@ class _Stream:
         self.d = d
         self.media = media
         self.decoder = decoder
-        self.findings = PageStream(library)
-        self.reader = StreamText(media)
-        self.chars: codecs.IncrementalDecoder | None = None
-        self.held = b""
+        self.pieces = _Pieces(library, media, flow.response.headers.get("content-type", "")
+                              if flow.response else "")
         self.waiting: list[bytes] = []
         """A piece held back until the next says whether its last word is over."""
         self.cut = False
         self.seconds = 0.0
-        self.content_type = flow.response.headers.get("content-type", "") if flow.response \
-            else ""
 
     def __call__(self, data: bytes) -> bytes | list[bytes]:
         if self.cut:
@@ -336,7 +355,7 @@ class _Stream:
             pieces = _then(self.decoder.feed(data), self.decoder.end()) if final \
                 else self.decoder.feed(data)
             for piece in pieces:
-                self.held += piece
+                self.pieces.held += piece
                 if (sent := self._ready(final=False)) is None:
                     return [*out, *self._cut(self.d.page)]
                 out += sent
@@ -353,33 +372,24 @@ class _Stream:
     def _ready(self, final: bool) -> list[bytes] | None:
         """Scan what can be scanned of the held bytes; what to send, or None when the score
         reached the threshold (the held bytes are then never sent)."""
-        cut = ready_part(self.held, self.media, final)
-        if cut == 0:
+        ready, new = self.pieces.take(final)
+        if not ready and not final:
             return []
-        ready, self.held = self.held[:cut], self.held[cut:]
-        if self.chars is None:
-            self.chars = codecs.getincrementaldecoder(
-                charset_of(self.content_type, ready))(errors="replace")
-        self.hidden_before = self.reader.hidden
-        text = self.chars.decode(ready, final=final)
-        new = self.findings.feed(self.reader.feed(text),
-                                 complete=self.media != "text/event-stream")
-        if final:
-            new = self.findings.end() or new
         d = self.d
         assert d.verdict is not None  # noqa: S101 - an allowed flow has one
+        findings = self.pieces.findings
         if new:
-            flags = self.findings.flags
+            flags = findings.flags
             d.page = d.rules.policy.page_verdict(d.verdict, flags, top_phrases(flags))
             if d.page is not None and d.page.action == BLOCK:
                 return None  # neither this piece nor one held back is sent
-        sent, self.waiting = [*self.waiting, ready], []
-        if not final and self.media == "text/event-stream":
+        sent, self.waiting = [*self.waiting, *([ready] if ready else [])], []
+        if ready and not final and self.media == "text/event-stream":
             # A chat answer's last word may not be over ("mother" + "fucker", or "ass" +
             # "essment"). If its ending here would cross the threshold, this piece waits for
             # the next, which says which: held back one piece at most, never more.
-            flags = self.findings.if_ended()
-            if len(flags) > len(self.findings.flags):
+            flags = findings.if_ended()
+            if len(flags) > len(findings.flags):
                 page = d.rules.policy.page_verdict(d.verdict, flags, ())
                 if page is not None and page.action == BLOCK:
                     self.waiting = [sent.pop()]
@@ -409,10 +419,11 @@ class _Stream:
     def _notice(self, verdict: Verdict) -> bytes:
         text = self.d.rules.block_page.notice(verdict)
         if self.media == "text/event-stream":
-            return event_notice(self.reader.template, text, self.reader.done)
+            return event_notice(self.pieces.reader.template, text, self.pieces.reader.done)
         # Plain ASCII (entities in HTML): the page's own charset may not be UTF-8.
         if self.media in ("text/html", "application/xhtml+xml"):
-            close = f"</{self.hidden_before}>" if self.hidden_before else ""
+            hidden = self.pieces.hidden_before
+            close = f"</{hidden}>" if hidden else ""
             return (f"{close}<div role=\"alert\" style=\"margin:1em;padding:1em;border:3px solid "
                     f"#b3261e;font:16px/1.4 system-ui,sans-serif;color:#000;background:#fff\">"
                     f"{html.escape(text)}</div>").encode("ascii", "xmlcharrefreplace")
@@ -421,11 +432,9 @@ class _Stream:
     def _finish(self) -> None:
         """The server ended an uncut stream: its outcome counted; its verdict (a flagged
         allow, or none) is recorded at `response`, which follows."""
-        outcome = "flagged" if self.findings.flags else "clean"
+        outcome = "flagged" if self.pieces.findings.flags else "clean"
         self.scan.metrics.pages_scanned.labels(outcome).inc()
         self.scan.metrics.page_scan_seconds.observe(self.seconds)
-
-    hidden_before: str | None = None
 
 
 PASS_HELD = 1024 * 1024
